@@ -1,0 +1,221 @@
+//! The Prometheus text exposition format 0.0.4: parsing, validation and encoding.
+//!
+//! Applications push text in this format; [`parse`] turns it into an [`Exposition`] once,
+//! checking everything a scraper built on Go's `expfmt` parser would later choke on
+//! (duplicate HELP/TYPE lines, TYPE after samples, duplicate series, clashes between a
+//! family's derived sample names and another family). Samples of one family need not be
+//! contiguous in the input: they are regrouped, so the encoder can emit every family
+//! exactly once.
+//!
+//! The encoder ([`encode_header`], [`encode_sample`], [`encode`]) escapes label values
+//! and HELP text itself and can inject extra labels (such as `app="x"`) while writing.
+//!
+//! This module does no IO and knows nothing of the async runtime: it works on `&str`
+//! and `Vec<u8>` only, so the push path and tests drive the same pure functions.
+
+#![forbid(unsafe_code)]
+
+mod encode;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use encode::{
+    encode, encode_header, encode_sample, escape_help, escape_label_value, format_value, series_key,
+};
+pub use parse::parse;
+
+/// The type of a metric family, as declared by its `# TYPE` line.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum MetricType {
+    /// A monotonically increasing value.
+    Counter,
+    /// A value that can go up and down.
+    Gauge,
+    /// Buckets (`_bucket` with `le`), `_sum` and `_count`.
+    Histogram,
+    /// Quantiles (the bare name with `quantile`), `_sum` and `_count`.
+    Summary,
+    /// No TYPE line, or `# TYPE name untyped`.
+    Untyped,
+}
+
+impl MetricType {
+    /// The keyword used for this type in a `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Summary => "summary",
+            MetricType::Untyped => "untyped",
+        }
+    }
+
+    /// Sample names a family of this type reserves: histogram `foo` reserves `foo_bucket`,
+    /// `foo_sum` and `foo_count`; summary `foo` reserves `foo`, `foo_sum` and `foo_count`;
+    /// every other type reserves just `foo`.
+    ///
+    /// Two families whose reserved names overlap cannot share one exposition: a scraper
+    /// would attribute the shared sample name to the wrong family.
+    pub fn reserved_names(self, family: &str) -> Vec<String> {
+        self.suffixes()
+            .iter()
+            .map(|suffix| format!("{family}{suffix}"))
+            .collect()
+    }
+
+    /// Suffixes appended to the family name to form the sample names it reserves.
+    fn suffixes(self) -> &'static [&'static str] {
+        match self {
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            MetricType::Summary => &["", "_sum", "_count"],
+            MetricType::Counter | MetricType::Gauge | MetricType::Untyped => &[""],
+        }
+    }
+
+    /// Parses a `# TYPE` keyword; only the lowercase spellings are accepted.
+    fn from_keyword(s: &str) -> Option<MetricType> {
+        Some(match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "summary" => MetricType::Summary,
+            "untyped" => MetricType::Untyped,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed, validated exposition: families in order of first appearance.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Exposition {
+    /// Every family once, each holding all of its samples.
+    pub families: Vec<Family>,
+}
+
+/// One metric family: its metadata and all of its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// The family name, as written in HELP/TYPE lines (without derived suffixes).
+    pub name: String,
+    /// The HELP text, unescaped; `None` when the input had no HELP line for it.
+    pub help: Option<String>,
+    /// The declared type; [`MetricType::Untyped`] without a TYPE line.
+    pub typ: MetricType,
+    /// The family's samples in input order (possibly empty).
+    pub samples: Vec<Sample>,
+}
+
+/// One sample line.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The full sample name, e.g. `foo_bucket` for histogram `foo`.
+    pub name: String,
+    /// Labels with unescaped values, in input order; names are unique.
+    pub labels: Vec<(String, String)>,
+    /// The parsed value.
+    pub value: f64,
+    /// Canonical text to re-emit: the input token when it was a plain finite number
+    /// (so `123.0` stays `123.0`), else `+Inf`, `-Inf` or `NaN`.
+    pub value_text: String,
+    /// The timestamp in milliseconds, passed through as given.
+    pub timestamp: Option<i64>,
+}
+
+/// Samples compare equal when they would encode the same: a NaN value equals NaN, so
+/// that an exposition containing `NaN` compares equal to its own re-parse.
+impl PartialEq for Sample {
+    fn eq(&self, other: &Sample) -> bool {
+        let same_value = self.value == other.value || (self.value.is_nan() && other.value.is_nan());
+        same_value
+            && self.name == other.name
+            && self.labels == other.labels
+            && self.value_text == other.value_text
+            && self.timestamp == other.timestamp
+    }
+}
+
+/// Why a text exposition was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    /// The 1-based number of the offending line.
+    pub line: usize,
+    /// What was expected and what was found, lowercase, without the line number.
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Bounds applied while parsing, so one push cannot make the parser use unbounded memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// The maximum number of samples (series) in one exposition; 0 means unlimited.
+    pub max_series: usize,
+    /// The maximum length of one line in bytes, without its line ending; 0 means unlimited.
+    pub max_line_bytes: usize,
+}
+
+impl Default for ParseLimits {
+    /// No series limit (the caller knows its per-app budget) and 1 MiB per line, far more
+    /// than any sane sample line yet small enough to stop a runaway label value early.
+    fn default() -> ParseLimits {
+        ParseLimits {
+            max_series: 0,
+            max_line_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Whether `name` is a valid metric name: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_valid_metric_name(name: &str) -> bool {
+    match name.as_bytes().split_first() {
+        Some((&first, rest)) => {
+            is_metric_name_start(first) && rest.iter().all(|&b| is_metric_name_char(b))
+        }
+        None => false,
+    }
+}
+
+/// Whether `name` is a syntactically valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
+///
+/// Names starting with `__` pass this check but are reserved for Prometheus' internal
+/// use, and [`parse`] rejects them in pushed samples.
+pub fn is_valid_label_name(name: &str) -> bool {
+    match name.as_bytes().split_first() {
+        Some((&first, rest)) => {
+            is_label_name_start(first) && rest.iter().all(|&b| is_label_name_char(b))
+        }
+        None => false,
+    }
+}
+
+fn is_metric_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+
+fn is_metric_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+}
+
+fn is_label_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+fn is_label_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}

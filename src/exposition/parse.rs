@@ -1,0 +1,786 @@
+//! Parsing and validation of the text exposition format 0.0.4.
+//!
+//! The rules follow Go's `expfmt.TextParser`, which promtool, Prometheus and the
+//! Pushgateway use, so anything accepted here is accepted downstream once re-encoded.
+//! Where this parser differs it is stricter (label names starting with `__`, derived-name
+//! collisions, duplicate series) or more forgiving about transport details (CRLF line
+//! endings, a missing final newline).
+//!
+//! The input is scanned once, line by line with `memchr`; family names are looked up as
+//! slices of the input, so only the data that ends up in the [`Exposition`] is copied.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+
+use memchr::{memchr, memchr2};
+
+use super::encode::{escape_label_value, series_hash};
+use super::{
+    is_label_name_char, is_label_name_start, is_metric_name_char, is_metric_name_start,
+    is_valid_metric_name, Exposition, Family, MetricType, ParseError, ParseLimits, Sample,
+};
+
+/// Found-text in error messages is cut to this many characters: enough to recognise the
+/// token, while an error about a megabyte-long line stays short.
+const MAX_FOUND_CHARS: usize = 40;
+
+/// A series is named in a duplicate-series error up to this many characters.
+const MAX_SERIES_CHARS: usize = 120;
+
+/// Parses and validates a text exposition (format 0.0.4).
+///
+/// Families come out in order of first appearance (a HELP, TYPE or sample line), each
+/// with all of its samples in input order, even when the input interleaved families.
+/// The first problem found is returned with its 1-based line number.
+pub fn parse(text: &str, limits: &ParseLimits) -> Result<Exposition, ParseError> {
+    let mut parser = Parser::new(limits);
+    let mut start = 0;
+    let mut line_no = 0;
+    while start < text.len() {
+        let end = memchr(b'\n', &text.as_bytes()[start..]).map_or(text.len(), |i| start + i);
+        line_no += 1;
+        // '\n' is ASCII, so `start` and `end` are char boundaries.
+        parser.line(line_no, &text[start..end])?;
+        start = end + 1;
+    }
+    parser.finish()
+}
+
+/// Bookkeeping for one family that does not belong in the output.
+struct Meta {
+    /// The line where the family was first seen.
+    first_line: usize,
+    /// The line of its TYPE line if any, else `first_line`: where its reserved names
+    /// were decided, so where a collision involving it becomes visible.
+    decl_line: usize,
+    /// Whether a TYPE line was seen; an implicit untyped family may still get one.
+    typed: bool,
+}
+
+/// Where an already accepted series lives, to detect and report duplicates.
+#[derive(Clone, Copy)]
+struct SeenSeries {
+    family: usize,
+    sample: usize,
+    line: usize,
+}
+
+struct Parser<'a, 'l> {
+    limits: &'l ParseLimits,
+    families: Vec<Family>,
+    meta: Vec<Meta>,
+    /// Family index by exact name; keys borrow the input so lookups never allocate.
+    by_name: HashMap<&'a str, usize>,
+    /// The last sample name and its family: consecutive samples usually share a family,
+    /// and this skips the name lookup for them. Cleared by HELP/TYPE lines, which can
+    /// change how a name resolves.
+    last: Option<(&'a str, usize)>,
+    /// Series by `series_hash`. The map uses the default keyed hasher so that crafted
+    /// input cannot force hash-table collisions.
+    seen: HashMap<u64, SeenSeries>,
+    /// Series whose 64-bit hash equals that of a different series in `seen`. Practically
+    /// never used, but it keeps duplicate detection exact.
+    hash_collisions: Vec<(u64, SeenSeries)>,
+    series: usize,
+    hash_buf: Vec<u8>,
+    hash_order: Vec<usize>,
+}
+
+impl<'a, 'l> Parser<'a, 'l> {
+    fn new(limits: &'l ParseLimits) -> Parser<'a, 'l> {
+        Parser {
+            limits,
+            families: Vec::new(),
+            meta: Vec::new(),
+            by_name: HashMap::new(),
+            last: None,
+            seen: HashMap::new(),
+            hash_collisions: Vec::new(),
+            series: 0,
+            hash_buf: Vec::new(),
+            hash_order: Vec::new(),
+        }
+    }
+
+    /// Handles one line, given without its `\n`.
+    fn line(&mut self, no: usize, raw: &'a str) -> Result<(), ParseError> {
+        if self.limits.max_line_bytes != 0 && raw.len() > self.limits.max_line_bytes {
+            return Err(err(
+                no,
+                format!(
+                    "line is {} bytes long: expected at most {} bytes",
+                    raw.len(),
+                    self.limits.max_line_bytes
+                ),
+            ));
+        }
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let line = skip_blanks(line);
+        match line.as_bytes().first() {
+            None => Ok(()),
+            Some(b'#') => self.comment(no, &line[1..]),
+            Some(_) => self.sample(no, line),
+        }
+    }
+
+    /// Handles the text after a `#`: HELP and TYPE lines; everything else is a comment.
+    fn comment(&mut self, no: usize, rest: &'a str) -> Result<(), ParseError> {
+        let (keyword, rest) = split_token(skip_blanks(rest));
+        if keyword != "HELP" && keyword != "TYPE" {
+            return Ok(());
+        }
+        let rest = skip_blanks(rest);
+        if rest.is_empty() {
+            // `# HELP` with nothing after it names no family; Go's parser also reads
+            // it as a plain comment.
+            return Ok(());
+        }
+        let (name, rest) = split_token(rest);
+        if !is_valid_metric_name(name) {
+            return Err(err(
+                no,
+                format!(
+                    "invalid metric name {} in {keyword} line: expected [a-zA-Z_:][a-zA-Z0-9_:]*",
+                    quote(name)
+                ),
+            ));
+        }
+        let rest = skip_blanks(rest);
+        // A declaration may change how later sample names resolve.
+        self.last = None;
+        let index = self.family_index(no, name);
+        if keyword == "HELP" {
+            let family = &mut self.families[index];
+            if family.help.is_some() {
+                return Err(err(no, format!("second HELP line for family {name}")));
+            }
+            family.help = Some(unescape_help(no, name, rest)?);
+        } else {
+            let typ_text = rest.trim_end_matches([' ', '\t']);
+            let typ = MetricType::from_keyword(typ_text).ok_or_else(|| {
+                let problem = if typ_text.is_empty() {
+                    format!("missing type for family {name}")
+                } else {
+                    format!("invalid type {} for family {name}", quote(typ_text))
+                };
+                err(
+                    no,
+                    format!("{problem}: expected counter, gauge, histogram, summary or untyped"),
+                )
+            })?;
+            let (family, meta) = (&mut self.families[index], &mut self.meta[index]);
+            if meta.typed {
+                return Err(err(no, format!("second TYPE line for family {name}")));
+            }
+            if !family.samples.is_empty() {
+                return Err(err(
+                    no,
+                    format!(
+                        "TYPE for {name} after its samples (first on line {}): \
+                         expected TYPE before the family's first sample",
+                        meta.first_line
+                    ),
+                ));
+            }
+            family.typ = typ;
+            meta.typed = true;
+            meta.decl_line = no;
+        }
+        Ok(())
+    }
+
+    /// The index of the family named exactly `name`, created untyped if new.
+    fn family_index(&mut self, no: usize, name: &'a str) -> usize {
+        *self.by_name.entry(name).or_insert_with(|| {
+            self.families.push(Family {
+                name: name.to_owned(),
+                help: None,
+                typ: MetricType::Untyped,
+                samples: Vec::new(),
+            });
+            self.meta.push(Meta {
+                first_line: no,
+                decl_line: no,
+                typed: false,
+            });
+            self.families.len() - 1
+        })
+    }
+
+    /// The family a sample named `name` belongs to, from the declarations seen so far:
+    /// the family with exactly that name, else the histogram or summary it is a derived
+    /// name of, else a new untyped family.
+    fn resolve(&mut self, no: usize, name: &'a str) -> usize {
+        if let Some((last_name, index)) = self.last {
+            if last_name == name {
+                return index;
+            }
+        }
+        let index = match self.by_name.get(name) {
+            Some(&index) => index,
+            None => self.derived_family(name).unwrap_or_else(|| {
+                // Count the new family as seen at its first sample.
+                self.family_index(no, name)
+            }),
+        };
+        self.last = Some((name, index));
+        index
+    }
+
+    fn derived_family(&self, name: &str) -> Option<usize> {
+        let (base, histogram_only) = if let Some(base) = name.strip_suffix("_bucket") {
+            (base, true)
+        } else if let Some(base) = name
+            .strip_suffix("_sum")
+            .or_else(|| name.strip_suffix("_count"))
+        {
+            (base, false)
+        } else {
+            return None;
+        };
+        let &index = self.by_name.get(base)?;
+        match self.families[index].typ {
+            MetricType::Histogram => Some(index),
+            MetricType::Summary if !histogram_only => Some(index),
+            _ => None,
+        }
+    }
+
+    /// Parses a sample line (leading blanks already skipped) and files the sample.
+    fn sample(&mut self, no: usize, line: &'a str) -> Result<(), ParseError> {
+        let bytes = line.as_bytes();
+        let name_end = bytes
+            .iter()
+            .position(|&b| !is_metric_name_char(b))
+            .unwrap_or(bytes.len());
+        let name = &line[..name_end];
+        let name_ok = !name.is_empty()
+            && is_metric_name_start(bytes[0])
+            && matches!(bytes.get(name_end), None | Some(b' ' | b'\t' | b'{'));
+        if !name_ok {
+            let token_end = bytes
+                .iter()
+                .position(|&b| matches!(b, b' ' | b'\t' | b'{'))
+                .unwrap_or(bytes.len());
+            let message = if token_end == 0 {
+                format!(
+                    "missing metric name: expected [a-zA-Z_:][a-zA-Z0-9_:]*, found {}",
+                    found(line)
+                )
+            } else {
+                format!(
+                    "invalid metric name {}: expected [a-zA-Z_:][a-zA-Z0-9_:]*",
+                    found(&line[..token_end])
+                )
+            };
+            return Err(err(no, message));
+        }
+
+        let mut pos = skip_blanks_at(bytes, name_end);
+        let mut labels = Vec::new();
+        if bytes.get(pos) == Some(&b'{') {
+            // Like Go's parser, allow the value to follow `}` without a blank.
+            pos = parse_labels(no, line, pos + 1, name, &mut labels)?;
+            pos = skip_blanks_at(bytes, pos);
+        }
+
+        let (value_tok, rest) = split_token(&line[pos..]);
+        if value_tok.is_empty() {
+            return Err(err(
+                no,
+                format!("missing value for {name}: expected a float, found end of line"),
+            ));
+        }
+        let (value, value_text) = parse_float(value_tok).map_err(|why| {
+            err(
+                no,
+                format!("invalid value for {name}: expected a float, found {why}"),
+            )
+        })?;
+
+        let (ts_tok, rest) = split_token(skip_blanks(rest));
+        let timestamp = if ts_tok.is_empty() {
+            None
+        } else {
+            Some(ts_tok.parse::<i64>().map_err(|_| {
+                err(
+                    no,
+                    format!(
+                        "invalid timestamp for {name}: expected an integer of milliseconds, \
+                         found {}",
+                        found(ts_tok)
+                    ),
+                )
+            })?)
+        };
+        let rest = skip_blanks(rest);
+        if !rest.is_empty() {
+            return Err(err(
+                no,
+                format!(
+                    "unexpected text after the timestamp of {name}: expected end of line, found {}",
+                    found(rest)
+                ),
+            ));
+        }
+
+        self.series += 1;
+        if self.limits.max_series != 0 && self.series > self.limits.max_series {
+            return Err(err(
+                no,
+                format!("too many series: more than {}", self.limits.max_series),
+            ));
+        }
+
+        let index = self.resolve(no, name);
+        check_type(no, &self.families[index], name, &labels)?;
+        let sample = Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+            value_text,
+            timestamp,
+        };
+        self.check_duplicate(no, index, &sample)?;
+        self.families[index].samples.push(sample);
+        Ok(())
+    }
+
+    /// Records the series of `sample` (about to be pushed to family `index`) and fails
+    /// if the same series was already seen.
+    fn check_duplicate(
+        &mut self,
+        no: usize,
+        index: usize,
+        sample: &Sample,
+    ) -> Result<(), ParseError> {
+        let key = series_hash(
+            &mut self.hash_buf,
+            &mut self.hash_order,
+            &sample.name,
+            &sample.labels,
+        );
+        let here = SeenSeries {
+            family: index,
+            sample: self.families[index].samples.len(),
+            line: no,
+        };
+        let first = match self.seen.entry(key) {
+            Entry::Vacant(slot) => {
+                slot.insert(here);
+                return Ok(());
+            }
+            Entry::Occupied(slot) => *slot.get(),
+        };
+        let families = &self.families;
+        let earlier = std::iter::once(first)
+            .chain(
+                self.hash_collisions
+                    .iter()
+                    .filter(|(k, _)| *k == key)
+                    .map(|&(_, seen)| seen),
+            )
+            .find(|seen| same_series(&families[seen.family].samples[seen.sample], sample));
+        match earlier {
+            Some(seen) => Err(err(
+                no,
+                format!(
+                    "duplicate series {} (first on line {}): expected each name and label set once",
+                    describe_series(sample),
+                    seen.line
+                ),
+            )),
+            None => {
+                self.hash_collisions.push((key, here));
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks what can only be checked once all declarations are known, and hands out
+    /// the result.
+    fn finish(self) -> Result<Exposition, ParseError> {
+        // Reserved sample name -> the family that reserves it.
+        let mut owners: HashMap<String, usize> = HashMap::new();
+        for (index, family) in self.families.iter().enumerate() {
+            for reserved in family.typ.reserved_names(&family.name) {
+                match owners.entry(reserved) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(index);
+                    }
+                    Entry::Occupied(slot) => {
+                        let other = &self.families[*slot.get()];
+                        let line = self.meta[index]
+                            .decl_line
+                            .max(self.meta[*slot.get()].decl_line);
+                        return Err(err(
+                            line,
+                            format!(
+                                "{} family {} and {} family {} both use the sample name {}: \
+                                 expected distinct names",
+                                other.typ,
+                                other.name,
+                                family.typ,
+                                family.name,
+                                slot.key()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Exposition {
+            families: self.families,
+        })
+    }
+}
+
+/// Parses the label set after `{`, appending to `labels`; returns the position after `}`.
+fn parse_labels(
+    no: usize,
+    line: &str,
+    mut pos: usize,
+    metric: &str,
+    labels: &mut Vec<(String, String)>,
+) -> Result<usize, ParseError> {
+    let bytes = line.as_bytes();
+    loop {
+        pos = skip_blanks_at(bytes, pos);
+        match bytes.get(pos) {
+            Some(b'}') => return Ok(pos + 1),
+            None => {
+                return Err(err(
+                    no,
+                    format!("unterminated label set of {metric}: expected '}}', found end of line"),
+                ))
+            }
+            Some(_) => {}
+        }
+
+        let name_end = bytes[pos..]
+            .iter()
+            .position(|&b| !is_label_name_char(b))
+            .map_or(bytes.len(), |i| pos + i);
+        let name = &line[pos..name_end];
+        if name.is_empty() || !is_label_name_start(bytes[pos]) {
+            let token_end = bytes[pos..]
+                .iter()
+                .position(|&b| matches!(b, b' ' | b'\t' | b'=' | b',' | b'}'))
+                .map_or(bytes.len(), |i| pos + i);
+            let token = &line[pos..token_end];
+            let what = if token.is_empty() {
+                found(&line[pos..])
+            } else {
+                found(token)
+            };
+            return Err(err(
+                no,
+                format!(
+                    "invalid label name in {metric}: expected [a-zA-Z_][a-zA-Z0-9_]*, found {what}"
+                ),
+            ));
+        }
+        if name.starts_with("__") {
+            return Err(err(
+                no,
+                format!(
+                    "reserved label name {name} in {metric}: expected a name not starting with __"
+                ),
+            ));
+        }
+
+        pos = skip_blanks_at(bytes, name_end);
+        if bytes.get(pos) != Some(&b'=') {
+            return Err(err(
+                no,
+                format!(
+                    "expected '=' after label name {name} in {metric}, found {}",
+                    found(&line[pos..])
+                ),
+            ));
+        }
+        pos = skip_blanks_at(bytes, pos + 1);
+        if bytes.get(pos) != Some(&b'"') {
+            return Err(err(
+                no,
+                format!(
+                    "expected '\"' to open the value of label {name} in {metric}, found {}",
+                    found(&line[pos..])
+                ),
+            ));
+        }
+        let (value, after) = parse_label_value(no, line, pos + 1, metric, name)?;
+        if labels.iter().any(|(n, _)| n == name) {
+            return Err(err(
+                no,
+                format!("duplicate label name {name} in {metric}: expected each label once"),
+            ));
+        }
+        labels.push((name.to_owned(), value));
+
+        pos = skip_blanks_at(bytes, after);
+        match bytes.get(pos) {
+            // A trailing comma before `}` is allowed: the next round sees the `}`.
+            Some(b',') => pos += 1,
+            Some(b'}') => return Ok(pos + 1),
+            _ => {
+                return Err(err(
+                    no,
+                    format!(
+                    "expected ',' or '}}' after the value of label {name} in {metric}, found {}",
+                    found(&line[pos..])
+                ),
+                ))
+            }
+        }
+    }
+}
+
+/// Reads a label value starting after its opening quote; returns the unescaped value
+/// and the position after the closing quote.
+fn parse_label_value(
+    no: usize,
+    line: &str,
+    start: usize,
+    metric: &str,
+    label: &str,
+) -> Result<(String, usize), ParseError> {
+    let bytes = line.as_bytes();
+    let mut value = String::new();
+    let mut run = start;
+    loop {
+        let Some(i) = memchr2(b'"', b'\\', &bytes[run..]) else {
+            return Err(err(
+                no,
+                format!("unterminated value of label {label} in {metric}: expected a closing '\"'"),
+            ));
+        };
+        let special = run + i;
+        // Both bytes are ASCII, so these slices fall on char boundaries.
+        value.push_str(&line[run..special]);
+        if bytes[special] == b'"' {
+            return Ok((value, special + 1));
+        }
+        let escaped = line[special + 1..].chars().next();
+        value.push(match escaped {
+            Some('\\') => '\\',
+            Some('"') => '"',
+            Some('n') => '\n',
+            _ => {
+                let seq = escaped.map_or_else(|| "\\".to_owned(), |c| format!("\\{c}"));
+                return Err(err(
+                    no,
+                    format!(
+                        "invalid escape sequence {} in the value of label {label} in {metric}: \
+                         expected \\\\, \\\" or \\n",
+                        quote(&seq)
+                    ),
+                ));
+            }
+        });
+        run = special + 2;
+    }
+}
+
+/// Unescapes HELP text, which knows only `\\` and `\n`.
+fn unescape_help(no: usize, family: &str, text: &str) -> Result<String, ParseError> {
+    let bytes = text.as_bytes();
+    let mut help = String::with_capacity(text.len());
+    let mut run = 0;
+    while let Some(i) = memchr(b'\\', &bytes[run..]) {
+        let special = run + i;
+        help.push_str(&text[run..special]);
+        let escaped = text[special + 1..].chars().next();
+        help.push(match escaped {
+            Some('\\') => '\\',
+            Some('n') => '\n',
+            _ => {
+                let seq = escaped.map_or_else(|| "\\".to_owned(), |c| format!("\\{c}"));
+                return Err(err(
+                    no,
+                    format!(
+                        "invalid escape sequence {} in HELP text for {family}: expected \\\\ or \\n",
+                        quote(&seq)
+                    ),
+                ));
+            }
+        });
+        run = special + 2;
+    }
+    help.push_str(&text[run..]);
+    Ok(help)
+}
+
+/// Checks that a sample fits the type of the family it resolved to.
+fn check_type(
+    no: usize,
+    family: &Family,
+    name: &str,
+    labels: &[(String, String)],
+) -> Result<(), ParseError> {
+    let label = |wanted: &str| {
+        labels
+            .iter()
+            .find(|(n, _)| n == wanted)
+            .map(|(_, v)| v.as_str())
+    };
+    let float_label = |wanted: &str, what: &str| -> Result<(), ParseError> {
+        let Some(value) = label(wanted) else {
+            return Err(err(
+                no,
+                format!("{what} {name} has no {wanted} label: expected {wanted}=\"<float>\""),
+            ));
+        };
+        parse_float(value).map(|_| ()).map_err(|why| {
+            err(
+                no,
+                format!("invalid {wanted} label of {name}: expected a float, found {why}"),
+            )
+        })
+    };
+    match family.typ {
+        MetricType::Histogram if name == family.name => Err(err(
+            no,
+            format!(
+                "sample {name} in histogram {name}: expected {name}_bucket, {name}_sum or {name}_count"
+            ),
+        )),
+        MetricType::Histogram if name.ends_with("_bucket") => {
+            float_label("le", "histogram bucket")
+        }
+        MetricType::Summary if name == family.name => float_label("quantile", "summary quantile"),
+        _ => Ok(()),
+    }
+}
+
+/// Parses a value as Go's `strconv.ParseFloat` does for decimal input: an optional sign,
+/// digits with an optional point and exponent, or `Inf`/`Infinity` (optionally signed)
+/// and `NaN` in any case. Hex floats and out-of-range numbers are rejected.
+///
+/// Returns the value and its canonical text; on failure, the found-text for the error.
+fn parse_float(tok: &str) -> Result<(f64, String), String> {
+    let unsigned = tok.strip_prefix(['+', '-']).unwrap_or(tok);
+    let negative = tok.starts_with('-');
+    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+        return Ok(if negative {
+            (f64::NEG_INFINITY, "-Inf".to_owned())
+        } else {
+            (f64::INFINITY, "+Inf".to_owned())
+        });
+    }
+    // Go accepts NaN only without a sign.
+    if tok.eq_ignore_ascii_case("nan") {
+        return Ok((f64::NAN, "NaN".to_owned()));
+    }
+    if !is_decimal_float(unsigned) {
+        return Err(found(tok));
+    }
+    match tok.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok((v, tok.to_owned())),
+        _ => Err(format!("{} (out of range)", found(tok))),
+    }
+}
+
+/// `digits [. digits] [e [sign] digits]` with at least one mantissa digit, or
+/// `. digits [...]`.
+fn is_decimal_float(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |from: usize| {
+        b[from..]
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .map_or(b.len(), |i| from + i)
+    };
+    let int_end = digits(0);
+    let mut pos = int_end;
+    let mut mantissa_digits = int_end;
+    if b.get(pos) == Some(&b'.') {
+        let frac_end = digits(pos + 1);
+        mantissa_digits += frac_end - (pos + 1);
+        pos = frac_end;
+    }
+    if mantissa_digits == 0 {
+        return false;
+    }
+    if matches!(b.get(pos), Some(b'e' | b'E')) {
+        pos += 1;
+        if matches!(b.get(pos), Some(b'+' | b'-')) {
+            pos += 1;
+        }
+        let exp_end = digits(pos);
+        if exp_end == pos {
+            return false;
+        }
+        pos = exp_end;
+    }
+    pos == b.len()
+}
+
+/// Whether two samples are the same series: same name and the same label set.
+fn same_series(a: &Sample, b: &Sample) -> bool {
+    // Label names are unique within a sample, so equal length plus inclusion is equality.
+    a.name == b.name
+        && a.labels.len() == b.labels.len()
+        && a.labels.iter().all(|l| b.labels.contains(l))
+}
+
+/// The series as it would be encoded (name and labels), cut for an error message.
+fn describe_series(sample: &Sample) -> String {
+    let mut out = sample.name.as_bytes().to_vec();
+    for (i, (name, value)) in sample.labels.iter().enumerate() {
+        out.push(if i == 0 { b'{' } else { b',' });
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"=\"");
+        escape_label_value(&mut out, value);
+        out.push(b'"');
+    }
+    if !sample.labels.is_empty() {
+        out.push(b'}');
+    }
+    truncate(&String::from_utf8_lossy(&out), MAX_SERIES_CHARS)
+}
+
+fn err(line: usize, message: String) -> ParseError {
+    ParseError { line, message }
+}
+
+/// The found-text of an error: quoted and cut to [`MAX_FOUND_CHARS`], or `end of line`.
+fn found(s: &str) -> String {
+    if s.is_empty() {
+        "end of line".to_owned()
+    } else {
+        quote(s)
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", truncate(s, MAX_FOUND_CHARS))
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    match s.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}...", &s[..cut]),
+        None => s.to_owned(),
+    }
+}
+
+fn skip_blanks(s: &str) -> &str {
+    s.trim_start_matches([' ', '\t'])
+}
+
+fn skip_blanks_at(bytes: &[u8], mut pos: usize) -> usize {
+    while matches!(bytes.get(pos), Some(b' ' | b'\t')) {
+        pos += 1;
+    }
+    pos
+}
+
+/// Splits off the token up to the first blank; the rest starts with that blank.
+fn split_token(s: &str) -> (&str, &str) {
+    let end = s
+        .as_bytes()
+        .iter()
+        .position(|&b| b == b' ' || b == b'\t')
+        .unwrap_or(s.len());
+    s.split_at(end)
+}

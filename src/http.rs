@@ -1,0 +1,330 @@
+//! The HTTP server: one router, testable without sockets.
+//!
+//! Endpoints:
+//!
+//! | Method | Path | What |
+//! |---|---|---|
+//! | GET | `/` | landing page with links |
+//! | GET | `/metrics` | every app's metrics merged, plus self-metrics (gzip when accepted) |
+//! | GET | `/apps` | sources: text table (default), JSON (`?format=json` or `Accept: application/json`), HTML (`Accept: text/html`) |
+//! | GET | `/-/healthy` | 200 while the process runs |
+//! | GET | `/-/ready` | 200 once every listener is bound, 503 before |
+//!
+//! Anything else is 404; a known path with another method is 405.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::{LineStyle, TableStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{AppInfo, Store};
+
+/// Content type of the text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Shared state of the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Set once every listener is bound and serving.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Builds the router.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/apps", get(apps))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "404 page not found: see / for the endpoints\n",
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "405 method not allowed: use GET\n",
+    )
+        .into_response()
+}
+
+async fn ready(State(s): State<HttpState>) -> Response {
+    if s.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "OK\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: listeners are starting\n",
+        )
+            .into_response()
+    }
+}
+
+async fn index() -> Response {
+    let html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>exporter-proxy</title></head>\n<body>\n<h1>exporter-proxy {}</h1>\n<p>A metrics multiplexer: applications push, one port serves.</p>\n<ul>\n<li><a href=\"metrics\">/metrics</a>: all metrics, merged</li>\n<li><a href=\"apps\">/apps</a>: sources, last update and status (<a href=\"apps?format=json\">JSON</a>)</li>\n<li><a href=\"-/healthy\">/-/healthy</a>, <a href=\"-/ready\">/-/ready</a></li>\n</ul>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+}
+
+/// Whether the client accepts gzip (a `gzip` coding not weighted `q=0`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !q_zero
+        })
+}
+
+async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+    let gzip = accepts_gzip(&headers);
+    let rendered = match s.store.cached() {
+        Some(r) if !gzip || r_has_gzip(&r) => r,
+        _ => {
+            let store = s.store.clone();
+            // Rendering and compressing are CPU-bound: keep them off the
+            // I/O workers.
+            match tokio::task::spawn_blocking(move || {
+                let r = store.render();
+                if gzip {
+                    r.gzip();
+                }
+                r
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
+                        .into_response();
+                }
+            }
+        }
+    };
+    let mut resp = if gzip {
+        let mut r = rendered.gzip().into_response();
+        r.headers_mut()
+            .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        r
+    } else {
+        rendered.body.clone().into_response()
+    };
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    resp.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    resp
+}
+
+fn r_has_gzip(r: &crate::store::Rendered) -> bool {
+    r.has_gzip()
+}
+
+#[derive(Debug, Deserialize)]
+struct AppsQuery {
+    format: Option<String>,
+}
+
+/// The JSON view of one app.
+#[derive(Debug, Serialize)]
+struct AppJson<'a> {
+    name: &'a str,
+    kind: &'static str,
+    source: &'a str,
+    last_update: String,
+    series: usize,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error_time: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct AppsJson<'a> {
+    current_time: String,
+    apps: Vec<AppJson<'a>>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+async fn apps(
+    State(s): State<HttpState>,
+    Query(q): Query<AppsQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let apps = s.store.apps();
+    let now = Utc::now();
+    let accept = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = match q.format.as_deref() {
+        Some(f) => f.to_owned(),
+        None if accept.contains("application/json") => "json".to_owned(),
+        None if accept.contains("text/html") => "html".to_owned(),
+        None => "text".to_owned(),
+    };
+    match format.as_str() {
+        "json" => {
+            let body = AppsJson {
+                current_time: rfc3339(now),
+                apps: apps
+                    .iter()
+                    .map(|a| AppJson {
+                        name: &a.name,
+                        kind: a.kind.as_str(),
+                        source: &a.source,
+                        last_update: rfc3339(a.last_update),
+                        series: a.series,
+                        status: a.status(),
+                        last_error: a.last_error.as_deref(),
+                        last_error_time: a.last_error_time.map(rfc3339),
+                    })
+                    .collect(),
+            };
+            (
+                [(CONTENT_TYPE, "application/json")],
+                serde_json::to_string_pretty(&body).expect("apps serialise"),
+            )
+                .into_response()
+        }
+        "html" => (
+            [(CONTENT_TYPE, "text/html; charset=utf-8")],
+            apps_html(&apps, now),
+        )
+            .into_response(),
+        "text" => (
+            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+            apps_table(&apps, now),
+        )
+            .into_response(),
+        other => (
+            StatusCode::BAD_REQUEST,
+            format!("unknown format {other:?}: use text, json or html\n"),
+        )
+            .into_response(),
+    }
+}
+
+const COLUMNS: [&str; 7] = [
+    "App Name",
+    "Last Update Time (UTC)",
+    "Source",
+    "Kind",
+    "Series",
+    "Status",
+    "Last Error",
+];
+
+fn row(a: &AppInfo) -> [String; 7] {
+    [
+        a.name.clone(),
+        a.last_update.to_string(),
+        a.source.clone(),
+        a.kind.as_str().to_owned(),
+        a.series.to_string(),
+        a.status().to_owned(),
+        match (&a.last_error, a.last_error_time) {
+            (Some(e), Some(t)) => format!("{t}: {e}"),
+            (Some(e), None) => e.clone(),
+            _ => String::new(),
+        },
+    ]
+}
+
+/// comfy-table's ASCII_FULL with `+` where row separators meet the outer
+/// border, which is what the original (prettytable's default) printed.
+const ORIGINAL_STYLE: TableStyle =
+    comfy_table::presets::ASCII_FULL.row_separator(LineStyle::new('+', '-', '+', '+'));
+
+/// The original's layout: an outer one-column table holding a "Current
+/// time" row and the inner table of apps, with a border between every row.
+pub fn apps_table(apps: &[AppInfo], now: DateTime<Utc>) -> String {
+    use comfy_table::Table;
+
+    let mut inner = Table::new();
+    inner.load_style(ORIGINAL_STYLE);
+    inner.add_row(COLUMNS);
+    for a in apps {
+        inner.add_row(row(a));
+    }
+    let mut outer = Table::new();
+    outer.load_style(ORIGINAL_STYLE);
+    outer.add_row([format!("Current time: {now}")]);
+    outer.add_row([inner.to_string()]);
+    let mut s = outer.to_string();
+    s.push('\n');
+    s
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn apps_html(apps: &[AppInfo], now: DateTime<Utc>) -> String {
+    let mut s = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>exporter-proxy: apps</title>\n<style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px;text-align:left}}.rejected{{color:#b00}}</style></head>\n<body>\n<h1>Apps</h1>\n<p>Current time: {}</p>\n<table>\n<tr>",
+        html_escape(&now.to_string())
+    );
+    for c in COLUMNS {
+        s.push_str(&format!("<th>{c}</th>"));
+    }
+    s.push_str("</tr>\n");
+    for a in apps {
+        s.push_str(&format!("<tr class=\"{}\">", a.status()));
+        for cell in row(a) {
+            s.push_str(&format!("<td>{}</td>", html_escape(&cell)));
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</table>\n<p><a href=\"./\">home</a> · <a href=\"apps?format=json\">JSON</a></p>\n</body></html>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests;

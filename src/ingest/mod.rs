@@ -1,0 +1,573 @@
+//! Push receivers: Unix and TCP stream listeners sharing one accept loop,
+//! and the optional Cap'n Proto RPC listener.
+//!
+//! A connection is handled by [`handle_connection`], generic over
+//! `AsyncRead + AsyncWrite` so tests can drive it with `tokio::io::duplex`.
+//! After the stream is processed the server answers with one line of JSON
+//! (`{"ok":true,...}` or `{"ok":false,"error":"..."}`) and closes; a client
+//! that has already gone away is unaffected.
+//!
+//! Every read is bounded: bytes per push, a total read timeout, an idle
+//! timeout between reads, and a per-listener connection limit.
+
+pub mod codec;
+pub mod rpc;
+pub mod unix;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::config::{Limits, WireFormat};
+use crate::store::{AppKind, PushError, Store};
+use crate::telemetry::RejectReason;
+use codec::AppPush;
+
+/// How long we try to deliver a refusal to a client over the connection
+/// limit before dropping it: short, as such clients are the overload.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause after a failed `accept()` (e.g. EMFILE) so the loop does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// Time allowed to write the one-line reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A bound stream listener: TCP or Unix.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix socket at a path.
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+/// An accepted connection.
+#[derive(Debug)]
+pub enum Conn {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix socket.
+    Unix(UnixStream),
+}
+
+impl Listener {
+    /// Accepts one connection and describes its peer: the peer address for
+    /// TCP, the socket path plus peer uid/pid (`SO_PEERCRED`) for Unix.
+    pub async fn accept(&self) -> io::Result<(Conn, String)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Conn::Tcp(s), peer.to_string()))
+            }
+            Listener::Unix(l, path) => {
+                let (s, _) = l.accept().await?;
+                let who = match s.peer_cred() {
+                    Ok(c) => match c.pid() {
+                        Some(pid) => format!("{} (uid={} pid={pid})", path.display(), c.uid()),
+                        None => format!("{} (uid={})", path.display(), c.uid()),
+                    },
+                    Err(_) => path.display().to_string(),
+                };
+                Ok((Conn::Unix(s), who))
+            }
+        }
+    }
+
+    /// The address, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "tcp".to_owned(), |a| format!("tcp://{a}")),
+            Listener::Unix(_, p) => format!("unix://{}", p.display()),
+        }
+    }
+
+    /// The TCP address, when this is a TCP listener.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+}
+
+/// What every connection handler needs.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// Listener name, for logs and labels.
+    pub listener: Arc<str>,
+    /// Accepted format.
+    pub format: WireFormat,
+    /// The store.
+    pub store: Arc<Store>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// The reply line sent after a connection's data was processed.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Reply {
+    /// Whether every push on the connection was accepted.
+    pub ok: bool,
+    /// Apps whose push was applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<String>,
+    /// Series applied in total.
+    pub series: usize,
+    /// The first error, when not ok.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every error, when more than one push failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl Reply {
+    fn fail(&mut self, msg: String) {
+        self.ok = false;
+        if self.error.is_none() {
+            self.error = Some(msg.clone());
+        }
+        self.errors.push(msg);
+    }
+
+    fn line(&self) -> Vec<u8> {
+        let mut r = self.clone();
+        if r.errors.len() < 2 {
+            r.errors.clear();
+        }
+        let mut v = serde_json::to_vec(&r).expect("reply serialises");
+        v.push(b'\n');
+        v
+    }
+}
+
+/// Runs the accept loop of one listener until `shutdown`.
+pub async fn serve(
+    listener: Listener,
+    ctx: Ctx,
+    max_connections: usize,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let (conn, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(listener = %ctx.listener, error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        let span = tracing::info_span!("conn", listener = %ctx.listener, peer = %peer);
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            ctx.store
+                .metrics()
+                .count_rejection(RejectReason::TooManyConnections);
+            warn!(parent: &span, limit = max_connections, "connection refused: too many connections");
+            let msg = format!(
+                "too many connections on this listener (limit {max_connections}); retry later"
+            );
+            tracker.spawn(refuse(conn, msg).instrument(span));
+            continue;
+        };
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(
+            async move {
+                ctx.store.metrics().connection(&ctx.listener, 1);
+                match conn {
+                    Conn::Tcp(s) => handle_connection(s, &ctx, &peer, &shutdown).await,
+                    Conn::Unix(s) => handle_connection(s, &ctx, &peer, &shutdown).await,
+                };
+                ctx.store.metrics().connection(&ctx.listener, -1);
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn refuse(conn: Conn, msg: String) {
+    let reply = Reply {
+        ok: false,
+        error: Some(msg),
+        ..Reply::default()
+    }
+    .line();
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        match conn {
+            Conn::Tcp(mut s) => {
+                let _ = s.write_all(&reply).await;
+                let _ = s.shutdown().await;
+            }
+            Conn::Unix(mut s) => {
+                let _ = s.write_all(&reply).await;
+                let _ = s.shutdown().await;
+            }
+        }
+    })
+    .await;
+}
+
+/// Why reading stopped early.
+enum ReadFail {
+    Timeout(&'static str),
+    TooLarge(usize),
+    Io(io::Error),
+    Shutdown,
+}
+
+/// Reads with both the total deadline and the idle timeout applied.
+struct Reader<'a, S> {
+    stream: &'a mut S,
+    deadline: Instant,
+    idle: Duration,
+    shutdown: &'a CancellationToken,
+    /// Bytes consumed so far on this connection, for error offsets.
+    offset: usize,
+}
+
+impl<S: AsyncRead + Unpin> Reader<'_, S> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadFail> {
+        let idle_deadline = (Instant::now() + self.idle).min(self.deadline);
+        let n = tokio::select! {
+            r = tokio::time::timeout_at(idle_deadline, self.stream.read(buf)) => match r {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return Err(ReadFail::Io(e)),
+                Err(_) if Instant::now() >= self.deadline => return Err(ReadFail::Timeout("read timeout")),
+                Err(_) => return Err(ReadFail::Timeout("idle timeout")),
+            },
+            _ = self.shutdown.cancelled() => return Err(ReadFail::Shutdown),
+        };
+        self.offset += n;
+        Ok(n)
+    }
+
+    /// Fills `buf` completely; `Ok(false)` on EOF before the first byte.
+    async fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ReadFail> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                return Ok(if filled == 0 { None } else { Some(filled) });
+            }
+            filled += n;
+        }
+        Ok(Some(filled))
+    }
+}
+
+/// Processes one push connection and writes the reply line.
+pub async fn handle_connection<S>(
+    mut stream: S,
+    ctx: &Ctx,
+    peer: &str,
+    shutdown: &CancellationToken,
+) -> Reply
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut reader = Reader {
+        stream: &mut stream,
+        deadline: Instant::now() + ctx.limits.read_timeout,
+        idle: ctx.limits.idle_timeout,
+        shutdown,
+        offset: 0,
+    };
+    let mut reply = Reply {
+        ok: true,
+        ..Reply::default()
+    };
+    // Peek the first chunk to detect the format.
+    let mut first = vec![0u8; 4];
+    let got = match reader.read_exact_or_eof(&mut first).await {
+        Ok(None) => {
+            debug!("empty connection");
+            return finish(stream, reply).await;
+        }
+        Ok(Some(n)) => n,
+        Err(f) => {
+            read_failed(ctx, &mut reply, f, 0);
+            return finish(stream, reply).await;
+        }
+    };
+    first.truncate(got);
+    let format = match ctx.format {
+        WireFormat::Auto if codec::looks_like_json(&first) => WireFormat::Json,
+        WireFormat::Auto => WireFormat::Capnp,
+        f => f,
+    };
+    match format {
+        WireFormat::Json => json_connection(&mut reader, first, ctx, peer, &mut reply).await,
+        _ => capnp_connection(&mut reader, first, ctx, peer, &mut reply).await,
+    }
+    finish(stream, reply).await
+}
+
+async fn finish<S: AsyncWrite + Unpin>(mut stream: S, reply: Reply) -> Reply {
+    let line = reply.line();
+    let _ = tokio::time::timeout(REPLY_TIMEOUT, async {
+        // The client may have closed already: that is fine.
+        let _ = stream.write_all(&line).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    reply
+}
+
+fn read_failed(ctx: &Ctx, reply: &mut Reply, f: ReadFail, offset: usize) {
+    let (reason, msg) = match f {
+        ReadFail::Timeout(which) => (
+            RejectReason::Timeout,
+            format!("{which} after byte offset {offset}: no data within {:?}; close or half-close the connection to end the push", match which {
+                "idle timeout" => ctx.limits.idle_timeout,
+                _ => ctx.limits.read_timeout,
+            }),
+        ),
+        ReadFail::TooLarge(limit) => (
+            RejectReason::TooLarge,
+            format!("push exceeds the limit of {limit} bytes"),
+        ),
+        ReadFail::Io(e) => (RejectReason::IoError, format!("read error at byte offset {offset}: {e}")),
+        ReadFail::Shutdown => (RejectReason::IoError, "the proxy is shutting down".to_owned()),
+    };
+    warn!(reason = reason.as_str(), "push refused: {msg}");
+    ctx.store.metrics().count_rejection(reason);
+    reply.fail(msg);
+}
+
+async fn json_connection<S: AsyncRead + Unpin>(
+    reader: &mut Reader<'_, S>,
+    mut buf: Vec<u8>,
+    ctx: &Ctx,
+    peer: &str,
+    reply: &mut Reply,
+) {
+    let limit = ctx.limits.max_push_bytes;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => {
+                if buf.len() + n > limit {
+                    read_failed(ctx, reply, ReadFail::TooLarge(limit), reader.offset);
+                    ctx.store.metrics().count_push(&ctx.listener, "json", false);
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(f) => {
+                let off = reader.offset;
+                read_failed(ctx, reply, f, off);
+                ctx.store.metrics().count_push(&ctx.listener, "json", false);
+                return;
+            }
+        }
+    }
+    let pushes = match codec::decode_json(&buf) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(error = %e, "json push refused");
+            ctx.store
+                .metrics()
+                .count_rejection(RejectReason::InvalidEnvelope);
+            ctx.store.metrics().count_push(&ctx.listener, "json", false);
+            reply.fail(e.0);
+            return;
+        }
+    };
+    // All apps of one document are applied together or not at all.
+    let apps: Vec<String> = pushes.iter().map(|p| p.app.clone()).collect();
+    let store = ctx.store.clone();
+    let source = peer.to_owned();
+    let result = cpu(buf.len(), move || {
+        let mut prepared = Vec::with_capacity(pushes.len());
+        for p in &pushes {
+            prepared.push(store.prepare(&p.app, &p.text)?);
+        }
+        store.commit(prepared, AppKind::Push, &source)
+    })
+    .await;
+    match result {
+        Ok(series) => {
+            for app in &apps {
+                ctx.store.metrics().count_push(&ctx.listener, "json", true);
+                debug!(app = %app, "push accepted");
+            }
+            info!(apps = ?apps, series, "json push accepted");
+            reply.accepted = apps;
+            reply.series += series;
+        }
+        Err(e) => reject(ctx, reply, "json", &e),
+    }
+}
+
+fn reject(ctx: &Ctx, reply: &mut Reply, format: &'static str, e: &PushError) {
+    warn!(app = %e.app, reason = e.reason.as_str(), "push refused: {}", e.message);
+    ctx.store.record_rejection(e);
+    ctx.store.metrics().count_rejection(e.reason);
+    ctx.store.metrics().count_push(&ctx.listener, format, false);
+    reply.fail(e.to_string());
+}
+
+async fn capnp_connection<S: AsyncRead + Unpin>(
+    reader: &mut Reader<'_, S>,
+    first: Vec<u8>,
+    ctx: &Ctx,
+    peer: &str,
+    reply: &mut Reply,
+) {
+    let limit = ctx.limits.max_push_bytes;
+    let mut pending = Some(first);
+    let mut message_no = 0usize;
+    loop {
+        let start = reader.offset - pending.as_ref().map_or(0, Vec::len);
+        // Segment count (4 bytes).
+        let mut head = [0u8; 4];
+        match pending.take() {
+            Some(first) if first.len() == 4 => head.copy_from_slice(&first),
+            Some(first) => {
+                let msg = format!(
+                    "truncated cap'n proto message at byte offset {}: the connection ended inside the segment table",
+                    first.len()
+                );
+                capnp_fail(ctx, reply, RejectReason::InvalidEnvelope, msg);
+                return;
+            }
+            None => match reader.read_exact_or_eof(&mut head).await {
+                Ok(None) => return, // clean EOF at a message boundary
+                Ok(Some(4)) => {}
+                Ok(Some(_)) => {
+                    let msg = format!("truncated cap'n proto message {message_no} at byte offset {start}: the connection ended inside the segment table");
+                    capnp_fail(ctx, reply, RejectReason::InvalidEnvelope, msg);
+                    return;
+                }
+                Err(f) => {
+                    read_failed(ctx, reply, f, start);
+                    return;
+                }
+            },
+        }
+        let table_len = match codec::segment_table_len(head) {
+            Ok(n) => n,
+            Err(e) => {
+                let msg = format!("message {message_no} at byte offset {start}: {e}");
+                capnp_fail(ctx, reply, RejectReason::InvalidEnvelope, msg);
+                return;
+            }
+        };
+        let mut message = vec![0u8; table_len];
+        message[..4].copy_from_slice(&head);
+        match reader.read_exact_or_eof(&mut message[4..]).await {
+            Ok(Some(n)) if n == table_len - 4 => {}
+            Ok(_) => {
+                let msg = format!("truncated cap'n proto message {message_no} at byte offset {start}: the connection ended inside the segment table");
+                capnp_fail(ctx, reply, RejectReason::InvalidEnvelope, msg);
+                return;
+            }
+            Err(f) => {
+                read_failed(ctx, reply, f, start);
+                return;
+            }
+        }
+        let header = match codec::parse_segment_table(&message, limit) {
+            Ok(h) => h,
+            Err(e) => {
+                let msg = format!("message {message_no} at byte offset {start}: {e}");
+                capnp_fail(ctx, reply, RejectReason::TooLarge, msg);
+                return;
+            }
+        };
+        message.resize(header.total_bytes, 0);
+        match reader.read_exact_or_eof(&mut message[table_len..]).await {
+            Ok(Some(n)) if n == header.total_bytes - table_len => {}
+            Ok(got) => {
+                let msg = format!(
+                    "truncated cap'n proto message {message_no} at byte offset {start}: expected {} bytes, the connection ended after {}",
+                    header.total_bytes,
+                    table_len + got.unwrap_or(0)
+                );
+                capnp_fail(ctx, reply, RejectReason::InvalidEnvelope, msg);
+                return;
+            }
+            Err(f) => {
+                read_failed(ctx, reply, f, start);
+                return;
+            }
+        }
+        match codec::decode_capnp(&message) {
+            Ok(AppPush { app, text }) => {
+                let store = ctx.store.clone();
+                let source = peer.to_owned();
+                let (app, result) = cpu(text.len(), move || {
+                    let r = store.push(&app, &text, AppKind::Push, &source);
+                    (app, r)
+                })
+                .await;
+                match result {
+                    Ok(series) => {
+                        ctx.store.metrics().count_push(&ctx.listener, "capnp", true);
+                        info!(app = %app, series, "capnp push accepted");
+                        reply.accepted.push(app);
+                        reply.series += series;
+                    }
+                    Err(e) => {
+                        // `Store::push` already recorded the rejection on the app.
+                        warn!(app = %e.app, reason = e.reason.as_str(), "push refused: {}", e.message);
+                        ctx.store.metrics().count_rejection(e.reason);
+                        ctx.store
+                            .metrics()
+                            .count_push(&ctx.listener, "capnp", false);
+                        reply.fail(e.to_string());
+                    }
+                }
+            }
+            Err(e) => {
+                let msg = format!("message {message_no} at byte offset {start}: {e}");
+                capnp_fail(ctx, reply, RejectReason::InvalidEnvelope, msg);
+                return;
+            }
+        }
+        message_no += 1;
+    }
+}
+
+fn capnp_fail(ctx: &Ctx, reply: &mut Reply, reason: RejectReason, msg: String) {
+    warn!(reason = reason.as_str(), "capnp push refused: {msg}");
+    ctx.store.metrics().count_rejection(reason);
+    ctx.store
+        .metrics()
+        .count_push(&ctx.listener, "capnp", false);
+    reply.fail(msg);
+}
+
+/// Pushes above this size are parsed on the blocking pool so that a large
+/// push does not stall the other connections served by the same worker.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// Runs push parsing: inline when small, on the blocking pool when large.
+async fn cpu<R: Send + 'static>(size: usize, f: impl FnOnce() -> R + Send + 'static) -> R {
+    if size <= INLINE_PARSE_BYTES {
+        return f();
+    }
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("push parsing does not panic")
+}

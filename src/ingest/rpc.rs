@@ -1,0 +1,152 @@
+//! Cap'n Proto RPC receiver: `MetricsReceiver.push` answers whether the
+//! push was accepted and, if not, why.
+//!
+//! capnp-rpc objects are `!Send`, so the listener runs on its own thread
+//! with a current-thread runtime and a `LocalSet`. The store is `Sync`, so
+//! the RPC object calls it directly; no channel is needed.
+
+use std::net::TcpListener as StdTcpListener;
+use std::sync::Arc;
+
+use capnp_rpc::{rpc_twoparty_capnp, twoparty, RpcSystem};
+use futures::AsyncReadExt;
+use tokio::sync::Semaphore;
+use tokio_util::compat::TokioAsyncReadCompatExt;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn, Instrument};
+
+use crate::generated::metric_data_capnp::metrics_receiver;
+use crate::store::{AppKind, Store};
+use crate::telemetry::RejectReason;
+
+const LISTENER: &str = "rpc";
+
+struct Receiver {
+    store: Arc<Store>,
+    source: String,
+}
+
+impl metrics_receiver::Server for Receiver {
+    async fn push(
+        self: capnp::capability::Rc<Self>,
+        params: metrics_receiver::PushParams,
+        mut results: metrics_receiver::PushResults,
+    ) -> Result<(), capnp::Error> {
+        let metrics = params.get()?.get_metrics()?;
+        let app = metrics.get_app_name()?.to_str();
+        let data = metrics.get_data()?.to_str();
+        let outcome = match (app, data) {
+            (Ok(app), Ok(data)) => self.store.push(app, data, AppKind::Push, &self.source),
+            (Err(e), _) | (_, Err(e)) => {
+                let m = self.store.metrics();
+                m.count_rejection(RejectReason::InvalidEnvelope);
+                m.count_push(LISTENER, "capnp", false);
+                let mut r = results.get();
+                r.set_accepted(false);
+                r.set_error(format!("text field is not valid UTF-8: {e}"));
+                return Ok(());
+            }
+        };
+        let m = self.store.metrics();
+        let mut r = results.get();
+        match outcome {
+            Ok(series) => {
+                m.count_push(LISTENER, "capnp", true);
+                info!(source = %self.source, series, "rpc push accepted");
+                r.set_accepted(true);
+            }
+            Err(e) => {
+                warn!(source = %self.source, app = %e.app, reason = e.reason.as_str(), "rpc push refused: {}", e.message);
+                m.count_rejection(e.reason);
+                m.count_push(LISTENER, "capnp", false);
+                r.set_accepted(false);
+                r.set_error(e.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts the RPC listener on its own thread; returns when `shutdown` fires
+/// and the thread has stopped (join the handle).
+pub fn spawn(
+    listener: StdTcpListener,
+    store: Arc<Store>,
+    max_connections: usize,
+    max_message_bytes: usize,
+    shutdown: CancellationToken,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("capnp-rpc".to_owned())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("building the rpc runtime");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        warn!(error = %e, "rpc listener unusable");
+                        return;
+                    }
+                };
+                let permits = Arc::new(Semaphore::new(max_connections));
+                loop {
+                    let (stream, peer) = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        r = listener.accept() => match r {
+                            Ok(c) => c,
+                            Err(e) => {
+                                warn!(error = %e, "rpc accept failed");
+                                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                                continue;
+                            }
+                        },
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        store
+                            .metrics()
+                            .count_rejection(RejectReason::TooManyConnections);
+                        warn!(%peer, "rpc connection refused: too many connections");
+                        drop(stream);
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let client: metrics_receiver::Client = capnp_rpc::new_client(Receiver {
+                        store: store.clone(),
+                        source: format!("rpc {peer}"),
+                    });
+                    let (reader, writer) = stream.compat().split();
+                    let mut options = capnp::message::ReaderOptions::new();
+                    // One RPC message carries one push: bound it like a push.
+                    options.traversal_limit_in_words(Some(max_message_bytes / 8 + 1024));
+                    let network = twoparty::VatNetwork::new(
+                        futures::io::BufReader::new(reader),
+                        futures::io::BufWriter::new(writer),
+                        rpc_twoparty_capnp::Side::Server,
+                        options,
+                    );
+                    let system = RpcSystem::new(Box::new(network), Some(client.client));
+                    let shutdown = shutdown.clone();
+                    let m = store.metrics().clone();
+                    tokio::task::spawn_local(
+                        async move {
+                            m.connection(LISTENER, 1);
+                            tokio::select! {
+                                r = system => if let Err(e) = r {
+                                    warn!(error = %e, "rpc connection failed");
+                                },
+                                _ = shutdown.cancelled() => {}
+                            }
+                            m.connection(LISTENER, -1);
+                            drop(permit);
+                        }
+                        .instrument(tracing::info_span!("rpc", %peer)),
+                    );
+                }
+            });
+        })
+}

@@ -1,0 +1,28 @@
+//! exporter-proxy: a metrics multiplexer.
+//!
+//! Applications push Prometheus text over Unix or TCP sockets (JSON or
+//! Cap'n Proto envelopes, or Cap'n Proto RPC); every push atomically
+//! replaces that application's set; everything is served merged, as one
+//! valid exposition, on one HTTP port.
+//!
+//! Layout (see `ARCHITECTURE.md`):
+//!
+//! * [`config`]: TOML → validated [`config::Config`] (pure).
+//! * [`exposition`]: the text-format parser and encoder (pure).
+//! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
+//! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
+//! * [`http`]: `/metrics`, `/apps`, health endpoints.
+//! * [`telemetry`]: self-metrics and logging.
+//! * [`app`]: bind everything, run, shut down.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod exposition;
+#[allow(missing_docs)]
+pub mod generated;
+pub mod http;
+pub mod ingest;
+pub mod store;
+pub mod telemetry;

@@ -636,14 +636,21 @@ fn check_duplicate_endpoints(
     http: SocketAddr,
     cx: &mut Cx,
 ) {
-    let mut seen: Vec<(String, String)> =
-        vec![(http.to_string(), "exporter.scrape_expose_endpoint".into())];
-    if let Some(r) = rpc {
-        seen.push((r.listen.to_string(), "receiver.rpc".into()));
+    // Port 0 asks the kernel for a free port: never a clash.
+    let tcp = |a: &SocketAddr| (a.port() != 0).then(|| a.to_string());
+    let mut seen: Vec<(String, String)> = Vec::new();
+    if let Some(a) = tcp(&http) {
+        seen.push((a, "exporter.scrape_expose_endpoint".into()));
+    }
+    if let Some(a) = rpc.and_then(|r| tcp(&r.listen)) {
+        seen.push((a, "receiver.rpc".into()));
     }
     for r in receivers {
         let (key, who) = match &r.endpoint {
-            Endpoint::Tcp(a) => (a.to_string(), format!("receiver `{}`", r.name)),
+            Endpoint::Tcp(a) => match tcp(a) {
+                Some(a) => (a, format!("receiver `{}`", r.name)),
+                None => continue,
+            },
             Endpoint::Unix(u) => (
                 u.path.display().to_string(),
                 format!("receiver `{}`", r.name),

@@ -98,7 +98,7 @@ pub fn encode_sample(out: &mut Vec<u8>, s: &Sample, extra: &[(&str, &str)]) {
 }
 
 /// The canonical exposition text of a value: `+Inf`, `-Inf`, `NaN`, or the shortest
-/// decimal that parses back to exactly `v` (e.g. `1`, `0.5`, `1e300`).
+/// decimal that parses back to exactly `v` (e.g. `1.0`, `0.5`, `1e300`).
 ///
 /// Use it for [`Sample::value_text`] when building samples by hand.
 pub fn format_value(v: f64) -> String {

@@ -1,13 +1,13 @@
 //! The Prometheus text exposition format 0.0.4: parsing, validation and encoding.
 //!
-//! Applications push text in this format; [`parse`] turns it into an [`Exposition`] once,
+//! Applications push text in this format; [`parse()`] turns it into an [`Exposition`] once,
 //! checking everything a scraper built on Go's `expfmt` parser would later choke on
 //! (duplicate HELP/TYPE lines, TYPE after samples, duplicate series, clashes between a
 //! family's derived sample names and another family). Samples of one family need not be
 //! contiguous in the input: they are regrouped, so the encoder can emit every family
 //! exactly once.
 //!
-//! The encoder ([`encode_header`], [`encode_sample`], [`encode`]) escapes label values
+//! The encoder ([`encode_header`], [`encode_sample`], [`encode()`]) escapes label values
 //! and HELP text itself and can inject extra labels (such as `app="x"`) while writing.
 //!
 //! This module does no IO and knows nothing of the async runtime: it works on `&str`
@@ -194,7 +194,7 @@ pub fn is_valid_metric_name(name: &str) -> bool {
 /// Whether `name` is a syntactically valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 ///
 /// Names starting with `__` pass this check but are reserved for Prometheus' internal
-/// use, and [`parse`] rejects them in pushed samples.
+/// use, and [`parse()`] rejects them in pushed samples.
 pub fn is_valid_label_name(name: &str) -> bool {
     match name.as_bytes().split_first() {
         Some((&first, rest)) => {

@@ -288,13 +288,13 @@ impl<'a, 'l> Parser<'a, 'l> {
         if value_tok.is_empty() {
             return Err(err(
                 no,
-                format!("missing value for {name}: expected a float, found end of line"),
+                format!("missing value for {name}: expected a float value, found end of line"),
             ));
         }
         let (value, value_text) = parse_float(value_tok).map_err(|why| {
             err(
                 no,
-                format!("invalid value for {name}: expected a float, found {why}"),
+                format!("invalid value for {name}: expected a float value, found {why}"),
             )
         })?;
 
@@ -599,7 +599,8 @@ fn unescape_help(no: usize, family: &str, text: &str) -> Result<String, ParseErr
                 return Err(err(
                     no,
                     format!(
-                        "invalid escape sequence {} in HELP text for {family}: expected \\\\ or \\n",
+                        "invalid escape sequence {} in HELP text for {family}: \
+                         expected \\\\ or \\n",
                         quote(&seq)
                     ),
                 ));
@@ -634,7 +635,7 @@ fn check_type(
         parse_float(value).map(|_| ()).map_err(|why| {
             err(
                 no,
-                format!("invalid {wanted} label of {name}: expected a float, found {why}"),
+                format!("invalid {wanted} label of {name}: expected a float value, found {why}"),
             )
         })
     };
@@ -642,12 +643,11 @@ fn check_type(
         MetricType::Histogram if name == family.name => Err(err(
             no,
             format!(
-                "sample {name} in histogram {name}: expected {name}_bucket, {name}_sum or {name}_count"
+                "sample {name} in histogram {name}: \
+                 expected {name}_bucket, {name}_sum or {name}_count"
             ),
         )),
-        MetricType::Histogram if name.ends_with("_bucket") => {
-            float_label("le", "histogram bucket")
-        }
+        MetricType::Histogram if name.ends_with("_bucket") => float_label("le", "histogram bucket"),
         MetricType::Summary if name == family.name => float_label("quantile", "summary quantile"),
         _ => Ok(()),
     }

@@ -363,6 +363,46 @@ job_seconds_created 1.7000000001234567e+09
 }
 
 #[test]
+fn python_prometheus_client_escapes_info_enum_and_summary() {
+    // Captured from prometheus_client 0.26 with a HELP and a label value holding a
+    // quote, a newline and a backslash, plus Info, Enum, Summary and -Inf / NaN gauges.
+    let input = r#"# HELP jobs_total Jobs "processed"\nwith \\ backslash
+# TYPE jobs_total counter
+jobs_total{queue="def\"ault\n\\"} 3.0
+# HELP jobs_created Jobs "processed"\nwith \\ backslash
+# TYPE jobs_created gauge
+jobs_created{queue="def\"ault\n\\"} 1.795643410369246e+09
+# HELP temp Temperature
+# TYPE temp gauge
+temp NaN
+# HELP sz Size
+# TYPE sz summary
+sz_count 1.0
+sz_sum 10.0
+# HELP sz_created Size
+# TYPE sz_created gauge
+sz_created 1.7956434103693721e+09
+# HELP build_info Build info
+# TYPE build_info gauge
+build_info{rev="abc",version="1.2"} 1.0
+# HELP state State
+# TYPE state gauge
+state{state="a"} 0.0
+state{state="b"} 1.0
+# HELP inf inf
+# TYPE inf gauge
+inf -Inf
+"#;
+    check(input, input);
+    let exp = parse_ok(input);
+    assert_eq!(
+        exp.families[0].help.as_deref(),
+        Some("Jobs \"processed\"\nwith \\ backslash")
+    );
+    assert_eq!(exp.families[0].samples[0].labels[0].1, "def\"ault\n\\");
+}
+
+#[test]
 fn non_contiguous_samples_are_regrouped() {
     check(
         "# TYPE a gauge\n# TYPE b gauge\na{x=\"1\"} 1\nb 2\na{x=\"2\"} 3\nc 4\nb{y=\"z\"} 5\nc{q=\"1\"} 6\n",
@@ -479,17 +519,17 @@ fn syntax_errors() {
         ("fö 1\n", "line 1: invalid metric name 'fö': expected [a-zA-Z_:][a-zA-Z0-9_:]*"),
         ("{a=\"b\"} 1\n", "line 1: missing metric name: expected [a-zA-Z_:][a-zA-Z0-9_:]*, found '{a=\"b\"} 1'"),
         // values
-        ("foo\n", "line 1: missing value for foo: expected a float, found end of line"),
-        ("foo{a=\"b\"}\n", "line 1: missing value for foo: expected a float, found end of line"),
-        ("foo abc\n", "line 1: invalid value for foo: expected a float, found 'abc'"),
-        ("foo 0x1p3\n", "line 1: invalid value for foo: expected a float, found '0x1p3'"),
-        ("foo 1_000\n", "line 1: invalid value for foo: expected a float, found '1_000'"),
-        ("foo 1e\n", "line 1: invalid value for foo: expected a float, found '1e'"),
-        ("foo .\n", "line 1: invalid value for foo: expected a float, found '.'"),
-        ("foo +nan\n", "line 1: invalid value for foo: expected a float, found '+nan'"),
-        ("foo infinit\n", "line 1: invalid value for foo: expected a float, found 'infinit'"),
-        ("foo 1e400\n", "line 1: invalid value for foo: expected a float, found '1e400' (out of range)"),
-        ("foo 1,5\n", "line 1: invalid value for foo: expected a float, found '1,5'"),
+        ("foo\n", "line 1: missing value for foo: expected a float value, found end of line"),
+        ("foo{a=\"b\"}\n", "line 1: missing value for foo: expected a float value, found end of line"),
+        ("foo abc\n", "line 1: invalid value for foo: expected a float value, found 'abc'"),
+        ("foo 0x1p3\n", "line 1: invalid value for foo: expected a float value, found '0x1p3'"),
+        ("foo 1_000\n", "line 1: invalid value for foo: expected a float value, found '1_000'"),
+        ("foo 1e\n", "line 1: invalid value for foo: expected a float value, found '1e'"),
+        ("foo .\n", "line 1: invalid value for foo: expected a float value, found '.'"),
+        ("foo +nan\n", "line 1: invalid value for foo: expected a float value, found '+nan'"),
+        ("foo infinit\n", "line 1: invalid value for foo: expected a float value, found 'infinit'"),
+        ("foo 1e400\n", "line 1: invalid value for foo: expected a float value, found '1e400' (out of range)"),
+        ("foo 1,5\n", "line 1: invalid value for foo: expected a float value, found '1,5'"),
         // timestamps
         ("foo 1 1.5\n", "line 1: invalid timestamp for foo: expected an integer of milliseconds, found '1.5'"),
         ("foo 1 abc\n", "line 1: invalid timestamp for foo: expected an integer of milliseconds, found 'abc'"),
@@ -552,11 +592,11 @@ fn type_errors() {
         ),
         (
             "# TYPE h histogram\nh_bucket{le=\"big\"} 1\n",
-            "line 2: invalid le label of h_bucket: expected a float, found 'big'",
+            "line 2: invalid le label of h_bucket: expected a float value, found 'big'",
         ),
         (
             "# TYPE h histogram\nh_bucket{le=\"\"} 1\n",
-            "line 2: invalid le label of h_bucket: expected a float, found end of line",
+            "line 2: invalid le label of h_bucket: expected a float value, found end of line",
         ),
         (
             "# TYPE s summary\ns 1\n",
@@ -564,7 +604,7 @@ fn type_errors() {
         ),
         (
             "# TYPE s summary\ns{quantile=\"p99\"} 1\n",
-            "line 2: invalid quantile label of s: expected a float, found 'p99'",
+            "line 2: invalid quantile label of s: expected a float value, found 'p99'",
         ),
     ];
     for &(input, expected) in cases {
@@ -646,7 +686,7 @@ fn long_found_text_is_truncated() {
     assert_eq!(
         err.message,
         format!(
-            "invalid value for foo: expected a float, found '{}...'",
+            "invalid value for foo: expected a float value, found '{}...'",
             "x".repeat(40)
         )
     );

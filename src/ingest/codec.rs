@@ -36,12 +36,15 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// What the first byte of a connection says about its format.
+/// What the first bytes of a connection say about its format: JSON starts
+/// with `{` (or `[`, a common mistake we want to report as a JSON error)
+/// after optional whitespace; a Cap'n Proto stream starts with a segment
+/// count below 64, i.e. a small first byte and three zero bytes.
 pub fn looks_like_json(first: &[u8]) -> bool {
     first
         .iter()
         .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'{')
+        .is_some_and(|b| matches!(b, b'{' | b'['))
 }
 
 /// Decodes a JSON push document.
@@ -288,7 +291,10 @@ mod tests {
         // Point the root pointer far outside the segment.
         bytes[8..16].copy_from_slice(&[0xfc, 0xff, 0xff, 0x7f, 0, 0, 2, 0]);
         assert!(decode_capnp(&bytes).is_err());
-        assert!(decode_capnp(&[0, 0, 0, 0, 0, 0, 0, 0]).is_ok_and(|p| p.app.is_empty()));
+        assert!(
+            decode_capnp(&[0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
+            "an empty segment has no root"
+        );
     }
 
     #[test]

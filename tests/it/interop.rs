@@ -1,0 +1,266 @@
+//! Interoperability with real external peers: the pycapnp clients in
+//! `python_test_clients/`, netcat, `promtool check metrics` and Python
+//! `prometheus_client`'s parser. `scripts/test.sh` installs them; a missing
+//! tool is a failure, never a skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::support::*;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The venv Python with pycapnp and prometheus_client.
+fn python() -> PathBuf {
+    let p = std::env::var_os("EXPORTER_PROXY_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo("target/test-venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} not found: run scripts/test.sh (it creates the venv with pycapnp and prometheus_client)",
+        p.display()
+    );
+    p
+}
+
+/// An external tool on PATH; panics with how to get it.
+fn tool(name: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("{name} not found: install the Debian package {package} (scripts/test.sh does)")
+    })
+}
+
+/// netcat-openbsd (`-q 0`, `-U`), which the README's examples use.
+fn netcat() -> PathBuf {
+    let nc = tool("nc.openbsd", "netcat-openbsd");
+    nc
+}
+
+async fn run(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null());
+    let out = tokio::time::timeout(STEP * 3, tokio::task::spawn_blocking(move || cmd.output()))
+        .await
+        .expect("external command finished in time")
+        .unwrap()
+        .unwrap();
+    out
+}
+
+async fn run_ok(cmd: Command) -> String {
+    let desc = format!("{cmd:?}");
+    let out = run(cmd).await;
+    assert!(
+        out.status.success(),
+        "{desc} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn promtool_check(body: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = Command::new(tool("promtool", "prometheus"));
+    cmd.args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed ({}):\n{}{}\n--- body ---\n{body}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Parses an exposition with prometheus_client and returns
+/// `name{sorted labels} -> value` lines.
+async fn python_parse(body: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, body).unwrap();
+    let script = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+text = open(sys.argv[1]).read()
+names = set()
+for fam in text_string_to_metric_families(text):
+    assert fam.name not in names, "family twice: " + fam.name
+    names.add(fam.name)
+    for s in fam.samples:
+        labels = ",".join('%s=%s' % (k, json.dumps(v)) for k, v in sorted(s.labels.items()))
+        print("%s %s{%s} %r" % (fam.type, s.name, labels, float(s.value)))
+"#;
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", script, file.to_str().unwrap()]);
+    run_ok(cmd).await.lines().map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn python_capnp_clients_netcat_promtool_and_prometheus_client() {
+    let app = TestApp::start().await;
+    let clients = repo("python_test_clients");
+
+    // pycapnp over TCP and Unix: two apps per connection, reply checked by the script.
+    let mut tcp = Command::new(python());
+    tcp.current_dir(&clients)
+        .arg("test_send_tcp_socket_capnp.py")
+        .args(["--address", &app.tcp.to_string()]);
+    let out = run_ok(tcp).await;
+    assert!(out.contains("\"ok\":true"), "{out}");
+    let mut unix = Command::new(python());
+    unix.current_dir(&clients)
+        .arg("test_send_unix_socket_capnp.py")
+        .args(["--socket", app.socket.to_str().unwrap()]);
+    run_ok(unix).await;
+
+    // netcat, exactly as the README shows it.
+    let mut nc = Command::new(netcat());
+    nc.args(["-q", "0", "127.0.0.1", &app.tcp.port().to_string()])
+        .current_dir(&clients)
+        .stdin(std::fs::File::open(clients.join("json_string.json")).unwrap());
+    let out = tokio::task::spawn_blocking(move || nc.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut nc = Command::new(netcat());
+    nc.args(["-U", app.socket.to_str().unwrap(), "-q", "0"])
+        .stdin(std::fs::File::open(clients.join("json_array.json")).unwrap());
+    let out = tokio::task::spawn_blocking(move || nc.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    eventually(|| async {
+        let body = app.metrics().await;
+        body.contains("foo_bar_app0_metrics_queue_jobs")
+            && body.contains("foo_bar_app1_metrics_errors_total")
+    })
+    .await;
+
+    let body = app.metrics().await;
+    for a in [
+        "foo_bar_tcp_app0",
+        "foo_bar_tcp_app1",
+        "foo_bar_app0",
+        "foo_bar_app1",
+        "foo_bar_app0_metrics",
+        "foo_bar_app1_metrics",
+    ] {
+        assert!(
+            metric("demo_build_info")
+                .label("app", a)
+                .value("1")
+                .is_in(&body),
+            "{a} missing: {body}"
+        );
+    }
+    assert_eq!(body.matches("# TYPE demo_build_info gauge").count(), 1);
+
+    // An independent parser and linter accept the merged output.
+    promtool_check(&body).await;
+    let samples = python_parse(&body).await;
+    let has = |line: &str| samples.iter().any(|s| s == line);
+    assert!(
+        has("gauge demo_build_info{app=\"foo_bar_app1\",version=\"1.1.0\"} 1.0"),
+        "{samples:#?}"
+    );
+    assert!(
+        has("counter foo_bar_app0_metrics_http_requests_total{code=\"400\",method=\"post\"} 3.0"),
+        "{samples:#?}"
+    );
+    assert!(has("histogram foo_bar_app1_metrics_http_request_duration_seconds_bucket{le=\"+Inf\"} 144320.0"), "{samples:#?}");
+    let demo = samples
+        .iter()
+        .filter(|s| s.starts_with("gauge demo_build_info{"))
+        .count();
+    assert_eq!(demo, 6, "{samples:#?}");
+
+    // A second push of an app replaces its first set: the dropped series is gone.
+    let second = "# HELP foo_bar_app0_metrics_http_requests_total Requests.\n# TYPE foo_bar_app0_metrics_http_requests_total counter\nfoo_bar_app0_metrics_http_requests_total{method=\"post\",code=\"200\"} 1029\n";
+    let mut nc = Command::new(netcat());
+    let dir = tempfile::tempdir().unwrap();
+    let doc = dir.path().join("second.json");
+    std::fs::write(&doc, json_push("foo_bar_app0_metrics", second)).unwrap();
+    nc.args(["-q", "0", "127.0.0.1", &app.tcp.port().to_string()])
+        .stdin(std::fs::File::open(&doc).unwrap());
+    let out = tokio::task::spawn_blocking(move || nc.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.status.success());
+    eventually(|| async { app.metrics().await.contains("1029") }).await;
+    let body = app.metrics().await;
+    promtool_check(&body).await;
+    let samples = python_parse(&body).await;
+    let app0: Vec<&String> = samples
+        .iter()
+        .filter(|s| s.contains("foo_bar_app0_metrics_"))
+        .collect();
+    assert_eq!(
+        app0,
+        ["counter foo_bar_app0_metrics_http_requests_total{code=\"200\",method=\"post\"} 1029.0"],
+        "only the second set remains"
+    );
+    assert!(!samples
+        .iter()
+        .any(|s| s.contains("demo_build_info{app=\"foo_bar_app0_metrics\"")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn promtool_accepts_escapes_specials_and_empty_families() {
+    let app = TestApp::start().await;
+    let text = concat!(
+        "# HELP esc_info Help with a backslash \\\\ and a newline \\n here.\n",
+        "# TYPE esc_info gauge\n",
+        "esc_info{path=\"C:\\\\dir\",quote=\"say \\\"hi\\\"\",nl=\"a\\nb\"} 1\n",
+        "# HELP special_values Values that are not finite.\n",
+        "# TYPE special_values gauge\n",
+        "special_values{kind=\"pinf\"} +Inf\n",
+        "special_values{kind=\"ninf\"} -Inf\n",
+        "special_values{kind=\"nan\"} NaN\n",
+        "# HELP empty_family A family without samples.\n",
+        "# TYPE empty_family gauge\n",
+        "# HELP rpc_seconds Latency summary.\n",
+        "# TYPE rpc_seconds summary\n",
+        "rpc_seconds{quantile=\"0.5\"} 0.1\n",
+        "rpc_seconds_sum 3\n",
+        "rpc_seconds_count 30\n",
+    );
+    assert_eq!(
+        reply(&send_tcp(app.tcp, &json_push("esc", text)).await)["ok"],
+        true
+    );
+    let body = app.metrics().await;
+    promtool_check(&body).await;
+    let samples = python_parse(&body).await;
+    let has = |line: &str| samples.iter().any(|s| s == line);
+    assert!(
+        has(r#"gauge esc_info{nl="a\nb",path="C:\\dir",quote="say \"hi\""} 1.0"#),
+        "{samples:#?}"
+    );
+    assert!(
+        has("gauge special_values{kind=\"pinf\"} inf"),
+        "{samples:#?}"
+    );
+    assert!(
+        has("gauge special_values{kind=\"nan\"} nan"),
+        "{samples:#?}"
+    );
+    assert!(has("summary rpc_seconds_count{} 30.0"), "{samples:#?}");
+    app.stop().await;
+}

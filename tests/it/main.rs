@@ -1,0 +1,14 @@
+//! The one integration-test binary: starts the real server on port 0 and a
+//! temp-dir socket, and talks to it over real sockets.
+//!
+//! The `interop` module drives real external peers (promtool, Python's
+//! prometheus_client and pycapnp, netcat); `scripts/test.sh` installs them.
+//! A missing tool fails the test: it is never skipped.
+
+mod bad_input;
+mod cli;
+mod http;
+mod interop;
+mod push;
+mod rpc;
+mod support;

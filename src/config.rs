@@ -703,6 +703,13 @@ fn build_poll(top: &mut Section<'_>, cx: &mut Cx) -> Option<PollConfig> {
         .duration("client_timeout", cx, false)
         .unwrap_or(Duration::from_secs(10));
     p.finish(cx);
+    if enabled {
+        cx.warnings.push(
+            "`poll_external`: polling other exporters is not implemented in this version yet; \
+             the targets are validated but not polled"
+                .to_owned(),
+        );
+    }
     Some(PollConfig {
         enabled,
         endpoints,

@@ -163,3 +163,20 @@ fn refuses_to_replace_a_regular_file() {
     );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "data");
 }
+
+#[test]
+fn container_config_is_valid() {
+    let out = Command::new(BIN)
+        .args([
+            "-c",
+            repo("docker/config.toml").to_str().unwrap(),
+            "check-config",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

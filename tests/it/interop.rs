@@ -39,18 +39,16 @@ fn tool(name: &str, package: &str) -> PathBuf {
 
 /// netcat-openbsd (`-q 0`, `-U`), which the README's examples use.
 fn netcat() -> PathBuf {
-    let nc = tool("nc.openbsd", "netcat-openbsd");
-    nc
+    tool("nc.openbsd", "netcat-openbsd")
 }
 
 async fn run(mut cmd: Command) -> Output {
     cmd.stdin(Stdio::null());
-    let out = tokio::time::timeout(STEP * 3, tokio::task::spawn_blocking(move || cmd.output()))
+    tokio::time::timeout(STEP * 3, tokio::task::spawn_blocking(move || cmd.output()))
         .await
         .expect("external command finished in time")
         .unwrap()
-        .unwrap();
-    out
+        .unwrap()
 }
 
 async fn run_ok(cmd: Command) -> String {

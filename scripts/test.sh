@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints, the capnp code check, unit
+# and integration tests (including the interop tests against promtool,
+# netcat, pycapnp and prometheus_client).
+#
+# Installs what the tests need when it is missing: Debian packages
+# (prometheus for promtool, netcat-openbsd, capnproto, python3-venv) via
+# apt-get (as root, or with sudo), and a Python venv in target/test-venv
+# with python_test_clients/requirements.txt. The interop tests fail, never
+# skip, when a tool is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v nc.openbsd >/dev/null || missing+=(netcat-openbsd)
+command -v capnp >/dev/null || missing+=(capnproto)
+command -v python3 >/dev/null || missing+=(python3)
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing Debian packages: ${missing[*]}"
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+venv=target/test-venv
+if ! cmp -s python_test_clients/requirements.txt "$venv/.requirements"; then
+    echo "== creating the Python venv $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r python_test_clients/requirements.txt
+    cp python_test_clients/requirements.txt "$venv/.requirements"
+fi
+export EXPORTER_PROXY_TEST_PYTHON="$PWD/$venv/bin/python"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+
+echo "== committed capnp code matches schema/"
+saved=$(mktemp -d)
+cp -r src/generated "$saved/"
+cargo build --locked --quiet --features regen-capnp
+if ! diff -r "$saved/generated" src/generated; then
+    echo "src/generated differs from what schema/ produces: commit the regenerated code" >&2
+    exit 1
+fi
+rm -rf "$saved"
+
+echo "== cargo test"
+cargo test --locked

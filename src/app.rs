@@ -23,6 +23,9 @@ use crate::ingest::{self, unix, Ctx, Listener};
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::SelfMetrics;
 
+/// Time aborted connections get to send their error reply at shutdown.
+const ABORT_REPLY_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Every socket of the proxy, bound and not yet serving.
 #[derive(Debug)]
 pub struct Bound {
@@ -132,6 +135,7 @@ pub async fn run_with_store(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
+    let abort = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
 
     for (rc, listener) in bound.receivers {
@@ -140,6 +144,7 @@ pub async fn run_with_store(
             format: rc.format,
             store: store.clone(),
             limits: config.limits.clone(),
+            abort: abort.clone(),
         };
         tracker.spawn(ingest::serve(
             listener,
@@ -188,6 +193,9 @@ pub async fn run_with_store(
     .await;
     if drained.is_err() {
         warn!("grace period over: closing remaining connections");
+        abort.cancel();
+        // Aborted handlers still send their error reply; give them a moment.
+        let _ = tokio::time::timeout(ABORT_REPLY_TIME, tracker.wait()).await;
     }
     if let Some(t) = rpc_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;

@@ -41,10 +41,11 @@ impl std::error::Error for DecodeError {}
 /// after optional whitespace; a Cap'n Proto stream starts with a segment
 /// count below 64, i.e. a small first byte and three zero bytes.
 pub fn looks_like_json(first: &[u8]) -> bool {
+    // All-whitespace is JSON too: as a capnp segment count it is absurd.
     first
         .iter()
         .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| matches!(b, b'{' | b'['))
+        .is_none_or(|b| matches!(b, b'{' | b'['))
 }
 
 /// Decodes a JSON push document.
@@ -300,6 +301,7 @@ mod tests {
     #[test]
     fn detects_json() {
         assert!(looks_like_json(b"  \n{"));
+        assert!(looks_like_json(b"    "));
         assert!(!looks_like_json(&[0, 0, 0, 0]));
     }
 }

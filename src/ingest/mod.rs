@@ -113,6 +113,10 @@ pub struct Ctx {
     pub store: Arc<Store>,
     /// Limits.
     pub limits: Limits,
+    /// Cancelled when the shutdown grace period is over: in-flight reads
+    /// stop then (not at the start of the shutdown, so pushes in progress
+    /// can finish).
+    pub abort: CancellationToken,
 }
 
 /// The reply line sent after a connection's data was processed.
@@ -188,13 +192,12 @@ pub async fn serve(
             continue;
         };
         let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
         tracker.spawn(
             async move {
                 ctx.store.metrics().connection(&ctx.listener, 1);
                 match conn {
-                    Conn::Tcp(s) => handle_connection(s, &ctx, &peer, &shutdown).await,
-                    Conn::Unix(s) => handle_connection(s, &ctx, &peer, &shutdown).await,
+                    Conn::Tcp(s) => handle_connection(s, &ctx, &peer).await,
+                    Conn::Unix(s) => handle_connection(s, &ctx, &peer).await,
                 };
                 ctx.store.metrics().connection(&ctx.listener, -1);
                 drop(permit);
@@ -239,7 +242,7 @@ struct Reader<'a, S> {
     stream: &'a mut S,
     deadline: Instant,
     idle: Duration,
-    shutdown: &'a CancellationToken,
+    abort: &'a CancellationToken,
     /// Bytes consumed so far on this connection, for error offsets.
     offset: usize,
 }
@@ -254,7 +257,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
                 Err(_) if Instant::now() >= self.deadline => return Err(ReadFail::Timeout("read timeout")),
                 Err(_) => return Err(ReadFail::Timeout("idle timeout")),
             },
-            _ = self.shutdown.cancelled() => return Err(ReadFail::Shutdown),
+            _ = self.abort.cancelled() => return Err(ReadFail::Shutdown),
         };
         self.offset += n;
         Ok(n)
@@ -275,12 +278,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
 }
 
 /// Processes one push connection and writes the reply line.
-pub async fn handle_connection<S>(
-    mut stream: S,
-    ctx: &Ctx,
-    peer: &str,
-    shutdown: &CancellationToken,
-) -> Reply
+pub async fn handle_connection<S>(mut stream: S, ctx: &Ctx, peer: &str) -> Reply
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -288,7 +286,7 @@ where
         stream: &mut stream,
         deadline: Instant::now() + ctx.limits.read_timeout,
         idle: ctx.limits.idle_timeout,
-        shutdown,
+        abort: &ctx.abort,
         offset: 0,
     };
     let mut reply = Reply {
@@ -346,7 +344,7 @@ fn read_failed(ctx: &Ctx, reply: &mut Reply, f: ReadFail, offset: usize) {
             format!("push exceeds the limit of {limit} bytes"),
         ),
         ReadFail::Io(e) => (RejectReason::IoError, format!("read error at byte offset {offset}: {e}")),
-        ReadFail::Shutdown => (RejectReason::IoError, "the proxy is shutting down".to_owned()),
+        ReadFail::Shutdown => (RejectReason::IoError, "the proxy shut down before the push was complete".to_owned()),
     };
     warn!(reason = reason.as_str(), "push refused: {msg}");
     ctx.store.metrics().count_rejection(reason);

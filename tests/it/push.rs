@@ -268,3 +268,64 @@ async fn self_metrics_count_pushes_and_rejections() {
     assert!(apps.contains("line 1"), "{apps}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn json_with_long_leading_whitespace_is_detected() {
+    let app = TestApp::start().await;
+    let mut doc = b"\n\n        ".to_vec();
+    doc.extend(json_push("ws", "ws_up 1\n"));
+    assert_eq!(reply(&send_tcp(app.tcp, &doc).await)["ok"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_push_in_progress_finish() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::start().await;
+    let mut s = tokio::net::TcpStream::connect(app.tcp).await.unwrap();
+    s.write_all(b"{\"late\": ").await.unwrap();
+    eventually(|| async {
+        metric("exporter_proxy_open_connections")
+            .label("listener", "tcp")
+            .value("1")
+            .is_in(&app.metrics().await)
+    })
+    .await;
+    let store = app.store.clone();
+    let tcp = app.tcp;
+    let stopping = tokio::spawn(app.stop());
+    // Shutdown has begun: new connections are refused...
+    eventually(|| async { tokio::net::TcpStream::connect(tcp).await.is_err() }).await;
+    // ...but the one in progress completes within the grace period.
+    s.write_all(b"\"late_up 1\\n\"}").await.unwrap();
+    s.shutdown().await.unwrap();
+    let r = reply(&read_reply(&mut s).await);
+    assert_eq!(r["ok"], true, "{r}");
+    stopping.await.unwrap();
+    assert!(store.apps().iter().any(|a| a.name == "late"));
+}
+
+#[tokio::test]
+async fn shutdown_aborts_a_stuck_push_after_the_grace_period() {
+    use tokio::io::AsyncWriteExt;
+    let app = TestApp::with_all(
+        "",
+        "",
+        "[limits]\nidle_timeout = \"60s\"\nread_timeout = \"60s\"\n",
+    )
+    .await;
+    let mut s = tokio::net::TcpStream::connect(app.tcp).await.unwrap();
+    s.write_all(b"{\"stuck\": ").await.unwrap();
+    eventually(|| async {
+        metric("exporter_proxy_open_connections")
+            .label("listener", "tcp")
+            .value("1")
+            .is_in(&app.metrics().await)
+    })
+    .await;
+    let started = std::time::Instant::now();
+    app.stop().await; // grace period of the test config: 2s
+    assert!(started.elapsed() < STEP);
+    let r = reply(&read_reply(&mut s).await);
+    assert!(r["error"].as_str().unwrap().contains("shut down"), "{r}");
+}

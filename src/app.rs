@@ -168,12 +168,19 @@ pub async fn run_with_store(
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
+        push_api: config
+            .push_api
+            .then(|| Arc::new(crate::pushgw::PushApi::default())),
+        max_push_bytes: config.limits.max_push_bytes,
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(bound.http, router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
+        axum::serve(
+            bound.http,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await
     });
 
     ready.store(true, Ordering::Release);

@@ -62,6 +62,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `[poll_external]`, parsed and validated (used by the poller).
     pub poll: Option<PollConfig>,
+    /// Whether the Pushgateway-compatible push API is served.
+    pub push_api: bool,
 }
 
 /// Wire format accepted by a receiver.
@@ -610,6 +612,10 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     };
     lim.finish(cx);
 
+    let mut push = top.sub("push_api", cx);
+    let push_api = push.bool("enabled", cx).unwrap_or(true);
+    push.finish(cx);
+
     let poll = build_poll(&mut top, cx);
     top.finish(cx);
 
@@ -622,6 +628,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         limits,
         shutdown_grace,
         poll,
+        push_api,
     })
 }
 

@@ -9,6 +9,7 @@
 //! | GET | `/apps` | sources: text table (default), JSON (`?format=json` or `Accept: application/json`), HTML (`Accept: text/html`) |
 //! | GET | `/-/healthy` | 200 while the process runs |
 //! | GET | `/-/ready` | 200 once every listener is bound, 503 before |
+//! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | Pushgateway-compatible push API ([`crate::pushgw`]) |
 //!
 //! Anything else is 404; a known path with another method is 405.
 
@@ -19,7 +20,7 @@ use axum::extract::{Query, State};
 use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{LineStyle, TableStyle};
@@ -37,6 +38,10 @@ pub struct HttpState {
     pub store: Arc<Store>,
     /// Set once every listener is bound and serving.
     pub ready: Arc<AtomicBool>,
+    /// The Pushgateway-compatible push API, when enabled.
+    pub push_api: Option<Arc<crate::pushgw::PushApi>>,
+    /// Largest accepted push body.
+    pub max_push_bytes: usize,
 }
 
 /// Builds the router.
@@ -47,6 +52,13 @@ pub fn router(state: HttpState) -> Router {
         .route("/apps", get(apps))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
+        .route(
+            "/metrics/{*grouping}",
+            put(crate::pushgw::handle)
+                .post(crate::pushgw::handle)
+                .delete(crate::pushgw::handle)
+                .get(not_found),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -12,6 +12,7 @@
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
 //! * [`http`]: `/metrics`, `/apps`, health endpoints.
+//! * [`pushgw`]: the Pushgateway-compatible push API.
 //! * [`telemetry`]: self-metrics and logging.
 //! * [`app`]: bind everything, run, shut down.
 #![forbid(unsafe_code)]
@@ -24,5 +25,6 @@ pub mod exposition;
 pub mod generated;
 pub mod http;
 pub mod ingest;
+pub mod pushgw;
 pub mod store;
 pub mod telemetry;

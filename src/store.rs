@@ -37,6 +37,8 @@ pub enum AppKind {
     Push,
     /// Polled from another exporter.
     Poll,
+    /// Pushed through the Pushgateway-compatible HTTP API.
+    Gateway,
 }
 
 impl AppKind {
@@ -45,6 +47,7 @@ impl AppKind {
         match self {
             AppKind::Push => "push",
             AppKind::Poll => "poll",
+            AppKind::Gateway => "pushgateway",
         }
     }
 }
@@ -297,6 +300,16 @@ impl Store {
 
     /// Parses, validates and encodes a push for `app`. Pure CPU work, no lock.
     pub fn prepare(&self, app: &str, text: &str) -> Result<Prepared, PushError> {
+        self.prepare_with(app, text, &LabelRules::default())
+    }
+
+    /// [`Store::prepare`] with labels applied to every series.
+    pub fn prepare_with(
+        &self,
+        app: &str,
+        text: &str,
+        rules: &LabelRules<'_>,
+    ) -> Result<Prepared, PushError> {
         validate_app_name(app)?;
         if text.starts_with('\u{feff}') {
             return Err(PushError::new(
@@ -309,7 +322,7 @@ impl Store {
             max_series: self.options.max_series_per_app,
             ..ParseLimits::default()
         };
-        let exp = exposition::parse(text, &limits).map_err(|e| {
+        let mut exp = exposition::parse(text, &limits).map_err(|e| {
             let reason = if e.message.starts_with("too many series") {
                 RejectReason::TooManySeries
             } else {
@@ -317,13 +330,19 @@ impl Store {
             };
             PushError::new(reason, app, e.to_string())
         })?;
+        normalise_bounds(&mut exp);
+        if !rules.default.is_empty() {
+            for s in exp.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+                for (k, v) in rules.default {
+                    if !s.labels.iter().any(|(n, _)| n == k) {
+                        s.labels.push(((*k).to_owned(), (*v).to_owned()));
+                    }
+                }
+            }
+        }
+        let extra = self.extra_labels(app, rules);
         let mut series = 0;
         let mut families = Vec::with_capacity(exp.families.len());
-        let extra_owned = self.options.app_label.as_deref().map(|l| (l, app));
-        let extra: &[(&str, &str)] = match &extra_owned {
-            Some(pair) => std::slice::from_ref(pair),
-            None => &[],
-        };
         for fam in exp.families {
             if fam.name.starts_with(crate::telemetry::PREFIX) {
                 return Err(PushError::new(
@@ -336,20 +355,9 @@ impl Store {
                     ),
                 ));
             }
-            let mut body = Vec::with_capacity(fam.samples.len() * 64);
-            let mut keys = Vec::with_capacity(fam.samples.len());
-            for s in &fam.samples {
-                exposition::encode_sample(&mut body, s, extra);
-                keys.push(exposition::series_key(s, extra));
-            }
-            series += keys.len();
-            families.push(FamilyBlock {
-                name: fam.name,
-                typ: fam.typ,
-                help: fam.help,
-                body: Bytes::from(body),
-                keys,
-            });
+            let block = encode_block(fam.name, fam.typ, fam.help, &fam.samples, &extra);
+            series += block.keys.len();
+            families.push(block);
         }
         families.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Prepared {
@@ -357,6 +365,47 @@ impl Store {
             families: families.into_iter().map(Arc::new).collect(),
             series,
         })
+    }
+
+    /// The labels set on every series of `app`: the app label, then `rules.set`.
+    fn extra_labels<'a>(&'a self, app: &'a str, rules: &LabelRules<'a>) -> Vec<(&'a str, &'a str)> {
+        let mut extra: Vec<(&str, &str)> = Vec::with_capacity(rules.set.len() + 1);
+        if let Some(l) = self.options.app_label.as_deref() {
+            extra.push((l, app));
+        }
+        extra.extend(rules.set.iter().copied());
+        extra
+    }
+
+    /// Replaces the one-sample gauge family `name` of an existing app with
+    /// a new value (used for `push_failure_time_seconds`). Returns whether
+    /// the app had that family.
+    pub fn update_gauge(&self, app: &str, name: &str, labels: &[(&str, &str)], value: f64) -> bool {
+        let mut state = self.lock();
+        let Some(entry) = state.apps.get_mut(app) else {
+            return false;
+        };
+        let Ok(i) = entry
+            .families
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+        else {
+            return false;
+        };
+        let old = &entry.families[i];
+        let block = encode_block(
+            old.name.clone(),
+            old.typ,
+            old.help.clone(),
+            &[gauge_sample(name, labels, value)],
+            &[],
+        );
+        if block.keys != old.keys {
+            return false;
+        }
+        entry.families[i] = Arc::new(block);
+        drop(state);
+        self.bump();
+        true
     }
 
     /// Parses and applies one push. On error nothing changes.
@@ -384,8 +433,51 @@ impl Store {
         kind: AppKind,
         source: &str,
     ) -> Result<usize, PushError> {
+        self.commit_inner(batch, kind, source, false)
+    }
+
+    /// Like [`Store::commit`] for one push, but keeps the app's families
+    /// that the push does not contain (Pushgateway `POST` semantics).
+    pub fn commit_merge(
+        &self,
+        p: Prepared,
+        kind: AppKind,
+        source: &str,
+    ) -> Result<usize, PushError> {
+        self.commit_inner(vec![p], kind, source, true)
+    }
+
+    fn commit_inner(
+        &self,
+        batch: Vec<Prepared>,
+        kind: AppKind,
+        source: &str,
+        merge: bool,
+    ) -> Result<usize, PushError> {
         let now = Utc::now();
         let mut state = self.lock();
+        let batch: Vec<Prepared> = if merge {
+            batch
+                .into_iter()
+                .map(|mut p| {
+                    if let Some(old) = state.apps.get(&p.app) {
+                        for f in &old.families {
+                            if p.families
+                                .binary_search_by(|n| n.name.cmp(&f.name))
+                                .is_err()
+                            {
+                                p.series += f.keys.len();
+                                p.families.push(f.clone());
+                            }
+                        }
+                        p.families.sort_by(|a, b| a.name.cmp(&b.name));
+                    }
+                    p
+                })
+                .collect()
+        } else {
+            batch
+        };
         let mut undo: Vec<(String, Option<AppEntry>)> = Vec::with_capacity(batch.len());
         let mut total = 0;
         for p in batch {
@@ -527,6 +619,111 @@ impl Store {
         });
         self.cache.store(Some(rendered.clone()));
         rendered
+    }
+}
+
+/// Rewrites `le` of histogram buckets and `quantile` of summaries in Go's
+/// float format (`le="1.0"` → `le="1"`), as the Pushgateway and Prometheus
+/// do, so that clients in different languages produce the same series.
+fn normalise_bounds(exp: &mut exposition::Exposition) {
+    for fam in &mut exp.families {
+        let (label, suffix) = match fam.typ {
+            MetricType::Histogram => ("le", "_bucket"),
+            MetricType::Summary => ("quantile", ""),
+            _ => continue,
+        };
+        let sample_name = format!("{}{suffix}", fam.name);
+        for s in fam.samples.iter_mut().filter(|s| s.name == sample_name) {
+            for (k, v) in s.labels.iter_mut().filter(|(k, _)| k == label) {
+                debug_assert_eq!(k, label);
+                if let Ok(f) = v.parse::<f64>() {
+                    *v = exposition::format_go_float(f);
+                }
+            }
+        }
+    }
+}
+
+/// Labels applied to every series of a push (e.g. a Pushgateway grouping key).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LabelRules<'a> {
+    /// Set on every series, replacing a pushed label of the same name.
+    pub set: &'a [(&'a str, &'a str)],
+    /// Added to series that lack a label of that name.
+    pub default: &'a [(&'a str, &'a str)],
+}
+
+fn encode_block(
+    name: String,
+    typ: MetricType,
+    help: Option<String>,
+    samples: &[exposition::Sample],
+    extra: &[(&str, &str)],
+) -> FamilyBlock {
+    let mut body = Vec::with_capacity(samples.len() * 64);
+    let mut keys = Vec::with_capacity(samples.len());
+    for s in samples {
+        exposition::encode_sample(&mut body, s, extra);
+        keys.push(exposition::series_key(s, extra));
+    }
+    FamilyBlock {
+        name,
+        typ,
+        help,
+        body: Bytes::from(body),
+        keys,
+    }
+}
+
+fn gauge_sample(name: &str, labels: &[(&str, &str)], value: f64) -> exposition::Sample {
+    exposition::Sample {
+        name: name.to_owned(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        value,
+        value_text: exposition::format_value(value),
+        timestamp: None,
+    }
+}
+
+impl Prepared {
+    /// Adds a one-sample gauge family maintained by the proxy (e.g.
+    /// `push_time_seconds`). Fails if the push already has that family.
+    pub fn add_gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) -> Result<(), PushError> {
+        if self.families.iter().any(|f| f.name == name) {
+            return Err(PushError::new(
+                RejectReason::Conflict,
+                &self.app,
+                format!("family {name} is maintained by the proxy and cannot be pushed"),
+            ));
+        }
+        let block = encode_block(
+            name.to_owned(),
+            MetricType::Gauge,
+            Some(help.to_owned()),
+            &[gauge_sample(name, labels, value)],
+            &[],
+        );
+        self.series += 1;
+        let at = self
+            .families
+            .binary_search_by(|f| f.name.as_str().cmp(name))
+            .unwrap_or_else(|i| i);
+        self.families.insert(at, Arc::new(block));
+        Ok(())
+    }
+
+    /// Names of the families in this push.
+    pub fn family_names(&self) -> impl Iterator<Item = &str> {
+        self.families.iter().map(|f| f.name.as_str())
     }
 }
 

@@ -222,3 +222,33 @@ pub fn encode(exp: &Exposition) -> String {
     }
     String::from_utf8(out).expect("the encoder only writes UTF-8 strings and ASCII")
 }
+
+/// Formats a float as Go's `strconv.FormatFloat(v, 'g', -1, 64)` does: the
+/// shortest representation that reads back exactly, in exponent form when
+/// the decimal exponent is below -4 or at least 6 (`1e+06`, `1e-05`), and
+/// `+Inf`, `-Inf`, `NaN` for the special values.
+///
+/// Prometheus' Go tooling (the Pushgateway, and Prometheus itself when it
+/// normalises classic histograms) prints `le` and `quantile` values this
+/// way, so `le="1.0"` from a Python client and `le="1"` from a Go client
+/// denote the same bucket; we emit the Go form for both.
+pub fn format_go_float(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.to_owned();
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("LowerExp has an exponent");
+    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
+    if (-4..6).contains(&exp) {
+        format!("{v}")
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}

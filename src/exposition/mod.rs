@@ -23,7 +23,8 @@ mod tests;
 use std::fmt;
 
 pub use encode::{
-    encode, encode_header, encode_sample, escape_help, escape_label_value, format_value, series_key,
+    encode, encode_header, encode_sample, escape_help, escape_label_value, format_go_float,
+    format_value, series_key,
 };
 pub use parse::parse;
 

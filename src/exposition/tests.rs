@@ -958,3 +958,24 @@ fn format_value_round_trips() {
     assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
     assert_eq!(format_value(f64::NAN), "NaN");
 }
+
+#[test]
+fn go_float_format() {
+    for (v, want) in [
+        (1.0, "1"),
+        (0.1, "0.1"),
+        (1e-5, "1e-05"),
+        (0.0001, "0.0001"),
+        (100000.0, "100000"),
+        (1e6, "1e+06"),
+        (1e21, "1e+21"),
+        (123456789012345678901234.0, "1.2345678901234569e+23"),
+        (-2.5, "-2.5"),
+        (0.0, "0"),
+        (f64::INFINITY, "+Inf"),
+        (f64::NEG_INFINITY, "-Inf"),
+        (f64::NAN, "NaN"),
+    ] {
+        assert_eq!(crate::exposition::format_go_float(v), want, "{v}");
+    }
+}

@@ -10,5 +10,6 @@ mod cli;
 mod http;
 mod interop;
 mod push;
+mod pushgw;
 mod rpc;
 mod support;

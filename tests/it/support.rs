@@ -180,6 +180,17 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Response {
+    request_with_body(addr, method, path, headers, b"").await
+}
+
+/// [`request`] with a body (the caller sets `Content-Length`).
+pub async fn request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut s = tokio::time::timeout(STEP, TcpStream::connect(addr))
         .await
         .unwrap()
@@ -190,6 +201,7 @@ pub async fn request(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(STEP, s.read_to_end(&mut raw))
         .await

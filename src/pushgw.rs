@@ -1,0 +1,411 @@
+//! The Pushgateway-compatible push API on the HTTP port.
+//!
+//! `PUT`, `POST` and `DELETE` on `/metrics/job/<job>{/<label>/<value>}`, as
+//! the Prometheus Pushgateway defines them, so its client libraries work
+//! unchanged:
+//!
+//! * a grouping key (job plus path labels, `@base64` values allowed) is one
+//!   app in our store, named like `{job="x",instance="y"}`, of kind
+//!   `pushgateway`; its labels are set on every pushed series, and
+//!   `instance=""` is added to series without an instance when the key has
+//!   none;
+//! * `PUT` replaces the group, `POST` replaces only the families in the
+//!   body, `DELETE` removes the group (202, also when it does not exist);
+//! * bodies are text format 0.0.4, plain or `Content-Encoding: gzip`;
+//! * each group has `push_time_seconds` and `push_failure_time_seconds`;
+//! * an invalid body gets 400 with the reason and changes nothing but the
+//!   group's `push_failure_time_seconds`.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use tracing::{info, warn};
+
+use crate::exposition;
+use crate::http::HttpState;
+use crate::store::{AppKind, LabelRules, PushError};
+use crate::telemetry::RejectReason;
+
+/// Label name of the job in a grouping key.
+const JOB: &str = "job";
+/// Listener name in self-metrics.
+const LISTENER: &str = "http";
+
+/// State of the push API: when each group last failed (for
+/// `push_failure_time_seconds`, which survives replacing pushes).
+#[derive(Debug, Default)]
+pub struct PushApi {
+    failures: Mutex<HashMap<String, f64>>,
+}
+
+/// A parsed grouping key: `job` first, then the path labels in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupingKey(pub Vec<(String, String)>);
+
+impl GroupingKey {
+    /// The app name: `{job="x",a="b"}` with the other labels sorted by name.
+    pub fn app_name(&self) -> String {
+        let mut labels: Vec<&(String, String)> = self.0.iter().collect();
+        labels.sort_by(|a, b| (a.0 != JOB, &a.0).cmp(&(b.0 != JOB, &b.0)));
+        let mut out = Vec::new();
+        out.push(b'{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"=\"");
+            exposition::escape_label_value(&mut out, v);
+            out.push(b'"');
+        }
+        out.push(b'}');
+        String::from_utf8(out).expect("escaping keeps UTF-8")
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k == name)
+    }
+}
+
+/// Parses the part of the path after `/metrics/`, e.g. `job/x/instance/y`.
+pub fn parse_grouping_path(rest: &str) -> Result<GroupingKey, String> {
+    let segments: Vec<&str> = rest.split('/').collect();
+    if !segments.len().is_multiple_of(2) {
+        return Err(format!(
+            "grouping key path {rest:?} has an odd number of segments; expected job/<job>{{/<label>/<value>}}"
+        ));
+    }
+    let mut labels: Vec<(String, String)> = Vec::with_capacity(segments.len() / 2);
+    for pair in segments.chunks(2) {
+        let raw_name = percent_decode(pair[0])?;
+        let (name, b64) = match raw_name.strip_suffix("@base64") {
+            Some(n) => (n.to_owned(), true),
+            None => (raw_name, false),
+        };
+        let value = if b64 {
+            decode_base64(pair[1]).map_err(|e| format!("label {name}: {e}"))?
+        } else {
+            percent_decode(pair[1])?
+        };
+        if !exposition::is_valid_label_name(&name) || name.starts_with("__") {
+            return Err(format!("invalid label name {name:?} in the grouping key"));
+        }
+        if labels.iter().any(|(k, _)| *k == name) {
+            return Err(format!("label {name} appears twice in the grouping key"));
+        }
+        labels.push((name, value));
+    }
+    match labels.first() {
+        Some((k, v)) if k == JOB && !v.is_empty() => Ok(GroupingKey(labels)),
+        Some((k, _)) if k == JOB => Err("the job name must not be empty".to_owned()),
+        _ => Err("the grouping key must start with job/<job>".to_owned()),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("invalid percent-encoding in {s:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} does not decode to UTF-8"))
+}
+
+fn decode_base64(s: &str) -> Result<String, String> {
+    // `=` alone encodes the empty value (a `//` would be collapsed).
+    let trimmed = s.trim_end_matches('=');
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::general_purpose::NO_PAD,
+    );
+    let bytes = engine
+        .decode(trimmed)
+        .map_err(|e| format!("invalid URL-safe base64 {s:?}: {e}"))?;
+    String::from_utf8(bytes).map_err(|_| format!("base64 value {s:?} is not UTF-8"))
+}
+
+fn now_seconds() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    let mut m = msg.into();
+    m.push('\n');
+    (status, m).into_response()
+}
+
+/// Decodes the request body: gzip when announced, bounded to `limit` bytes.
+fn body_text(
+    headers: &HeaderMap,
+    body: &Bytes,
+    limit: usize,
+) -> Result<String, (StatusCode, String)> {
+    let ctype = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ctype.starts_with("application/vnd.google.protobuf") {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "protobuf bodies are not supported: send the text format (text/plain; version=0.0.4)"
+                .to_owned(),
+        ));
+    }
+    if ctype.starts_with("application/x-protobuf") {
+        return Err((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this looks like a remote-write request: this endpoint takes the text format"
+                .to_owned(),
+        ));
+    }
+    let encoding = headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    let bytes: Vec<u8> = match encoding.as_str() {
+        "" | "identity" => body.to_vec(),
+        "gzip" => {
+            let mut out = Vec::new();
+            let mut dec = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
+            dec.read_to_end(&mut out)
+                .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+            if out.len() > limit {
+                return Err((
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("decompressed body exceeds the limit of {limit} bytes"),
+                ));
+            }
+            out
+        }
+        other => {
+            return Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("unsupported Content-Encoding {other:?}: use gzip or none"),
+            ))
+        }
+    };
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "the body is gzip-compressed but has no Content-Encoding: gzip header".to_owned(),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid UTF-8 at byte offset {}",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Handles `PUT`/`POST`/`DELETE /metrics/job/...`.
+pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
+    let Some(api) = s.push_api.clone() else {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the push API is disabled (set `push_api.enabled = true`)",
+        );
+    };
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "http".to_owned(), |c| format!("http {}", c.0));
+    let method = req.method().clone();
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix("/metrics/")
+        .unwrap_or_default()
+        .to_owned();
+    let key = match parse_grouping_path(&rest) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let app = key.app_name();
+    if method == Method::DELETE {
+        let existed = s.store.remove(&app);
+        lock(&api.failures).remove(&app);
+        info!(app = %app, existed, "group deleted");
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let limit = s.max_push_bytes;
+    let body = match axum::body::to_bytes(body, limit.saturating_mul(2).max(1024)).await {
+        Ok(b) => b,
+        Err(_) => {
+            s.store.metrics().count_rejection(RejectReason::TooLarge);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body exceeds the limit of {limit} bytes"),
+            );
+        }
+    };
+    if body.len() > limit {
+        s.store.metrics().count_rejection(RejectReason::TooLarge);
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body exceeds the limit of {limit} bytes"),
+        );
+    }
+    let store = s.store.clone();
+    let merge = method == Method::POST;
+    let result = tokio::task::spawn_blocking(move || {
+        let text = body_text(&parts.headers, &body, limit)
+            .map_err(|(code, msg)| (code, RejectReason::InvalidEnvelope, msg))?;
+        apply(&store, &api, &key, &app, &text, merge, &peer)
+            .map_err(|e| (StatusCode::BAD_REQUEST, e.reason, e.to_string()))
+    })
+    .await
+    .expect("push handling does not panic");
+    match result {
+        Ok(()) => {
+            s.store.metrics().count_push(LISTENER, "text", true);
+            StatusCode::OK.into_response()
+        }
+        Err((code, reason, msg)) => {
+            s.store.metrics().count_push(LISTENER, "text", false);
+            s.store.metrics().count_rejection(reason);
+            warn!(reason = reason.as_str(), "http push refused: {msg}");
+            error(code, msg)
+        }
+    }
+}
+
+/// Validates and applies one push; on failure records the failure time.
+fn apply(
+    store: &crate::store::Store,
+    api: &PushApi,
+    key: &GroupingKey,
+    app: &str,
+    text: &str,
+    merge: bool,
+    source: &str,
+) -> Result<(), PushError> {
+    let set: Vec<(&str, &str)> = key
+        .0
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let default: &[(&str, &str)] = if key.has("instance") {
+        &[]
+    } else {
+        &[("instance", "")]
+    };
+    let mut labels = set.clone();
+    labels.extend_from_slice(default);
+    let now = now_seconds();
+    let result = store
+        .prepare_with(app, text, &LabelRules { set: &set, default })
+        .and_then(|mut p| {
+            let failed = lock(&api.failures).get(app).copied().unwrap_or(0.0);
+            p.add_gauge(
+                "push_time_seconds",
+                "Last Unix time when changing this group in the Pushgateway succeeded.",
+                &labels,
+                now,
+            )?;
+            p.add_gauge(
+                "push_failure_time_seconds",
+                "Last Unix time when changing this group in the Pushgateway failed.",
+                &labels,
+                failed,
+            )?;
+            if merge {
+                store.commit_merge(p, AppKind::Gateway, source)
+            } else {
+                store.commit(vec![p], AppKind::Gateway, source)
+            }
+        });
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            lock(&api.failures).insert(app.to_owned(), now);
+            store.update_gauge(app, "push_failure_time_seconds", &labels, now);
+            store.record_rejection(&e);
+            Err(e)
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(path: &str) -> Result<Vec<(String, String)>, String> {
+        parse_grouping_path(path).map(|k| k.0)
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn grouping_keys() {
+        assert_eq!(key("job/a"), Ok(pairs(&[("job", "a")])));
+        assert_eq!(
+            key("job/a/instance/h%3A1/path@base64/L3Zhci90bXA"),
+            Ok(pairs(&[
+                ("job", "a"),
+                ("instance", "h:1"),
+                ("path", "/var/tmp")
+            ]))
+        );
+        assert_eq!(
+            key("job/a/empty@base64/="),
+            Ok(pairs(&[("job", "a"), ("empty", "")]))
+        );
+        assert_eq!(key("job@base64/L2pvYg=="), Ok(pairs(&[("job", "/job")])));
+        assert_eq!(
+            key("job/a+b"),
+            Ok(pairs(&[("job", "a+b")])),
+            "+ stays literal, as in Go"
+        );
+        assert!(key("job/a/instance").unwrap_err().contains("odd number"));
+        assert!(key("job/").unwrap_err().contains("empty"));
+        assert!(key("jobs/a").unwrap_err().contains("must start with job"));
+        assert!(key("job/a/job/b").unwrap_err().contains("twice"));
+        assert!(key("job/a/__x/b")
+            .unwrap_err()
+            .contains("invalid label name"));
+        assert!(key("job/a/x@base64/!!").unwrap_err().contains("base64"));
+        assert!(key("job/%zz").unwrap_err().contains("percent"));
+    }
+
+    #[test]
+    fn app_names_sort_labels_after_job() {
+        let k = GroupingKey(pairs(&[("job", "j"), ("zone", "z"), ("instance", "a\"b")]));
+        assert_eq!(k.app_name(), r#"{job="j",instance="a\"b",zone="z"}"#);
+    }
+}

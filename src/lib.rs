@@ -15,10 +15,12 @@
 //! * [`pushgw`]: the Pushgateway-compatible push API.
 //! * [`telemetry`]: self-metrics and logging.
 //! * [`app`]: bind everything, run, shut down.
+//! * [`cli`]: the `push` and `apps` client subcommands.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod exposition;
 #[allow(missing_docs)]

@@ -356,7 +356,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

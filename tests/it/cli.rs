@@ -180,3 +180,169 @@ fn container_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs the binary with stdin from `input`; returns (exit code, stdout, stderr).
+async fn run_bin(args: Vec<String>, input: &'static str) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn push_command_over_every_transport_and_apps_command() {
+    // Every transport pushes the same series: the app label tells them apart.
+    let app = TestApp::with("", "app_label = \"app\"").await;
+    let targets = [
+        (format!("unix:{}", app.socket.display()), "json", "via_unix"),
+        (format!("tcp://{}", app.tcp), "json", "via_tcp_json"),
+        (app.tcp.to_string(), "capnp", "via_tcp_capnp"),
+        (format!("http://{}", app.http), "json", "via_http"),
+    ];
+    for (to, format, name) in &targets {
+        let args = vec![
+            "push".into(),
+            "--app".into(),
+            name.to_string(),
+            "--to".into(),
+            to.clone(),
+            "--format".into(),
+            format.to_string(),
+        ];
+        let (code, out, err) = run_bin(args, "# TYPE pushed_up gauge\npushed_up 1\n").await;
+        assert_eq!(code, 0, "{to}: {out} {err}");
+        assert!(
+            out.contains("\"ok\":true") || out.starts_with("HTTP 200"),
+            "{to}: {out}"
+        );
+    }
+    let m = app.metrics().await;
+    for (_, _, name) in &targets[..3] {
+        assert!(metric("pushed_up").is_in(&m), "{m}");
+        assert!(get(app.http, "/apps?format=json")
+            .await
+            .body_string()
+            .contains(name));
+    }
+    assert!(
+        metric("pushed_up").label("job", "via_http").is_in(&m),
+        "{m}"
+    );
+
+    // A refused push: the reason is printed and the exit code is 2.
+    let args = vec![
+        "push".into(),
+        "-a".into(),
+        "via_unix".into(),
+        "-t".into(),
+        format!("unix:{}", app.socket.display()),
+    ];
+    let (code, out, _) = run_bin(args, "broken{ 1\n").await;
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("line 1"), "{out}");
+    let args = vec![
+        "push".into(),
+        "-a".into(),
+        "via_http".into(),
+        "-t".into(),
+        format!("http://{}", app.http),
+    ];
+    let (code, out, _) = run_bin(args, "broken{ 1\n").await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.starts_with("HTTP 400") && out.contains("line 1"),
+        "{out}"
+    );
+
+    // apps: the table, or JSON.
+    let (code, out, _) = run_bin(
+        vec![
+            "apps".into(),
+            "--url".into(),
+            format!("http://{}", app.http),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("| App Name") && out.contains("via_tcp_capnp"),
+        "{out}"
+    );
+    let (code, out, _) = run_bin(
+        vec![
+            "apps".into(),
+            "--url".into(),
+            format!("http://{}", app.http),
+            "--json".into(),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["apps"].as_array().unwrap().len() >= 4);
+    app.stop().await;
+
+    // Nobody listening: exit 1 with the address in the message.
+    let (code, _, err) = run_bin(
+        vec![
+            "push".into(),
+            "-a".into(),
+            "x".into(),
+            "-t".into(),
+            "unix:/nonexistent/sock".into(),
+        ],
+        "x 1\n",
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/sock"), "{err}");
+}
+
+#[tokio::test]
+async fn push_command_defaults_to_the_configs_receiver() {
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[receiver]\nreceiver_unix_socket = \"{}\"\n",
+            app.socket.display()
+        ),
+    )
+    .unwrap();
+    let args = vec![
+        "-c".into(),
+        config.to_str().unwrap().to_owned(),
+        "push".into(),
+        "--app".into(),
+        "defaulted".into(),
+        "-".into(),
+    ];
+    let (code, out, err) = run_bin(args, "defaulted_up 1\n").await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(app.metrics().await.contains("defaulted_up 1"));
+    app.stop().await;
+}

@@ -478,7 +478,11 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     let mut receivers = Vec::new();
     let app_label = receiver.string("app_label", cx);
     if let Some(l) = &app_label {
-        if !crate::exposition::is_valid_label_name(l) || l.starts_with("__") {
+        if l == "le" || l == "quantile" {
+            cx.problems.push(format!(
+                "`receiver.app_label`: {l:?} is reserved for histogram buckets and summary quantiles"
+            ));
+        } else if !crate::exposition::is_valid_label_name(l) || l.starts_with("__") {
             cx.problems.push(format!(
                 "`receiver.app_label`: {l:?} is not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
             ));
@@ -516,6 +520,8 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
                 format,
                 max_connections: concurrent,
             }),
+            // A present but invalid value was already reported.
+            None if receiver.has("receiver_unix_socket") => {}
             None => cx.problems.push(
                 "`receiver.receiver_unix_socket`: required when `receive_on_unix_socket = true`"
                     .to_owned(),
@@ -530,6 +536,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
                 format,
                 max_connections: concurrent,
             }),
+            None if receiver.has("receiver_tcp_socket") => {}
             None => cx.problems.push(
                 "`receiver.receiver_tcp_socket`: required when `receive_on_tcp_socket = true`"
                     .to_owned(),
@@ -650,25 +657,31 @@ fn check_duplicate_endpoints(
         seen.push((a, "exporter.scrape_expose_endpoint".into()));
     }
     if let Some(a) = rpc.and_then(|r| tcp(&r.listen)) {
-        seen.push((a, "receiver.rpc".into()));
+        seen.push((a, "receiver.rpc.receiver_tcp_socket".into()));
     }
     for r in receivers {
-        let (key, who) = match &r.endpoint {
+        // The key the receiver came from: `unix`/`tcp` are the master
+        // layout's flat keys, `json_tcp` etc. the per-format tables.
+        let table = match r.name.split_once('_') {
+            Some((format, _)) => format!("receiver.{format}"),
+            None => "receiver".to_owned(),
+        };
+        let (addr, key) = match &r.endpoint {
             Endpoint::Tcp(a) => match tcp(a) {
-                Some(a) => (a, format!("receiver `{}`", r.name)),
+                Some(a) => (a, format!("{table}.receiver_tcp_socket")),
                 None => continue,
             },
             Endpoint::Unix(u) => (
                 u.path.display().to_string(),
-                format!("receiver `{}`", r.name),
+                format!("{table}.receiver_unix_socket"),
             ),
         };
-        seen.push((key, who));
+        seen.push((addr, key));
     }
-    for (i, (a, who)) in seen.iter().enumerate() {
+    for (i, (a, key)) in seen.iter().enumerate() {
         if let Some((_, other)) = seen[..i].iter().find(|(b, _)| b == a) {
             cx.problems
-                .push(format!("{who}: address {a} is already used by {other}"));
+                .push(format!("`{key}`: address {a} is already used by `{other}`"));
         }
     }
 }

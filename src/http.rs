@@ -100,23 +100,34 @@ async fn index() -> Response {
     ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
-/// Whether the client accepts gzip (a `gzip` coding not weighted `q=0`).
+/// Whether the client accepts gzip: an explicit `gzip` coding with a
+/// non-zero weight, or else a `*` with a non-zero weight (RFC 9110 §12.5.3).
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let mut gzip = None;
+    let mut star = None;
+    for coding in headers
         .get_all(ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|coding| {
-            let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or("");
-            let q_zero = parts.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && !q_zero
-        })
+    {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or("");
+        let weight = parts
+            .find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case("q")
+                    .then(|| v.trim().parse::<f32>().unwrap_or(0.0))
+            })
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case("gzip") {
+            gzip = Some(weight > 0.0);
+        } else if name == "*" {
+            star = Some(weight > 0.0);
+        }
+    }
+    gzip.or(star).unwrap_or(false)
 }
 
 async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {

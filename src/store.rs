@@ -359,6 +359,26 @@ impl Store {
             series += block.keys.len();
             families.push(block);
         }
+        if !extra.is_empty() {
+            // The parser saw unique series; setting labels can make two equal.
+            let mut seen = std::collections::HashSet::with_capacity(series);
+            for b in &families {
+                for (i, k) in b.keys.iter().enumerate() {
+                    if !seen.insert(*k) {
+                        let names: Vec<&str> = extra.iter().map(|(k, _)| *k).collect();
+                        return Err(PushError::new(
+                            RejectReason::Conflict,
+                            app,
+                            format!(
+                                "series {} appears twice once the label(s) {} are set: the push has series that differ only in them",
+                                nth_series(&b.body, i),
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
         families.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(Prepared {
             app: app.to_owned(),
@@ -461,8 +481,11 @@ impl Store {
                 .into_iter()
                 .map(|mut p| {
                     if let Some(old) = state.apps.get(&p.app) {
+                        // Both lists are sorted by name; search the new ones
+                        // only (the vector grows while we loop).
+                        let fresh = p.families.len();
                         for f in &old.families {
-                            if p.families
+                            if p.families[..fresh]
                                 .binary_search_by(|n| n.name.cmp(&f.name))
                                 .is_err()
                             {
@@ -478,6 +501,11 @@ impl Store {
         } else {
             batch
         };
+        if merge {
+            for p in &batch {
+                check_own_names(&p.app, &p.families)?;
+            }
+        }
         let mut undo: Vec<(String, Option<AppEntry>)> = Vec::with_capacity(batch.len());
         let mut total = 0;
         for p in batch {
@@ -530,6 +558,33 @@ impl Store {
             self.bump();
         }
         existed
+    }
+
+    /// Every current series, per application, for the sinks. The blocks are
+    /// taken under the lock (reference counts only) and parsed outside it.
+    pub fn series_snapshot(&self) -> Vec<(String, Vec<exposition::Sample>)> {
+        let blocks: Vec<(String, Vec<Arc<FamilyBlock>>)> = self
+            .lock()
+            .apps
+            .iter()
+            .map(|(name, e)| (name.clone(), e.families.clone()))
+            .collect();
+        blocks
+            .into_iter()
+            .map(|(app, families)| {
+                let mut samples = Vec::new();
+                for f in families {
+                    // Our own encoder wrote these lines: they always parse.
+                    let parsed = std::str::from_utf8(&f.body)
+                        .ok()
+                        .and_then(|t| exposition::parse(t, &ParseLimits::default()).ok());
+                    if let Some(exp) = parsed {
+                        samples.extend(exp.families.into_iter().flat_map(|f| f.samples));
+                    }
+                }
+                (app, samples)
+            })
+            .collect()
     }
 
     /// A copy of every application's `/apps` row, sorted by name.
@@ -675,6 +730,40 @@ fn encode_block(
     }
 }
 
+/// The series (name and labels) on line `i` of an encoded block.
+fn nth_series(body: &[u8], i: usize) -> String {
+    let line = body
+        .split(|b| *b == b'\n')
+        .nth(i)
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .unwrap_or_default();
+    match line.rsplit_once(' ') {
+        Some((series, _)) => series.to_owned(),
+        None => line,
+    }
+}
+
+/// Reserved-name collisions inside one app's set of families (needed when
+/// a merge combines families that were never parsed together).
+fn check_own_names(app: &str, families: &[Arc<FamilyBlock>]) -> Result<(), PushError> {
+    let mut owner: HashMap<String, &str> = HashMap::new();
+    for f in families {
+        for n in f.typ.reserved_names(&f.name) {
+            if let Some(other) = owner.insert(n.clone(), &f.name) {
+                return Err(PushError::new(
+                    RejectReason::Conflict,
+                    app,
+                    format!(
+                        "samples named {n} of family {} would collide with family {other} of this app",
+                        f.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn gauge_sample(name: &str, labels: &[(&str, &str)], value: f64) -> exposition::Sample {
     exposition::Sample {
         name: name.to_owned(),
@@ -784,16 +873,7 @@ impl State {
             for (i, key) in fam.keys.iter().enumerate() {
                 if let Some(owner) = self.series.get(key) {
                     if &**owner != app {
-                        let line = fam
-                            .body
-                            .split(|b| *b == b'\n')
-                            .nth(i)
-                            .map(|l| String::from_utf8_lossy(l).into_owned())
-                            .unwrap_or_default();
-                        let series = line
-                            .rsplit_once(' ')
-                            .map_or(line.as_str(), |(s, _)| s)
-                            .to_owned();
+                        let series = nth_series(&fam.body, i);
                         return Err(PushError::new(
                             RejectReason::Conflict,
                             app,

@@ -74,6 +74,29 @@ pub struct SelfMetrics {
     rejections: Mutex<BTreeMap<RejectReason, u64>>,
     open_connections: Mutex<BTreeMap<String, i64>>,
     render_nanos: AtomicU64,
+    /// (sink, outcome) → samples.
+    sinks: Mutex<BTreeMap<(String, SinkOutcome), u64>>,
+}
+
+/// What happened to samples handed to a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SinkOutcome {
+    /// Accepted by the remote end.
+    Sent,
+    /// Refused by the remote end, or retries exhausted.
+    Failed,
+    /// Never sent: the queue was full, or the value cannot be represented.
+    Dropped,
+}
+
+impl SinkOutcome {
+    fn metric(self) -> &'static str {
+        match self {
+            SinkOutcome::Sent => "sink_samples_sent_total",
+            SinkOutcome::Failed => "sink_samples_failed_total",
+            SinkOutcome::Dropped => "sink_samples_dropped_total",
+        }
+    }
 }
 
 impl SelfMetrics {
@@ -118,6 +141,22 @@ impl SelfMetrics {
     pub fn observe_render(&self, d: Duration) {
         self.render_nanos
             .store(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Counts samples of a sink by outcome.
+    pub fn count_sink(&self, sink: &str, outcome: SinkOutcome, n: u64) {
+        *lock(&self.sinks)
+            .entry((sink.to_owned(), outcome))
+            .or_default() += n;
+        self.bump();
+    }
+
+    /// Samples counted for a sink and outcome so far.
+    pub fn sink_count(&self, sink: &str, outcome: SinkOutcome) -> u64 {
+        lock(&self.sinks)
+            .get(&(sink.to_owned(), outcome))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Number of rejections for `reason` so far.
@@ -221,6 +260,25 @@ impl SelfMetrics {
         );
         let secs = self.render_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{p}render_duration_seconds {secs}");
+        let sinks = lock(&self.sinks);
+        for (outcome, help) in [
+            (
+                SinkOutcome::Dropped,
+                "Samples a sink never sent: queue full or value not representable.",
+            ),
+            (
+                SinkOutcome::Failed,
+                "Samples a sink could not deliver: refused, or retries exhausted.",
+            ),
+            (SinkOutcome::Sent, "Samples a sink delivered."),
+        ] {
+            header(out, outcome.metric(), help, MetricType::Counter);
+            for ((sink, _), n) in sinks.iter().filter(|((_, o), _)| *o == outcome) {
+                out.extend_from_slice(format!("{p}{}{{sink=\"", outcome.metric()).as_bytes());
+                label(out, sink);
+                let _ = writeln!(out, "\"}} {n}");
+            }
+        }
     }
 }
 

@@ -1,2 +1,460 @@
-#![allow(unused_imports)]
+//! Router tests without sockets: each request goes through
+//! `tower::ServiceExt::oneshot` on a fresh [`router`].
+
+use std::io::Read;
+
+use axum::body::Body;
+use axum::http::Request;
+use chrono::TimeZone;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
 use super::*;
+use crate::store::{AppKind, StoreOptions};
+use crate::telemetry::SelfMetrics;
+
+/// A response, collected.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("UTF-8 body")
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+}
+
+fn state(ready: bool) -> HttpState {
+    HttpState {
+        store: Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new())),
+        ready: Arc::new(AtomicBool::new(ready)),
+        push_api: None,
+        max_push_bytes: crate::config::DEFAULT_MAX_PUSH_BYTES as usize,
+    }
+}
+
+/// Sends one request with `headers` through a new router on `state`.
+async fn send(state: &HttpState, method: &str, uri: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let resp = router(state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .expect("the router is infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body collects")
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(state: &HttpState, uri: &str, headers: &[(&str, &str)]) -> Reply {
+    send(state, "GET", uri, headers).await
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+fn time(secs: i64, nanos: u32) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, nanos).unwrap()
+}
+
+// ---- /metrics ----
+
+#[tokio::test]
+async fn metrics_plain() {
+    let s = state(true);
+    s.store
+        .push("a", "# TYPE up gauge\nup 1\n", AppKind::Push, "test")
+        .unwrap();
+    let r = get(&s, "/metrics", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    let text = r.text();
+    assert!(text.starts_with("# TYPE up gauge\nup 1\n"), "{text}");
+    assert!(text.contains("\nexporter_proxy_apps 1\n"), "{text}");
+    assert_eq!(r.body, s.store.render().body.to_vec());
+}
+
+#[tokio::test]
+async fn metrics_gzip_negotiation() {
+    let s = state(true);
+    s.store.push("a", "up 1\n", AppKind::Push, "test").unwrap();
+    let plain = get(&s, "/metrics", &[]).await.body;
+    for (accept, gzip) in [
+        ("gzip", true),
+        ("GZIP", true),
+        ("deflate, gzip;q=0.5", true),
+        ("br, gzip", true),
+        ("*", true),
+        ("gzip;q=0", false),
+        ("gzip; q=0.0", false),
+        ("*;q=0", false),
+        ("gzip;q=0, *", false),
+        ("gzip;Q=0", false),
+        ("*, gzip;q=0", false),
+        ("gzip;q=0.001", true),
+        ("identity", false),
+        ("deflate, br", false),
+        ("", false),
+    ] {
+        let r = get(&s, "/metrics", &[("accept-encoding", accept)]).await;
+        assert_eq!(r.status, StatusCode::OK, "{accept:?}");
+        assert_eq!(
+            r.header("content-type"),
+            Some(METRICS_CONTENT_TYPE),
+            "{accept:?}"
+        );
+        assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{accept:?}");
+        if gzip {
+            assert_eq!(r.header("content-encoding"), Some("gzip"), "{accept:?}");
+            assert_eq!(gunzip(&r.body), plain, "{accept:?}");
+        } else {
+            assert_eq!(r.header("content-encoding"), None, "{accept:?}");
+            assert_eq!(r.body, plain, "{accept:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_follow_the_store() {
+    let s = state(true);
+    s.store.push("a", "up 1\n", AppKind::Push, "test").unwrap();
+    let first = get(&s, "/metrics", &[("accept-encoding", "gzip")]).await;
+    s.store.push("a", "up 2\n", AppKind::Push, "test").unwrap();
+    let second = get(&s, "/metrics", &[("accept-encoding", "gzip")]).await;
+    let text = String::from_utf8(gunzip(&second.body)).unwrap();
+    assert!(text.contains("\nup 2\n"), "{text}");
+    assert!(!text.contains("\nup 1\n"), "{text}");
+    assert_ne!(gunzip(&first.body), gunzip(&second.body));
+}
+
+// ---- health, index, errors ----
+
+#[tokio::test]
+async fn ready_follows_the_flag() {
+    let s = state(false);
+    let r = get(&s, "/-/ready", &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.text(), "not ready: listeners are starting\n");
+    s.ready.store(true, Ordering::Release);
+    let r = get(&s, "/-/ready", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "OK\n");
+}
+
+#[tokio::test]
+async fn healthy_even_when_not_ready() {
+    let r = get(&state(false), "/-/healthy", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.text(), "OK\n");
+}
+
+#[tokio::test]
+async fn index_links_the_endpoints() {
+    let r = get(&state(true), "/", &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let html = r.text();
+    for link in [
+        "href=\"metrics\"",
+        "href=\"apps\"",
+        "href=\"apps?format=json\"",
+        "href=\"-/healthy\"",
+        "href=\"-/ready\"",
+    ] {
+        assert!(html.contains(link), "{link} missing:\n{html}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404() {
+    let s = state(true);
+    for uri in ["/nope", "/metrics/extra", "/apps/", "/-/"] {
+        let r = get(&s, uri, &[]).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(r.text(), "404 page not found: see / for the endpoints\n");
+    }
+}
+
+#[tokio::test]
+async fn other_methods_are_405() {
+    let s = state(true);
+    for (method, uri) in [
+        ("POST", "/apps"),
+        ("PUT", "/metrics"),
+        ("DELETE", "/apps"),
+        ("POST", "/-/ready"),
+    ] {
+        let r = send(&s, method, uri, &[]).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_eq!(r.text(), "405 method not allowed: use GET\n");
+        assert_eq!(r.header("allow"), Some("GET,HEAD"), "{method} {uri}");
+    }
+    // Nothing was changed by them.
+    assert_eq!(s.store.counts(), (0, 0));
+}
+
+// ---- /apps ----
+
+/// Two apps with fixed times: one fine, one whose last push was refused.
+fn two_apps() -> Vec<AppInfo> {
+    vec![
+        AppInfo {
+            name: "app_a".to_owned(),
+            kind: AppKind::Push,
+            source: "/tmp/s.sock".to_owned(),
+            last_update: time(1_653_263_507, 970_724_000),
+            series: 3,
+            last_error: None,
+            last_error_time: None,
+        },
+        AppInfo {
+            name: "b".to_owned(),
+            kind: AppKind::Poll,
+            source: "127.0.0.1:6554".to_owned(),
+            last_update: time(1_653_263_500, 0),
+            series: 12,
+            last_error: Some("line 2: bad".to_owned()),
+            last_error_time: Some(time(1_653_263_510, 0)),
+        },
+    ]
+}
+
+const TWO_APPS_TABLE: &str = "\
++----------------------------------------------------------------------------------------------------------------------------------+
+| Current time: 2022-05-22 23:51:52.939898700 UTC                                                                                  |
++----------------------------------------------------------------------------------------------------------------------------------+
+| +----------+--------------------------------+----------------+------+--------+----------+--------------------------------------+ |
+| | App Name | Last Update Time (UTC)         | Source         | Kind | Series | Status   | Last Error                           | |
+| +----------+--------------------------------+----------------+------+--------+----------+--------------------------------------+ |
+| | app_a    | 2022-05-22 23:51:47.970724 UTC | /tmp/s.sock    | push | 3      | ok       |                                      | |
+| +----------+--------------------------------+----------------+------+--------+----------+--------------------------------------+ |
+| | b        | 2022-05-22 23:51:40 UTC        | 127.0.0.1:6554 | poll | 12     | rejected | 2022-05-22 23:51:50 UTC: line 2: bad | |
+| +----------+--------------------------------+----------------+------+--------+----------+--------------------------------------+ |
++----------------------------------------------------------------------------------------------------------------------------------+
+";
+
+#[test]
+fn apps_table_golden() {
+    let now = time(1_653_263_512, 939_898_700);
+    let table = apps_table(&two_apps(), now);
+    assert_eq!(table, TWO_APPS_TABLE);
+
+    // The same layout, checked structurally: the original's table had a
+    // border between every row, inner and outer.
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 11);
+    let is_border = |l: &str| {
+        l.len() > 2
+            && l.starts_with('+')
+            && l.ends_with('+')
+            && l.chars().all(|c| c == '+' || c == '-')
+    };
+    for i in [0, 2, 10] {
+        assert!(is_border(lines[i]), "outer border expected: {}", lines[i]);
+    }
+    for i in [3, 5, 7, 9] {
+        let inner = lines[i]
+            .strip_prefix("| ")
+            .and_then(|l| l.strip_suffix(" |"))
+            .unwrap();
+        assert!(is_border(inner), "inner border expected: {}", lines[i]);
+        assert_eq!(inner.matches('+').count(), 8, "7 columns: {inner}");
+    }
+    assert!(lines[1].starts_with("| Current time: 2022-05-22 23:51:52.939898700 UTC "));
+    let header: Vec<&str> = lines[4]
+        .trim_matches(|c| c == '|' || c == ' ')
+        .split('|')
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "App Name",
+            "Last Update Time (UTC)",
+            "Source",
+            "Kind",
+            "Series",
+            "Status",
+            "Last Error"
+        ]
+    );
+    // Every line has the same width.
+    assert!(lines.iter().all(|l| l.len() == lines[0].len()));
+}
+
+#[test]
+fn apps_table_without_apps_has_the_header_row_only() {
+    assert_eq!(
+        apps_table(&[], time(0, 0)),
+        "\
++--------------------------------------------------------------------------------------+
+| Current time: 1970-01-01 00:00:00 UTC                                                |
++--------------------------------------------------------------------------------------+
+| +----------+------------------------+--------+------+--------+--------+------------+ |
+| | App Name | Last Update Time (UTC) | Source | Kind | Series | Status | Last Error | |
+| +----------+------------------------+--------+------+--------+--------+------------+ |
++--------------------------------------------------------------------------------------+
+"
+    );
+}
+
+#[tokio::test]
+async fn apps_text_is_the_default() {
+    let s = state(true);
+    s.store
+        .push("app_a", "up 1\n", AppKind::Push, "/tmp/s.sock")
+        .unwrap();
+    for headers in [&[][..], &[("accept", "*/*")][..]] {
+        let r = get(&s, "/apps", headers).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        let text = r.text();
+        assert!(text.starts_with("+-"), "{text}");
+        assert!(text.contains("\n| Current time: "), "{text}");
+        assert!(text.contains("| | app_a "), "{text}");
+        assert!(text.contains(" | /tmp/s.sock "), "{text}");
+        assert!(text.contains(" | push | 1      | ok "), "{text}");
+    }
+    // An explicit text format wins over the Accept header.
+    let r = get(&s, "/apps?format=text", &[("accept", "application/json")]).await;
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+}
+
+#[tokio::test]
+async fn apps_json() {
+    let s = state(true);
+    s.store
+        .push("ok_app", "up 1\nother 2\n", AppKind::Poll, "http://h:1/m")
+        .unwrap();
+    s.store
+        .push("bad_app", "x 1\n", AppKind::Push, "127.0.0.1:6554")
+        .unwrap();
+    let err = s
+        .store
+        .push("bad_app", "not valid\n", AppKind::Push, "127.0.0.1:6554")
+        .unwrap_err();
+    for (uri, headers) in [
+        ("/apps?format=json", &[][..]),
+        ("/apps", &[("accept", "application/json")][..]),
+    ] {
+        let r = get(&s, uri, headers).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let current = v["current_time"].as_str().unwrap();
+        assert!(DateTime::parse_from_rfc3339(current).is_ok(), "{current}");
+        assert!(current.ends_with('Z'), "{current}");
+        let apps = v["apps"].as_array().unwrap();
+        assert_eq!(apps.len(), 2);
+
+        let bad = apps[0].as_object().unwrap();
+        assert_eq!(bad["name"], "bad_app");
+        assert_eq!(bad["kind"], "push");
+        assert_eq!(bad["source"], "127.0.0.1:6554");
+        assert_eq!(bad["series"], 1);
+        assert_eq!(bad["status"], "rejected");
+        assert_eq!(bad["last_error"], err.message.as_str());
+        assert!(bad["last_error_time"].as_str().unwrap().ends_with('Z'));
+
+        let ok = apps[1].as_object().unwrap();
+        let mut keys: Vec<&str> = ok.keys().map(String::as_str).collect();
+        keys.sort();
+        // No error fields while the app is fine.
+        assert_eq!(
+            keys,
+            ["kind", "last_update", "name", "series", "source", "status"]
+        );
+        assert_eq!(ok["name"], "ok_app");
+        assert_eq!(ok["kind"], "poll");
+        assert_eq!(ok["source"], "http://h:1/m");
+        assert_eq!(ok["series"], 2);
+        assert_eq!(ok["status"], "ok");
+        let last = ok["last_update"].as_str().unwrap();
+        assert!(last.ends_with('Z'), "{last}");
+        let parsed = DateTime::parse_from_rfc3339(last).unwrap();
+        let stored = s.store.apps()[1].last_update;
+        assert_eq!(parsed.timestamp_millis(), stored.timestamp_millis());
+    }
+}
+
+#[test]
+fn json_times_are_rfc3339_utc_with_milliseconds() {
+    assert_eq!(
+        rfc3339(time(1_653_263_507, 970_724_000)),
+        "2022-05-22T23:51:47.970Z"
+    );
+    assert_eq!(rfc3339(time(0, 0)), "1970-01-01T00:00:00.000Z");
+}
+
+#[tokio::test]
+async fn apps_html_escapes() {
+    let s = state(true);
+    s.store
+        .push("<script>&\"x\"", "up 1\n", AppKind::Push, "src<1>")
+        .unwrap();
+    for (uri, headers) in [
+        (
+            "/apps",
+            &[("accept", "text/html,application/xhtml+xml")][..],
+        ),
+        ("/apps?format=html", &[][..]),
+    ] {
+        let r = get(&s, uri, headers).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+        let html = r.text();
+        assert!(
+            html.contains("<td>&lt;script&gt;&amp;&quot;x&quot;</td>"),
+            "{html}"
+        );
+        assert!(html.contains("<td>src&lt;1&gt;</td>"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("<th>App Name</th>"), "{html}");
+        assert!(html.contains("<tr class=\"ok\">"), "{html}");
+    }
+}
+
+#[tokio::test]
+async fn apps_unknown_format_is_400() {
+    let s = state(true);
+    for uri in ["/apps?format=bogus", "/apps?format=", "/apps?format=JSON"] {
+        let r = get(&s, uri, &[]).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{uri}");
+        let text = r.text();
+        assert!(text.starts_with("unknown format \""), "{text}");
+        assert!(text.ends_with("use text, json or html\n"), "{text}");
+    }
+    assert_eq!(
+        get(&s, "/apps?format=bogus", &[]).await.text(),
+        "unknown format \"bogus\": use text, json or html\n"
+    );
+}

@@ -4,7 +4,8 @@
 # netcat, pycapnp and prometheus_client).
 #
 # Installs what the tests need when it is missing: Debian packages
-# (prometheus for promtool, prometheus-pushgateway, netcat-openbsd,
+# (prometheus for promtool and the remote-write receiver,
+# prometheus-pushgateway, victoria-metrics, influxdb, netcat-openbsd,
 # capnproto, python3-venv) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
@@ -21,6 +22,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v nc.openbsd >/dev/null || missing+=(netcat-openbsd)
 command -v capnp >/dev/null || missing+=(capnproto)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
+command -v influxd >/dev/null || missing+=(influxdb)
 command -v python3 >/dev/null || missing+=(python3)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
 if [ ${#missing[@]} -gt 0 ]; then

@@ -154,6 +154,9 @@ pub async fn run_with_store(
             tracker.clone(),
         ));
     }
+    for sink in &config.sinks {
+        crate::sinks::spawn(sink.clone(), store.clone(), shutdown.clone(), &tracker)?;
+    }
     let rpc_thread = match (bound.rpc, &config.rpc) {
         (Some(l), Some(rc)) => Some(ingest::rpc::spawn(
             l,

@@ -13,6 +13,7 @@
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
 //! * [`http`]: `/metrics`, `/apps`, health endpoints.
 //! * [`pushgw`]: the Pushgateway-compatible push API.
+//! * [`sinks`]: forwarding to remote write and InfluxDB.
 //! * [`telemetry`]: self-metrics and logging.
 //! * [`app`]: bind everything, run, shut down.
 //! * [`cli`]: the `push` and `apps` client subcommands.
@@ -28,5 +29,6 @@ pub mod generated;
 pub mod http;
 pub mod ingest;
 pub mod pushgw;
+pub mod sinks;
 pub mod store;
 pub mod telemetry;

@@ -20,6 +20,7 @@ fn defaults() -> Config {
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         poll: None,
         push_api: true,
+        sinks: Vec::new(),
     }
 }
 
@@ -982,5 +983,99 @@ fn address_clashes_name_both_keys() {
         "`exporter.scrape_expose_endpoint`",
     ] {
         assert!(text.contains(key), "{key} in {text}");
+    }
+}
+
+#[test]
+fn sinks() {
+    use crate::sinks::{influx::Api, SinkKind};
+    let loaded = parse_ok(
+        r#"
+        [[sinks.remote_write]]
+        url = "http://127.0.0.1:9090/api/v1/write"
+        bearer_token_env = "RW_TOKEN"
+        [[sinks.remote_write]]
+        name = "second"
+        url = "https://vm:8428/api/v1/write"
+        interval = "1m"
+        queue_capacity = 3
+        max_retries = 0
+        max_samples_per_request = 10
+        app_label = "source"
+        [[sinks.influxdb]]
+        url = "http://influx:8086"
+        api = "v2"
+        org = "o"
+        bucket = "b"
+        token_file = "/run/secrets/influx"
+        "#,
+    );
+    let s = &loaded.config.sinks;
+    assert_eq!(s.len(), 3);
+    assert_eq!(s[0].name, "remote_write_0");
+    assert_eq!(s[0].interval, std::time::Duration::from_secs(15));
+    assert_eq!(
+        s[0].kind,
+        SinkKind::RemoteWrite {
+            url: "http://127.0.0.1:9090/api/v1/write".into(),
+            bearer_token: Some(Secret::Env("RW_TOKEN".into())),
+        }
+    );
+    assert_eq!(
+        (s[1].name.as_str(), s[1].queue_capacity, s[1].max_retries),
+        ("second", 3, 0)
+    );
+    assert_eq!(
+        (s[1].max_samples_per_request, s[1].app_label.as_str()),
+        (10, "source")
+    );
+    assert_eq!(
+        s[2].kind,
+        SinkKind::Influx {
+            url: "http://influx:8086".into(),
+            api: Api::V2 {
+                org: "o".into(),
+                bucket: "b".into()
+            },
+            token: Some(Secret::File("/run/secrets/influx".into())),
+        }
+    );
+    // Secrets never show in Debug output, only where they come from.
+    let debug = format!("{:?}", s[2]);
+    assert!(debug.contains("File(/run/secrets/influx)"), "{debug}");
+}
+
+#[test]
+fn sink_problems_name_their_keys() {
+    let err = Config::parse(
+        r#"
+        [[sinks.remote_write]]
+        url = "ftp://x"
+        bogus = 1
+        [[sinks.remote_write]]
+        bearer_token_env = "A"
+        bearer_token_file = "/b"
+        [[sinks.influxdb]]
+        url = "http://i"
+        api = "v3"
+        [[sinks.influxdb]]
+        url = "http://i"
+        [[sinks.influxdb]]
+        url = "http://i"
+        api = "v2"
+        "#,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    for want in [
+        "`sinks.remote_write[0].url`: expected an http:// or https:// URL",
+        "`sinks.remote_write[0].bogus`: unknown key",
+        "`sinks.remote_write[1].url`: required",
+        "`sinks.remote_write[1]`: set either bearer_token_file or bearer_token_env",
+        "`sinks.influxdb[0].api`: expected \"v1\" or \"v2\"",
+        "`sinks.influxdb[1].database`: required",
+        "`sinks.influxdb[2]`: org and bucket are required",
+    ] {
+        assert!(text.contains(want), "{want} missing in:\n{text}");
     }
 }

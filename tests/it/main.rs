@@ -12,4 +12,5 @@ mod interop;
 mod push;
 mod pushgw;
 mod rpc;
+mod sinks;
 mod support;

@@ -12,6 +12,10 @@ struct InboundMetrics {
   # Prometheus text exposition (format 0.0.4) for that application.
   # A push replaces everything the application pushed before.
   data @1 :Text;
+  # How long the metrics stay without a new push: a duration such as
+  # "30s", "5m" or "1h30m", or "never". Empty (or absent, as in clients
+  # built from the original schema) means the listener's default.
+  ttl @2 :Text;
 }
 
 # Request/response interface served on the optional RPC listener

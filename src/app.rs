@@ -116,14 +116,7 @@ pub struct Handles {
 /// Serves on the bound sockets until `shutdown` is cancelled, then drains.
 pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = SelfMetrics::new();
-    let store = Arc::new(Store::new(
-        StoreOptions {
-            max_series_per_app: config.limits.max_series_per_app,
-            max_apps: config.limits.max_apps,
-            app_label: config.app_label.clone(),
-        },
-        metrics,
-    ));
+    let store = Arc::new(Store::new(StoreOptions::from_config(&config), metrics));
     run_with_store(bound, config, store, shutdown).await
 }
 
@@ -145,6 +138,7 @@ pub async fn run_with_store(
             store: store.clone(),
             limits: config.limits.clone(),
             abort: abort.clone(),
+            ttl: rc.ttl,
         };
         tracker.spawn(ingest::serve(
             listener,
@@ -154,6 +148,11 @@ pub async fn run_with_store(
             tracker.clone(),
         ));
     }
+    tracker.spawn(expire_loop(
+        store.clone(),
+        config.expiry_interval,
+        shutdown.clone(),
+    ));
     for sink in &config.sinks {
         crate::sinks::spawn(sink.clone(), store.clone(), shutdown.clone(), &tracker)?;
     }
@@ -163,6 +162,7 @@ pub async fn run_with_store(
             store.clone(),
             rc.max_connections,
             config.limits.max_push_bytes,
+            rc.ttl,
             shutdown.clone(),
         )?),
         _ => None,
@@ -173,7 +173,7 @@ pub async fn run_with_store(
         ready: ready.clone(),
         push_api: config
             .push_api
-            .then(|| Arc::new(crate::pushgw::PushApi::default())),
+            .then(|| Arc::new(crate::pushgw::PushApi::new(config.push_api_ttl))),
         max_push_bytes: config.limits.max_push_bytes,
     });
     let http_shutdown = shutdown.clone();
@@ -215,6 +215,22 @@ pub async fn run_with_store(
     }
     info!("stopped");
     Ok(())
+}
+
+/// Removes apps whose TTL ran out, every `period`.
+async fn expire_loop(store: Arc<Store>, period: std::time::Duration, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            now = ticker.tick() => {
+                for app in store.expire(now) {
+                    info!(app = %app, "app expired: no push within its TTL");
+                }
+            }
+        }
+    }
 }
 
 /// Waits for SIGINT or SIGTERM, then cancels `token`.

@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use crate::store::Ttl;
+
 /// Default per-push byte limit: large enough for a 100k-series application,
 /// small enough that a hostile client cannot make us allocate gigabytes.
 pub const DEFAULT_MAX_PUSH_BYTES: u64 = 16 * 1024 * 1024;
@@ -60,6 +62,13 @@ pub struct Config {
     pub limits: Limits,
     /// Grace period for draining connections on shutdown.
     pub shutdown_grace: Duration,
+    /// TTL of pushed apps unless the listener or the push says otherwise
+    /// (`[exporter] stale_metric_ttl`).
+    pub default_ttl: Ttl,
+    /// Period of the expiry sweeper (`[exporter] stale_check_interval`).
+    pub expiry_interval: Duration,
+    /// TTL of pushes through the HTTP push API (`None`: the default).
+    pub push_api_ttl: Option<Ttl>,
     /// `[poll_external]`, parsed and validated (used by the poller).
     pub poll: Option<PollConfig>,
     /// Whether the Pushgateway-compatible push API is served.
@@ -134,6 +143,8 @@ pub struct ReceiverConfig {
     pub format: WireFormat,
     /// Maximum concurrent connections (`concurrent_requests`).
     pub max_connections: usize,
+    /// TTL of pushes through this listener (`None`: the default).
+    pub ttl: Option<Ttl>,
 }
 
 /// A listening address.
@@ -165,6 +176,8 @@ pub struct RpcConfig {
     pub listen: SocketAddr,
     /// Maximum concurrent connections.
     pub max_connections: usize,
+    /// TTL of pushes through RPC (`None`: the default).
+    pub ttl: Option<Ttl>,
 }
 
 /// Limits applied to every push, whatever its ingress.
@@ -414,6 +427,21 @@ impl<'t> Section<'t> {
         })
     }
 
+    /// A TTL: `"never"`, integer seconds (> 0) or a duration string.
+    fn ttl(&mut self, key: &'static str, cx: &mut Cx) -> Option<Ttl> {
+        self.get(key, cx, |v| match v {
+            Value::Integer(n) if *n > 0 => Ok(Ttl::After(Duration::from_secs(*n as u64))),
+            Value::Integer(_) => {
+                Err("expected a positive number of seconds, or \"never\"".to_owned())
+            }
+            Value::String(s) => Ttl::parse(s),
+            other => Err(expected(
+                "\"never\", seconds or a duration string such as \"5m\"",
+                other,
+            )),
+        })
+    }
+
     fn size(&mut self, key: &'static str, cx: &mut Cx) -> Option<u64> {
         self.get(key, cx, |v| {
             let n = match v {
@@ -500,13 +528,11 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     let shutdown_grace = exporter
         .duration("shutdown_grace_period", cx, true)
         .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
-    for key in ["stale_check_interval", "stale_metric_ttl"] {
-        if exporter.raw(key).is_some() {
-            cx.warnings.push(format!(
-                "`exporter.{key}` (from the original's unmerged branch) is accepted but has no effect"
-            ));
-        }
-    }
+    // Names from the original's per-format branch, implemented here.
+    let default_ttl = exporter.ttl("stale_metric_ttl", cx).unwrap_or(Ttl::Never);
+    let expiry_interval = exporter
+        .duration("stale_check_interval", cx, false)
+        .unwrap_or(Duration::from_secs(1));
     exporter.finish(cx);
 
     let mut receiver = top.sub("receiver", cx);
@@ -542,6 +568,8 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     let unix_group = receiver.string("unix_socket_group", cx);
     let tcp_on = receiver.bool("receive_on_tcp_socket", cx);
     let tcp_addr = receiver.addr("receiver_tcp_socket", cx);
+    let unix_ttl = receiver.ttl("unix_socket_ttl", cx);
+    let tcp_ttl = receiver.ttl("tcp_socket_ttl", cx);
     if unix_on.unwrap_or(unix_path.is_some()) {
         match unix_path {
             Some(path) => receivers.push(ReceiverConfig {
@@ -554,6 +582,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
                 }),
                 format,
                 max_connections: concurrent,
+                ttl: unix_ttl,
             }),
             // A present but invalid value was already reported.
             None if receiver.has("receiver_unix_socket") => {}
@@ -570,6 +599,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
                 endpoint: Endpoint::Tcp(addr),
                 format,
                 max_connections: concurrent,
+                ttl: tcp_ttl,
             }),
             None if receiver.has("receiver_tcp_socket") => {}
             None => cx.problems.push(
@@ -589,6 +619,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         let user = t.string("unix_socket_user", cx);
         let group = t.string("unix_socket_group", cx);
         let mode = t.mode("unix_socket_mode", cx).unwrap_or(default_mode);
+        let ttl = t.ttl("ttl", cx);
         if let Some(path) = path {
             receivers.push(ReceiverConfig {
                 name: format!("{key}_unix"),
@@ -600,6 +631,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
                 }),
                 format: fmt,
                 max_connections: concurrent,
+                ttl,
             });
         }
         if let Some(addr) = t.addr("receiver_tcp_socket", cx) {
@@ -608,6 +640,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
                 endpoint: Endpoint::Tcp(addr),
                 format: fmt,
                 max_connections: concurrent,
+                ttl,
             });
         }
         t.finish(cx);
@@ -616,6 +649,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     let mut rpc_t = receiver.sub("rpc", cx);
     let rpc = if rpc_t.present() {
         let listen = rpc_t.addr("receiver_tcp_socket", cx);
+        let ttl = rpc_t.ttl("ttl", cx);
         if listen.is_none() && !rpc_t.has("receiver_tcp_socket") {
             cx.problems.push(
                 "`receiver.rpc.receiver_tcp_socket`: required in `[receiver.rpc]`".to_owned(),
@@ -625,6 +659,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         listen.map(|listen| RpcConfig {
             listen,
             max_connections: concurrent,
+            ttl,
         })
     } else {
         None
@@ -656,6 +691,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
 
     let mut push = top.sub("push_api", cx);
     let push_api = push.bool("enabled", cx).unwrap_or(true);
+    let push_api_ttl = push.ttl("ttl", cx);
     push.finish(cx);
 
     let sinks = build_sinks(&mut top, cx);
@@ -670,6 +706,9 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         app_label,
         limits,
         shutdown_grace,
+        default_ttl,
+        expiry_interval,
+        push_api_ttl,
         poll,
         push_api,
         sinks,

@@ -192,6 +192,11 @@ struct AppJson<'a> {
     last_error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error_time: Option<String>,
+    /// `never` or a duration such as `5m`.
+    ttl: String,
+    /// Seconds left before expiry; absent when the TTL is never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -236,6 +241,8 @@ async fn apps(
                         status: a.status(),
                         last_error: a.last_error.as_deref(),
                         last_error_time: a.last_error_time.map(rfc3339),
+                        ttl: a.ttl.describe(),
+                        expires_in_seconds: a.expires_in.map(|d| d.as_secs_f64()),
                     })
                     .collect(),
             };
@@ -263,17 +270,24 @@ async fn apps(
     }
 }
 
-const COLUMNS: [&str; 7] = [
+const COLUMNS: [&str; 9] = [
     "App Name",
     "Last Update Time (UTC)",
     "Source",
     "Kind",
     "Series",
     "Status",
+    "TTL",
+    "Expires In",
     "Last Error",
 ];
 
-fn row(a: &AppInfo) -> [String; 7] {
+/// A duration in whole seconds, humantime style (`4m 59s`).
+fn human(d: std::time::Duration) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn row(a: &AppInfo) -> [String; 9] {
     [
         a.name.clone(),
         a.last_update.to_string(),
@@ -281,6 +295,8 @@ fn row(a: &AppInfo) -> [String; 7] {
         a.kind.as_str().to_owned(),
         a.series.to_string(),
         a.status().to_owned(),
+        a.ttl.describe(),
+        a.expires_in.map(human).unwrap_or_default(),
         match (&a.last_error, a.last_error_time) {
             (Some(e), Some(t)) => format!("{t}: {e}"),
             (Some(e), None) => e.clone(),

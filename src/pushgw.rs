@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use crate::exposition;
 use crate::http::HttpState;
-use crate::store::{AppKind, LabelRules, PushError};
+use crate::store::{AppKind, LabelRules, PushError, Ttl};
 use crate::telemetry::RejectReason;
 
 /// Label name of the job in a grouping key.
@@ -44,6 +44,17 @@ const LISTENER: &str = "http";
 #[derive(Debug, Default)]
 pub struct PushApi {
     failures: Mutex<HashMap<String, f64>>,
+    ttl: Option<Ttl>,
+}
+
+impl PushApi {
+    /// A push API whose groups get `ttl` (`None`: the store's default).
+    pub fn new(ttl: Option<Ttl>) -> Self {
+        PushApi {
+            failures: Mutex::default(),
+            ttl,
+        }
+    }
 }
 
 /// A parsed grouping key: `job` first, then the path labels in order.
@@ -335,6 +346,7 @@ fn apply(
                 &labels,
                 failed,
             )?;
+            p.set_ttl(api.ttl);
             if merge {
                 store.commit_merge(p, AppKind::Gateway, source)
             } else {

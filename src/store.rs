@@ -18,7 +18,7 @@ use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
@@ -48,6 +48,42 @@ impl AppKind {
             AppKind::Push => "push",
             AppKind::Poll => "poll",
             AppKind::Gateway => "pushgateway",
+        }
+    }
+}
+
+/// How long an application's metrics live without a new push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// Kept until replaced or deleted.
+    Never,
+    /// Removed this long after the last accepted push.
+    After(Duration),
+}
+
+impl Ttl {
+    /// Parses `never` or a duration such as `30s`, `5m`, `1h30m`.
+    pub fn parse(s: &str) -> Result<Ttl, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("never") {
+            return Ok(Ttl::Never);
+        }
+        match humantime::parse_duration(s) {
+            Ok(d) if d.is_zero() => {
+                Err("a TTL of 0 would expire at once; use \"never\" to keep metrics".to_owned())
+            }
+            Ok(d) => Ok(Ttl::After(d)),
+            Err(e) => Err(format!(
+                "expected a TTL such as \"5m\" or \"never\", found {s:?} ({e})"
+            )),
+        }
+    }
+
+    /// `never` or the duration in humantime form.
+    pub fn describe(self) -> String {
+        match self {
+            Ttl::Never => "never".to_owned(),
+            Ttl::After(d) => humantime::format_duration(d).to_string(),
         }
     }
 }
@@ -90,6 +126,20 @@ pub struct StoreOptions {
     pub max_apps: usize,
     /// Label injected into every series with the app name.
     pub app_label: Option<String>,
+    /// TTL of pushes that do not set one.
+    pub default_ttl: Ttl,
+}
+
+impl StoreOptions {
+    /// The store options a configuration asks for.
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        StoreOptions {
+            max_series_per_app: c.limits.max_series_per_app,
+            max_apps: c.limits.max_apps,
+            app_label: c.app_label.clone(),
+            default_ttl: c.default_ttl,
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -99,6 +149,7 @@ impl Default for StoreOptions {
             max_series_per_app: l.max_series_per_app,
             max_apps: l.max_apps,
             app_label: None,
+            default_ttl: Ttl::Never,
         }
     }
 }
@@ -121,6 +172,10 @@ pub struct Prepared {
     app: String,
     families: Vec<Arc<FamilyBlock>>,
     series: usize,
+    /// `None`: the store's default for the kind of push.
+    ttl: Option<Ttl>,
+    /// When the push happened, if not now (a restored snapshot).
+    pushed_at: Option<DateTime<Utc>>,
 }
 
 impl Prepared {
@@ -132,6 +187,17 @@ impl Prepared {
     /// Number of series in the push.
     pub fn series(&self) -> usize {
         self.series
+    }
+
+    /// Sets the TTL of this push (`None`: the store's default).
+    pub fn set_ttl(&mut self, ttl: Option<Ttl>) {
+        self.ttl = ttl;
+    }
+
+    /// Sets when the push happened (restoring a snapshot keeps push times,
+    /// so TTLs keep running across restarts).
+    pub fn set_pushed_at(&mut self, at: DateTime<Utc>) {
+        self.pushed_at = Some(at);
     }
 }
 
@@ -152,6 +218,10 @@ pub struct AppInfo {
     pub last_error: Option<String>,
     /// When that refusal happened.
     pub last_error_time: Option<DateTime<Utc>>,
+    /// How long the app lives without a new push.
+    pub ttl: Ttl,
+    /// Time left before expiry (`None` when the TTL is never).
+    pub expires_in: Option<Duration>,
 }
 
 impl AppInfo {
@@ -169,6 +239,8 @@ struct AppEntry {
     info: AppInfo,
     /// Sorted by family name.
     families: Vec<Arc<FamilyBlock>>,
+    /// When the app expires; a tokio `Instant` so that tests can pause time.
+    deadline: Option<tokio::time::Instant>,
 }
 
 /// Global index entry of one family name.
@@ -384,6 +456,8 @@ impl Store {
             app: app.to_owned(),
             families: families.into_iter().map(Arc::new).collect(),
             series,
+            ttl: None,
+            pushed_at: None,
         })
     }
 
@@ -436,9 +510,22 @@ impl Store {
         kind: AppKind,
         source: &str,
     ) -> Result<usize, PushError> {
-        let result = self
-            .prepare(app, text)
-            .and_then(|p| self.commit(vec![p], kind, source));
+        self.push_with_ttl(app, text, kind, source, None)
+    }
+
+    /// [`Store::push`] with a TTL (`None`: the default for `kind`).
+    pub fn push_with_ttl(
+        &self,
+        app: &str,
+        text: &str,
+        kind: AppKind,
+        source: &str,
+        ttl: Option<Ttl>,
+    ) -> Result<usize, PushError> {
+        let result = self.prepare(app, text).and_then(|mut p| {
+            p.set_ttl(ttl);
+            self.commit(vec![p], kind, source)
+        });
         if let Err(e) = &result {
             self.record_rejection(e);
         }
@@ -521,17 +608,34 @@ impl Store {
             total += p.series;
             let app = p.app.clone();
             let old = state.remove_app(&app);
+            let pushed_at = p.pushed_at.unwrap_or(now);
+            let ttl = p.ttl.unwrap_or(match kind {
+                AppKind::Push | AppKind::Gateway => self.options.default_ttl,
+                // Polled apps have their own staleness handling.
+                _ => Ttl::Never,
+            });
+            let deadline = match ttl {
+                Ttl::Never => None,
+                Ttl::After(d) => {
+                    // Age of the push (non-zero only for restored snapshots).
+                    let age = (now - pushed_at).to_std().unwrap_or_default();
+                    Some(tokio::time::Instant::now() + d.saturating_sub(age))
+                }
+            };
             state.insert_app(AppEntry {
                 info: AppInfo {
                     name: p.app,
                     kind,
                     source: source.to_owned(),
-                    last_update: now,
+                    last_update: pushed_at,
                     series: p.series,
                     last_error: None,
                     last_error_time: None,
+                    ttl,
+                    expires_in: None,
                 },
                 families: p.families,
+                deadline,
             });
             undo.push((app, old));
         }
@@ -589,7 +693,36 @@ impl Store {
 
     /// A copy of every application's `/apps` row, sorted by name.
     pub fn apps(&self) -> Vec<AppInfo> {
-        self.lock().apps.values().map(|e| e.info.clone()).collect()
+        let now = tokio::time::Instant::now();
+        self.lock()
+            .apps
+            .values()
+            .map(|e| {
+                let mut info = e.info.clone();
+                info.expires_in = e.deadline.map(|d| d.saturating_duration_since(now));
+                info
+            })
+            .collect()
+    }
+
+    /// Removes every app whose TTL ran out by `now`; returns their names.
+    pub fn expire(&self, now: tokio::time::Instant) -> Vec<String> {
+        let mut state = self.lock();
+        let due: Vec<String> = state
+            .apps
+            .iter()
+            .filter(|(_, e)| e.deadline.is_some_and(|d| d <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for app in &due {
+            state.remove_app(app);
+        }
+        drop(state);
+        if !due.is_empty() {
+            self.metrics.count_expired(due.len() as u64);
+            self.bump();
+        }
+        due
     }
 
     /// Number of applications and of series.

@@ -74,6 +74,7 @@ pub struct SelfMetrics {
     rejections: Mutex<BTreeMap<RejectReason, u64>>,
     open_connections: Mutex<BTreeMap<String, i64>>,
     render_nanos: AtomicU64,
+    expired: AtomicU64,
     /// (sink, outcome) → samples.
     sinks: Mutex<BTreeMap<(String, SinkOutcome), u64>>,
 }
@@ -141,6 +142,12 @@ impl SelfMetrics {
     pub fn observe_render(&self, d: Duration) {
         self.render_nanos
             .store(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// Counts apps removed because their TTL ran out.
+    pub fn count_expired(&self, n: u64) {
+        self.expired.fetch_add(n, Ordering::Relaxed);
+        self.bump();
     }
 
     /// Counts samples of a sink by outcome.
@@ -214,6 +221,17 @@ impl SelfMetrics {
             "{p}build_info{{revision=\"{}\",version=\"{}\"}} 1",
             env!("EXPORTER_PROXY_REVISION"),
             env!("CARGO_PKG_VERSION")
+        );
+        header(
+            out,
+            "expired_apps_total",
+            "Applications removed because no push came within their TTL.",
+            MetricType::Counter,
+        );
+        let _ = writeln!(
+            out,
+            "{p}expired_apps_total {}",
+            self.expired.load(Ordering::Relaxed)
         );
         header(
             out,

@@ -7,6 +7,7 @@
 //! [`check_problems`], which compares the exact list of problems.
 
 use super::*;
+use crate::store::Ttl;
 
 /// The configuration an empty document produces.
 fn defaults() -> Config {
@@ -21,6 +22,9 @@ fn defaults() -> Config {
         poll: None,
         push_api: true,
         sinks: Vec::new(),
+        default_ttl: Ttl::Never,
+        expiry_interval: secs(1),
+        push_api_ttl: None,
     }
 }
 
@@ -75,6 +79,7 @@ fn tcp(name: &str, a: &str, format: WireFormat, max_connections: usize) -> Recei
         endpoint: Endpoint::Tcp(addr(a)),
         format,
         max_connections,
+        ttl: None,
     }
 }
 
@@ -95,6 +100,7 @@ fn unix(
         }),
         format,
         max_connections,
+        ttl: None,
     }
 }
 
@@ -254,16 +260,11 @@ fn per_format_layout_of_the_original() {
         interval: secs(5),
         timeout: secs(2),
     });
+    // The branch's intended TTL keys are implemented: period and TTL.
+    expected.expiry_interval = secs(1);
+    expected.default_ttl = Ttl::After(secs(10));
     assert_eq!(loaded.config, expected);
-    // The branch's unimplemented TTL keys are warnings, not errors.
-    assert_eq!(
-        loaded.warnings,
-        [
-            "`exporter.stale_check_interval` (from the original's unmerged branch) is accepted but has no effect",
-            "`exporter.stale_metric_ttl` (from the original's unmerged branch) is accepted but has no effect",
-            POLL_WARNING,
-        ]
-    );
+    assert_eq!(loaded.warnings, [POLL_WARNING]);
 }
 
 #[test]
@@ -432,6 +433,7 @@ fn other_settings() {
             c.rpc = Some(RpcConfig {
                 listen: addr("[::1]:6556"),
                 max_connections: 2048,
+                ttl: None,
             });
             c.limits.max_series_per_app = 10;
             c.limits.max_apps = 3;
@@ -754,6 +756,7 @@ fn port_zero_never_clashes() {
             c.rpc = Some(RpcConfig {
                 listen: addr("127.0.0.1:0"),
                 max_connections: 2048,
+                ttl: None,
             });
         },
     );
@@ -984,6 +987,49 @@ fn address_clashes_name_both_keys() {
     ] {
         assert!(text.contains(key), "{key} in {text}");
     }
+}
+
+#[test]
+fn ttls() {
+    let loaded = parse_ok(
+        r#"
+        [exporter]
+        stale_metric_ttl = "never"
+        stale_check_interval = "250ms"
+        [receiver]
+        receiver_tcp_socket = "127.0.0.1:1"
+        tcp_socket_ttl = 30
+        receiver_unix_socket = "/tmp/x.sock"
+        unix_socket_ttl = "1h"
+        [receiver.json]
+        receiver_tcp_socket = "127.0.0.1:2"
+        ttl = "never"
+        [receiver.rpc]
+        receiver_tcp_socket = "127.0.0.1:3"
+        ttl = "5m"
+        [push_api]
+        ttl = "10m"
+        "#,
+    );
+    let c = &loaded.config;
+    assert_eq!(c.default_ttl, Ttl::Never);
+    assert_eq!(c.expiry_interval, Duration::from_millis(250));
+    let ttl = |name: &str| c.receivers.iter().find(|r| r.name == name).unwrap().ttl;
+    assert_eq!(ttl("tcp"), Some(Ttl::After(secs(30))));
+    assert_eq!(ttl("unix"), Some(Ttl::After(secs(3600))));
+    assert_eq!(ttl("json_tcp"), Some(Ttl::Never));
+    assert_eq!(c.rpc.as_ref().unwrap().ttl, Some(Ttl::After(secs(300))));
+    assert_eq!(c.push_api_ttl, Some(Ttl::After(secs(600))));
+    let err = Config::parse("[exporter]\nstale_metric_ttl = 0\n[push_api]\nttl = \"soon\"\n")
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "`exporter.stale_metric_ttl`: expected a positive number of seconds, or \"never\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("`push_api.ttl`: expected a TTL"), "{text}");
 }
 
 #[test]

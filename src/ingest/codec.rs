@@ -9,6 +9,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::generated::metric_data_capnp::inbound_metrics;
+use crate::store::Ttl;
 
 /// Most segments we accept in one Cap'n Proto message. pycapnp and the Rust
 /// writer produce one segment for messages below ~8 KiB and a handful above;
@@ -22,6 +23,8 @@ pub struct AppPush {
     pub app: String,
     /// The exposition text, newline-terminated.
     pub text: String,
+    /// The push's own TTL, when it sets one.
+    pub ttl: Option<Ttl>,
 }
 
 /// A malformed envelope, with the position of the problem.
@@ -108,15 +111,74 @@ impl<'de> Visitor<'de> for PushVisitor {
                     "app {app:?} appears twice in the object"
                 )));
             }
-            let text = map.next_value::<Payload>()?.0;
-            out.push(AppPush { app, text });
+            let Payload { text, ttl } = map.next_value::<Payload>()?;
+            out.push(AppPush { app, text, ttl });
         }
         Ok(out)
     }
 }
 
-/// A string, or an array of lines joined with `\n` (newline-terminated).
-struct Payload(String);
+/// A string, an array of lines joined with `\n` (newline-terminated), or
+/// an object `{"metrics": <string or array>, "ttl": "5m" | "never" | 300}`.
+struct Payload {
+    text: String,
+    ttl: Option<Ttl>,
+}
+
+/// The text forms of a payload.
+struct Text(String);
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text, E> {
+                Ok(Text(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Text, A::Error> {
+                let mut text = String::new();
+                while let Some(line) = seq.next_element::<String>()? {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+                Ok(Text(text))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A TTL as a string (`"5m"`, `"never"`) or positive seconds.
+struct TtlField(Ttl);
+
+impl<'de> serde::Deserialize<'de> for TtlField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TtlField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a TTL such as \"5m\" or \"never\", or positive seconds")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TtlField, E> {
+                Ttl::parse(v).map(TtlField).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<TtlField, E> {
+                if v == 0 {
+                    return Err(E::custom("a TTL of 0 would expire at once; use \"never\""));
+                }
+                Ok(TtlField(Ttl::After(std::time::Duration::from_secs(v))))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -124,21 +186,40 @@ impl<'de> serde::Deserialize<'de> for Payload {
         impl<'de> Visitor<'de> for V {
             type Value = Payload;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of strings")
+                f.write_str("a string, an array of strings, or {\"metrics\": ..., \"ttl\": ...}")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Payload, E> {
-                Ok(Payload(v.to_owned()))
+                Ok(Payload {
+                    text: v.to_owned(),
+                    ttl: None,
+                })
             }
             fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Payload, E> {
-                Ok(Payload(v))
+                Ok(Payload { text: v, ttl: None })
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Payload, A::Error> {
-                let mut text = String::new();
-                while let Some(line) = seq.next_element::<String>()? {
-                    text.push_str(&line);
-                    text.push('\n');
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Payload, A::Error> {
+                let Text(text) = serde::Deserialize::deserialize(
+                    serde::de::value::SeqAccessDeserializer::new(seq),
+                )?;
+                Ok(Payload { text, ttl: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Payload, A::Error> {
+                let mut text = None;
+                let mut ttl = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "metrics" => text = Some(map.next_value::<Text>()?.0),
+                        "ttl" => ttl = Some(map.next_value::<TtlField>()?.0),
+                        other => {
+                            return Err(serde::de::Error::custom(format!(
+                                "unknown field {other:?}, expected \"metrics\" or \"ttl\""
+                            )))
+                        }
+                    }
                 }
-                Ok(Payload(text))
+                let text =
+                    text.ok_or_else(|| serde::de::Error::custom("missing field \"metrics\""))?;
+                Ok(Payload { text, ttl })
             }
         }
         d.deserialize_any(V)
@@ -213,16 +294,32 @@ pub fn decode_capnp(message: &[u8]) -> Result<AppPush, DecodeError> {
                 .map_err(|e| DecodeError(format!("field {field} is not valid UTF-8: {e}")))
         };
     let app = text(root.get_app_name(), "appName")?;
-    let text = text(root.get_data(), "data")?;
-    Ok(AppPush { app, text })
+    let data = text(root.get_data(), "data")?;
+    let ttl = match text(root.get_ttl(), "ttl")?.as_str() {
+        "" => None,
+        t => Some(Ttl::parse(t).map_err(|e| DecodeError(format!("invalid field ttl: {e}")))?),
+    };
+    Ok(AppPush {
+        app,
+        text: data,
+        ttl,
+    })
 }
 
 /// Encodes a push as a framed Cap'n Proto message (used by the CLI and tests).
 pub fn encode_capnp(app: &str, text: &str) -> Vec<u8> {
+    encode_capnp_with_ttl(app, text, "")
+}
+
+/// [`encode_capnp`] with the `ttl` field (`""`: the listener's default).
+pub fn encode_capnp_with_ttl(app: &str, text: &str, ttl: &str) -> Vec<u8> {
     let mut msg = capnp::message::Builder::new_default();
     let mut root = msg.init_root::<inbound_metrics::Builder>();
     root.set_app_name(app);
     root.set_data(text);
+    if !ttl.is_empty() {
+        root.set_ttl(ttl);
+    }
     capnp::serialize::write_message_to_words(&msg)
 }
 
@@ -296,6 +393,43 @@ mod tests {
             decode_capnp(&[0, 0, 0, 0, 0, 0, 0, 0]).is_err(),
             "an empty segment has no root"
         );
+    }
+
+    #[test]
+    fn json_object_form_with_ttl() {
+        let p = decode_json(br#"{"a": {"metrics": ["x 1"], "ttl": "5m"}, "b": {"metrics": "y 1\n", "ttl": 30}, "c": {"metrics": "z 1\n", "ttl": "never"}}"#).unwrap();
+        assert_eq!(p[0].text, "x 1\n");
+        assert_eq!(
+            p[0].ttl,
+            Some(Ttl::After(std::time::Duration::from_secs(300)))
+        );
+        assert_eq!(
+            p[1].ttl,
+            Some(Ttl::After(std::time::Duration::from_secs(30)))
+        );
+        assert_eq!(p[2].ttl, Some(Ttl::Never));
+        assert_eq!(decode_json(br#"{"a": "x 1\n"}"#).unwrap()[0].ttl, None);
+        for (doc, want) in [
+            (&br#"{"a": {"ttl": "5m"}}"#[..], "missing field"),
+            (br#"{"a": {"metrics": "x", "ttl": 0}}"#, "expire at once"),
+            (
+                br#"{"a": {"metrics": "x", "ttl": "soon"}}"#,
+                "expected a TTL",
+            ),
+            (br#"{"a": {"metrics": "x", "color": 1}}"#, "unknown field"),
+        ] {
+            let e = decode_json(doc).unwrap_err().0;
+            assert!(e.contains(want) && e.contains("line 1 column"), "{e}");
+        }
+    }
+
+    #[test]
+    fn capnp_ttl_field() {
+        let p = decode_capnp(&encode_capnp_with_ttl("a", "x 1\n", "never")).unwrap();
+        assert_eq!(p.ttl, Some(Ttl::Never));
+        assert_eq!(decode_capnp(&encode_capnp("a", "x 1\n")).unwrap().ttl, None);
+        let e = decode_capnp(&encode_capnp_with_ttl("a", "x 1\n", "0s")).unwrap_err();
+        assert!(e.0.contains("invalid field ttl"), "{e}");
     }
 
     #[test]

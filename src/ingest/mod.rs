@@ -117,6 +117,9 @@ pub struct Ctx {
     /// stop then (not at the start of the shutdown, so pushes in progress
     /// can finish).
     pub abort: CancellationToken,
+    /// TTL of pushes through this listener that do not set one
+    /// (`None`: the store's default).
+    pub ttl: Option<crate::store::Ttl>,
 }
 
 /// The reply line sent after a connection's data was processed.
@@ -395,10 +398,13 @@ async fn json_connection<S: AsyncRead + Unpin>(
     let apps: Vec<String> = pushes.iter().map(|p| p.app.clone()).collect();
     let store = ctx.store.clone();
     let source = peer.to_owned();
+    let listener_ttl = ctx.ttl;
     let result = cpu(buf.len(), move || {
         let mut prepared = Vec::with_capacity(pushes.len());
         for p in &pushes {
-            prepared.push(store.prepare(&p.app, &p.text)?);
+            let mut prep = store.prepare(&p.app, &p.text)?;
+            prep.set_ttl(p.ttl.or(listener_ttl));
+            prepared.push(prep);
         }
         store.commit(prepared, AppKind::Push, &source)
     })
@@ -511,11 +517,12 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
             }
         }
         match codec::decode_capnp(&message) {
-            Ok(AppPush { app, text }) => {
+            Ok(AppPush { app, text, ttl }) => {
                 let store = ctx.store.clone();
                 let source = peer.to_owned();
+                let ttl = ttl.or(ctx.ttl);
                 let (app, result) = cpu(text.len(), move || {
-                    let r = store.push(&app, &text, AppKind::Push, &source);
+                    let r = store.push_with_ttl(&app, &text, AppKind::Push, &source, ttl);
                     (app, r)
                 })
                 .await;

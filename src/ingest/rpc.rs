@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
 
 use crate::generated::metric_data_capnp::metrics_receiver;
-use crate::store::{AppKind, Store};
+use crate::store::{AppKind, Store, Ttl};
 use crate::telemetry::RejectReason;
 
 const LISTENER: &str = "rpc";
@@ -24,6 +24,8 @@ const LISTENER: &str = "rpc";
 struct Receiver {
     store: Arc<Store>,
     source: String,
+    /// The listener's TTL (`None`: the store's default).
+    ttl: Option<Ttl>,
 }
 
 impl metrics_receiver::Server for Receiver {
@@ -35,9 +37,27 @@ impl metrics_receiver::Server for Receiver {
         let metrics = params.get()?.get_metrics()?;
         let app = metrics.get_app_name()?.to_str();
         let data = metrics.get_data()?.to_str();
-        let outcome = match (app, data) {
-            (Ok(app), Ok(data)) => self.store.push(app, data, AppKind::Push, &self.source),
-            (Err(e), _) | (_, Err(e)) => {
+        let ttl = match metrics.get_ttl().map(|t| t.to_str()) {
+            Ok(Ok("")) => Ok(self.ttl),
+            Ok(Ok(t)) => Ttl::parse(t).map(Some),
+            Ok(Err(e)) => Err(format!("field ttl is not valid UTF-8: {e}")),
+            Err(e) => Err(format!("invalid field ttl: {e}")),
+        };
+        let outcome = match (app, data, ttl) {
+            (Ok(app), Ok(data), Ok(ttl)) => {
+                self.store
+                    .push_with_ttl(app, data, AppKind::Push, &self.source, ttl)
+            }
+            (_, _, Err(e)) => {
+                let m = self.store.metrics();
+                m.count_rejection(RejectReason::InvalidEnvelope);
+                m.count_push(LISTENER, "capnp", false);
+                let mut r = results.get();
+                r.set_accepted(false);
+                r.set_error(format!("invalid ttl: {e}"));
+                return Ok(());
+            }
+            (Err(e), _, _) | (_, Err(e), _) => {
                 let m = self.store.metrics();
                 m.count_rejection(RejectReason::InvalidEnvelope);
                 m.count_push(LISTENER, "capnp", false);
@@ -74,6 +94,7 @@ pub fn spawn(
     store: Arc<Store>,
     max_connections: usize,
     max_message_bytes: usize,
+    ttl: Option<Ttl>,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -118,6 +139,7 @@ pub fn spawn(
                     let client: metrics_receiver::Client = capnp_rpc::new_client(Receiver {
                         store: store.clone(),
                         source: format!("rpc {peer}"),
+                        ttl,
                     });
                     let (reader, writer) = stream.compat().split();
                     let mut options = capnp::message::ReaderOptions::new();

@@ -929,3 +929,78 @@ fn merge_interleaves_old_and_new_families() {
         "# TYPE a untyped\na 1\n# TYPE b untyped\nb 2\n# TYPE c untyped\nc 2\n# TYPE d untyped\nd 2\n# TYPE e untyped\ne 1\n",
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn apps_expire_after_their_ttl_with_paused_time() {
+    use std::time::Duration;
+    let s = store_with(StoreOptions {
+        default_ttl: Ttl::After(Duration::from_secs(60)),
+        ..StoreOptions::default()
+    });
+    push(&s, "short", "short_up 1\n");
+    s.push_with_ttl(
+        "forever",
+        "forever_up 1\n",
+        AppKind::Push,
+        "test",
+        Some(Ttl::Never),
+    )
+    .unwrap();
+    s.push_with_ttl(
+        "long",
+        "long_up 1\n",
+        AppKind::Push,
+        "test",
+        Some(Ttl::After(Duration::from_secs(600))),
+    )
+    .unwrap();
+    let info = |name: &str| s.apps().into_iter().find(|a| a.name == name);
+    assert_eq!(
+        info("short").unwrap().ttl,
+        Ttl::After(Duration::from_secs(60))
+    );
+    assert_eq!(
+        info("short").unwrap().expires_in,
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(info("forever").unwrap().expires_in, None);
+
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(s.expire(tokio::time::Instant::now()), Vec::<String>::new());
+    assert_eq!(
+        info("short").unwrap().expires_in,
+        Some(Duration::from_secs(1))
+    );
+    // A new push restarts the clock.
+    push(&s, "short", "short_up 2\n");
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert_eq!(s.expire(tokio::time::Instant::now()), Vec::<String>::new());
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(s.expire(tokio::time::Instant::now()), ["short"]);
+    assert!(info("short").is_none());
+    assert!(!body(&s).contains("short_up"));
+    assert!(body(&s).contains("exporter_proxy_expired_apps_total 1\n"));
+    // Expiry is per app: the others are untouched.
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(s.expire(tokio::time::Instant::now()), ["long"]);
+    assert!(info("forever").is_some());
+    // Polled apps never expire through the push TTL.
+    s.push("polled", "polled_up 1\n", AppKind::Poll, "test")
+        .unwrap();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert_eq!(s.expire(tokio::time::Instant::now()), Vec::<String>::new());
+}
+
+#[test]
+fn ttl_parsing() {
+    use std::time::Duration;
+    assert_eq!(Ttl::parse("never"), Ok(Ttl::Never));
+    assert_eq!(Ttl::parse(" NEVER "), Ok(Ttl::Never));
+    assert_eq!(
+        Ttl::parse("1h30m"),
+        Ok(Ttl::After(Duration::from_secs(5400)))
+    );
+    assert!(Ttl::parse("0s").unwrap_err().contains("never"));
+    assert!(Ttl::parse("soon").is_err());
+    assert_eq!(Ttl::After(Duration::from_secs(90)).describe(), "1m 30s");
+}

@@ -94,9 +94,15 @@ async fn invalid_json_and_wrong_types() {
     let app = seeded().await;
     for (doc, want) in [
         (&b"{\"kept\": \"kept_total 1\""[..], "EOF"),
-        (b"{\"kept\": 5}", "expected a string or an array of strings"),
+        (
+            b"{\"kept\": 5}",
+            "expected a string, an array of strings, or {\"metrics\"",
+        ),
         (b"{\"kept\": [\"a\", 1]}", "expected a string"),
-        (b"{\"kept\": {\"x\": 1}}", "expected a string or an array"),
+        (
+            b"{\"kept\": {\"x\": 1}}",
+            "unknown field \"x\", expected \"metrics\" or \"ttl\"",
+        ),
         (b"[\"kept\"]", "expected {\"app\""),
     ] {
         let err = error_of(&send_tcp(app.tcp, doc).await);

@@ -329,3 +329,53 @@ async fn shutdown_aborts_a_stuck_push_after_the_grace_period() {
     let r = reply(&read_reply(&mut s).await);
     assert!(r["error"].as_str().unwrap().contains("shut down"), "{r}");
 }
+
+#[tokio::test]
+async fn ttls_from_the_push_the_listener_and_the_default() {
+    // Default TTL never; the TCP listener's pushes live 1 s; pushes may set their own.
+    let app = TestApp::with_all(
+        "stale_check_interval = \"50ms\"",
+        "tcp_socket_ttl = \"1s\"",
+        "",
+    )
+    .await;
+    send_tcp(app.tcp, &json_push("listener_ttl", "a_up 1\n")).await;
+    let doc = serde_json::json!({ "own_ttl": { "metrics": ["b_up 1"], "ttl": "never" } });
+    assert_eq!(
+        reply(&send_tcp(app.tcp, doc.to_string().as_bytes()).await)["ok"],
+        true
+    );
+    let capnp =
+        exporter_proxy::ingest::codec::encode_capnp_with_ttl("capnp_ttl", "c_up 1\n", "600ms");
+    assert_eq!(reply(&send_unix(&app.socket, &capnp).await)["ok"], true);
+    send_unix(&app.socket, &json_push("default_ttl", "d_up 1\n")).await;
+    let apps: serde_json::Value =
+        serde_json::from_str(&get(app.http, "/apps?format=json").await.body_string()).unwrap();
+    let ttl = |name: &str| {
+        apps["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap()["ttl"]
+            .clone()
+    };
+    assert_eq!(ttl("listener_ttl"), "1s");
+    assert_eq!(ttl("own_ttl"), "never");
+    assert_eq!(ttl("capnp_ttl"), "600ms");
+    assert_eq!(ttl("default_ttl"), "never");
+    eventually(|| async {
+        let m = app.metrics().await;
+        !m.contains("a_up") && !m.contains("c_up")
+    })
+    .await;
+    let m = app.metrics().await;
+    assert!(m.contains("b_up 1") && m.contains("d_up 1"), "{m}");
+    assert!(
+        metric("exporter_proxy_expired_apps_total")
+            .value("2")
+            .is_in(&m),
+        "{m}"
+    );
+    app.stop().await;
+}

@@ -76,11 +76,7 @@ receiver_tcp_socket = "127.0.0.1:0"
         let tcp = bound.receiver_addr("tcp").unwrap();
         let rpc = bound.rpc_addr().unwrap();
         let store = Arc::new(Store::new(
-            StoreOptions {
-                max_series_per_app: config.limits.max_series_per_app,
-                max_apps: config.limits.max_apps,
-                app_label: config.app_label.clone(),
-            },
+            StoreOptions::from_config(&config),
             SelfMetrics::new(),
         ));
         let shutdown = CancellationToken::new();

@@ -4,7 +4,8 @@
 # netcat, pycapnp and prometheus_client).
 #
 # Installs what the tests need when it is missing: Debian packages
-# (prometheus for promtool, netcat-openbsd, capnproto, python3-venv) via
+# (prometheus for promtool and a server to poll, prometheus-node-exporter,
+# netcat-openbsd, capnproto, python3-venv) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -17,6 +18,8 @@ as_root() {
 
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 command -v nc.openbsd >/dev/null || missing+=(netcat-openbsd)
 command -v capnp >/dev/null || missing+=(capnproto)
 command -v python3 >/dev/null || missing+=(python3)

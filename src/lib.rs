@@ -11,7 +11,8 @@
 //! * [`exposition`]: the text-format parser and encoder (pure).
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
-//! * [`http`]: `/metrics`, `/apps`, health endpoints.
+//! * [`poll`]: polling other exporters, the job scheduler, self-registration.
+//! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints.
 //! * [`telemetry`]: self-metrics and logging.
 //! * [`app`]: bind everything, run, shut down.
 #![forbid(unsafe_code)]
@@ -24,5 +25,6 @@ pub mod exposition;
 pub mod generated;
 pub mod http;
 pub mod ingest;
+pub mod poll;
 pub mod store;
 pub mod telemetry;

@@ -190,9 +190,7 @@ fn push_line(out: &mut String, parts: &[&str]) {
 /// The metric name at the start of a sample line.
 fn sample_name(line: &str) -> &str {
     let line = line.trim_start();
-    let end = line
-        .find(|c: char| c == '{' || c == ' ' || c == '\t')
-        .unwrap_or(line.len());
+    let end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
     &line[..end]
 }
 

@@ -9,6 +9,8 @@ mod bad_input;
 mod cli;
 mod http;
 mod interop;
+mod poll;
 mod push;
+mod register;
 mod rpc;
 mod support;

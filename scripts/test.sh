@@ -4,9 +4,9 @@
 # netcat, pycapnp and prometheus_client).
 #
 # Installs what the tests need when it is missing: Debian packages
-# (prometheus for promtool and the remote-write receiver,
-# prometheus-pushgateway, victoria-metrics, influxdb, netcat-openbsd,
-# capnproto, python3-venv) via
+# (prometheus for promtool, a server to poll and the remote-write
+# receiver, prometheus-node-exporter, prometheus-pushgateway,
+# victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -19,6 +19,8 @@ as_root() {
 
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 command -v nc.openbsd >/dev/null || missing+=(netcat-openbsd)
 command -v capnp >/dev/null || missing+=(capnproto)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)

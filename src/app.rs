@@ -20,6 +20,8 @@ use tracing::{info, warn};
 use crate::config::{Config, Endpoint, ReceiverConfig};
 use crate::http::{self, HttpState};
 use crate::ingest::{self, unix, Ctx, Listener};
+use crate::poll::register::Registrar;
+use crate::poll::Poller;
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::SelfMetrics;
 
@@ -168,6 +170,26 @@ pub async fn run_with_store(
         _ => None,
     };
 
+    // Polls stop at shutdown at once: nothing to drain.
+    let poller = Poller::new(
+        store.clone(),
+        config.poll.max_concurrent,
+        shutdown.child_token(),
+    );
+    let report = poller.set_static(config.poll.targets.clone()).await;
+    if !report.added.is_empty() {
+        info!(targets = ?report.added, "polling");
+    }
+    let registrar = match &config.poll.register {
+        Some(rc) => {
+            let r = Registrar::start(rc.clone(), config.app_label.clone(), poller.clone()).await;
+            tracker.spawn(r.clone().run_expiry(shutdown.clone()));
+            info!(allowed = ?rc.allowed_networks.iter().map(ToString::to_string).collect::<Vec<_>>(), "self-registration enabled on POST /register");
+            Some(r)
+        }
+        None => None,
+    };
+
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
@@ -175,6 +197,7 @@ pub async fn run_with_store(
             .push_api
             .then(|| Arc::new(crate::pushgw::PushApi::new(config.push_api_ttl))),
         max_push_bytes: config.limits.max_push_bytes,
+        registrar,
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -196,6 +219,7 @@ pub async fn run_with_store(
     info!(grace = ?config.shutdown_grace, "shutting down: draining connections");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracker.close();
+    poller.stop().await;
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         tracker.wait().await;
         let _ = http.await;

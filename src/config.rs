@@ -69,45 +69,13 @@ pub struct Config {
     pub expiry_interval: Duration,
     /// TTL of pushes through the HTTP push API (`None`: the default).
     pub push_api_ttl: Option<Ttl>,
-    /// `[poll_external]`, parsed and validated (used by the poller).
-    pub poll: Option<PollConfig>,
     /// Whether the Pushgateway-compatible push API is served.
     pub push_api: bool,
     /// Forwarding to time-series databases.
     pub sinks: Vec<crate::sinks::SinkConfig>,
-}
-
-/// Where a secret comes from; read at start-up, never logged.
-#[derive(Clone, PartialEq)]
-pub enum Secret {
-    /// The contents of a file (trailing newline removed).
-    File(PathBuf),
-    /// An environment variable.
-    Env(String),
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Where it comes from is not secret; the value never gets here.
-        match self {
-            Secret::File(p) => write!(f, "File({})", p.display()),
-            Secret::Env(n) => write!(f, "Env({n})"),
-        }
-    }
-}
-
-impl Secret {
-    /// Reads the secret.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|e| format!("cannot read {}: {e}", p.display())),
-            Secret::Env(n) => {
-                std::env::var(n).map_err(|_| format!("environment variable {n} is not set"))
-            }
-        }
-    }
+    /// Polled targets (`[poll_external]` and `[[poll.targets]]`) and
+    /// self-registration (`[poll.register]`).
+    pub poll: PollConfig,
 }
 
 /// Wire format accepted by a receiver.
@@ -207,20 +175,205 @@ impl Default for Limits {
     }
 }
 
-/// The original `[poll_external]` section.
-#[derive(Debug, Clone, PartialEq)]
+/// Polling: static targets, concurrency and self-registration.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PollConfig {
-    /// Whether polling is enabled.
-    pub enabled: bool,
-    /// URLs to GET.
-    pub endpoints: Vec<String>,
-    /// Skip TLS verification (the original sample had this on; ours defaults off).
-    pub allow_invalid_certs: bool,
-    /// Time between polls.
-    pub interval: Duration,
-    /// Whole-request timeout.
-    pub timeout: Duration,
+    /// Targets from `[poll_external]` (original keys) and `[[poll.targets]]`.
+    pub targets: Vec<TargetConfig>,
+    /// Most polls running at once, across all targets.
+    pub max_concurrent: usize,
+    /// `[poll.register]`, when enabled.
+    pub register: Option<RegisterConfig>,
 }
+
+/// One target to poll. Compared whole by the scheduler's reconciliation:
+/// any change reschedules the target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetConfig {
+    /// The app name its metrics are stored under (never the resolved IP).
+    pub name: String,
+    /// The `http://` or `https://` URL to GET.
+    pub url: String,
+    /// Time between two polls.
+    pub interval: Duration,
+    /// Whole-request timeout (connect, headers, body); at most `interval`.
+    pub timeout: Duration,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// Credentials, read from a file or the environment at every poll.
+    pub auth: Option<Auth>,
+    /// PEM file with the CA certificates to trust (instead of the system's).
+    pub ca_file: Option<PathBuf>,
+    /// Skip TLS certificate verification.
+    pub insecure_skip_verify: bool,
+    /// Labels added to every series of the target.
+    pub labels: Vec<(String, String)>,
+    /// Largest accepted body, after decompression.
+    pub max_body_bytes: usize,
+    /// How long the last good data is served while polls fail.
+    pub stale_after: Duration,
+}
+
+/// Credentials of a polled target.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`.
+    Bearer(SecretSource),
+    /// `Authorization: Basic ...`.
+    Basic {
+        /// User name (not secret).
+        username: String,
+        /// The password.
+        password: SecretSource,
+    },
+}
+
+/// Where a secret is read from. Only the location is kept in the config,
+/// so `Debug` shows no secret.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    /// A file; surrounding whitespace is trimmed.
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+/// A secret value: never printed, `Debug` shows `[redacted]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl Secret {
+    /// The secret itself, for use (never for logging).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Longest secret file read, so a wrong path (a log file) is refused quickly.
+const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+impl SecretSource {
+    /// Reads the secret. The error names the file or variable, never the value.
+    pub fn read(&self) -> Result<Secret, String> {
+        match self {
+            SecretSource::File(path) => {
+                let meta = std::fs::metadata(path)
+                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+                if meta.len() > MAX_SECRET_BYTES {
+                    return Err(format!(
+                        "secret file {} is larger than {MAX_SECRET_BYTES} bytes",
+                        path.display()
+                    ));
+                }
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+                let t = text.trim();
+                if t.is_empty() {
+                    return Err(format!("secret file {} is empty", path.display()));
+                }
+                Ok(Secret(t.to_owned()))
+            }
+            SecretSource::Env(var) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_owned())),
+                Ok(_) => Err(format!("environment variable {var} is empty")),
+                Err(_) => Err(format!("environment variable {var} is not set")),
+            },
+        }
+    }
+}
+
+/// An IP network such as `127.0.0.0/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `addr/prefix` or a single address.
+    pub fn parse(s: &str) -> Result<IpNet, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("expected a network such as \"127.0.0.0/8\", found {s:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("invalid prefix length in {s:?}: expected 0 to {max}"))?
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let bits = |a: IpAddr| -> (u128, u32) {
+            match a.to_canonical() {
+                IpAddr::V4(v) => (u128::from(u32::from(v)), 32),
+                IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        let (net, width) = bits(self.addr);
+        let (ip, ip_width) = bits(ip);
+        if width != ip_width {
+            return false;
+        }
+        let shift = width - u32::from(self.prefix);
+        shift >= 128 || (net >> shift) == (ip >> shift)
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// `[poll.register]`: exporters registering themselves over HTTP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterConfig {
+    /// Peers allowed to use `/register`.
+    pub allowed_networks: Vec<IpNet>,
+    /// Optional token required as `Authorization: Bearer <token>`.
+    pub token: Option<SecretSource>,
+    /// Most registrations held at once.
+    pub max_registrations: usize,
+    /// Shortest interval a registration may ask for.
+    pub min_interval: Duration,
+    /// Interval when a registration names none.
+    pub default_interval: Duration,
+    /// TTL when a registration names none.
+    pub default_ttl: Duration,
+    /// Longest TTL a registration may ask for.
+    pub max_ttl: Duration,
+    /// Poll timeout of registered targets (capped at their interval).
+    pub timeout: Duration,
+    /// Largest body accepted from a registered target.
+    pub max_body_bytes: usize,
+    /// Where registrations are kept across restarts; `None`: in memory only.
+    pub registry_file: Option<PathBuf>,
+}
+
+/// Default for `poll.max_concurrent_polls`: enough to keep a few dozen
+/// targets on time, few enough that start-up does not open hundreds of
+/// connections at once.
+pub const DEFAULT_MAX_CONCURRENT_POLLS: u64 = 16;
+/// Default poll interval (Prometheus' default scrape interval is 15-60 s).
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15);
+/// Default poll timeout.
+pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_secs(10);
+/// `stale_after` defaults to this many intervals.
+pub const DEFAULT_STALE_INTERVALS: u32 = 5;
 
 /// Every problem found in a configuration, reported at once.
 #[derive(Debug, Clone, PartialEq)]
@@ -695,7 +848,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     push.finish(cx);
 
     let sinks = build_sinks(&mut top, cx);
-    let poll = build_poll(&mut top, cx);
+    let poll = build_poll(&mut top, app_label.as_deref(), limits.max_push_bytes, cx);
     top.finish(cx);
 
     Some(Config {
@@ -814,8 +967,10 @@ fn build_sinks(top: &mut Section<'_>, cx: &mut Cx) -> Vec<crate::sinks::SinkConf
             }
             let secret =
                 |sec: &mut Section<'_>, cx: &mut Cx, file: &'static str, env: &'static str| {
-                    let f = sec.string(file, cx).map(|p| Secret::File(PathBuf::from(p)));
-                    let e = sec.string(env, cx).map(Secret::Env);
+                    let f = sec
+                        .string(file, cx)
+                        .map(|p| SecretSource::File(PathBuf::from(p)));
+                    let e = sec.string(env, cx).map(SecretSource::Env);
                     if f.is_some() && e.is_some() {
                         cx.problems.push(format!(
                             "`{}`: set either {file} or {env}, not both",
@@ -915,14 +1070,76 @@ fn sec_path(kind: &str, i: usize) -> String {
     format!("sinks.{kind}[{i}].name")
 }
 
-fn build_poll(top: &mut Section<'_>, cx: &mut Cx) -> Option<PollConfig> {
+fn build_poll(
+    top: &mut Section<'_>,
+    app_label: Option<&str>,
+    max_push_bytes: usize,
+    cx: &mut Cx,
+) -> PollConfig {
+    let mut targets = legacy_targets(top, max_push_bytes, cx);
+
+    let mut p = top.sub("poll", cx);
+    let max_concurrent = p
+        .int("max_concurrent_polls", cx, 1, 10_000)
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_POLLS) as usize;
+    if let Some(v) = p.raw("targets") {
+        match v.as_array() {
+            Some(arr) => {
+                for (i, t) in arr.iter().enumerate() {
+                    let path = format!("poll.targets[{i}]");
+                    match t.as_table() {
+                        Some(table) => {
+                            let mut sec = Section {
+                                path,
+                                table: Some(table),
+                                used: BTreeSet::new(),
+                            };
+                            if let Some(t) = target(&mut sec, app_label, max_push_bytes, cx) {
+                                targets.push(t);
+                            }
+                            sec.finish(cx);
+                        }
+                        None => cx.problems.push(format!(
+                            "`{path}`: {}",
+                            expected("a table ([[poll.targets]])", t)
+                        )),
+                    }
+                }
+            }
+            None => cx.problems.push(format!(
+                "`poll.targets`: {}",
+                expected("an array of tables ([[poll.targets]])", v)
+            )),
+        }
+    }
+    let register = build_register(&mut p, max_push_bytes, cx);
+    p.finish(cx);
+
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    for t in &targets {
+        if !seen.insert(t.name.as_str()) {
+            cx.problems.push(format!(
+                "`poll`: two targets are named {:?}: expected unique names (set `name`)",
+                t.name
+            ));
+        }
+    }
+    PollConfig {
+        targets,
+        max_concurrent,
+        register,
+    }
+}
+
+/// The original's `[poll_external]`, as targets.
+fn legacy_targets(top: &mut Section<'_>, max_push_bytes: usize, cx: &mut Cx) -> Vec<TargetConfig> {
     let mut p = top.sub("poll_external", cx);
     if !p.present() {
-        return None;
+        return Vec::new();
     }
     // master: explicit switch; per-format branch: presence of the table enables it.
     let enabled = p.bool("poll_other_scrape_endpoints", cx).unwrap_or(true);
-    let endpoints: Vec<String> = p
+    let urls: Vec<(String, String)> = p
         .get("other_scrape_endpoints", cx, |v| {
             let arr = v
                 .as_array()
@@ -933,13 +1150,8 @@ fn build_poll(top: &mut Section<'_>, cx: &mut Cx) -> Option<PollConfig> {
                     let s = u
                         .as_str()
                         .ok_or_else(|| format!("element {i}: {}", expected("a URL string", u)))?;
-                    if s.starts_with("http://") || s.starts_with("https://") {
-                        Ok(s.to_owned())
-                    } else {
-                        Err(format!(
-                            "element {i}: expected an http:// or https:// URL, found {s:?}"
-                        ))
-                    }
+                    let name = check_url(s).map_err(|e| format!("element {i}: {e}"))?;
+                    Ok((s.to_owned(), name))
                 })
                 .collect()
         })
@@ -947,24 +1159,332 @@ fn build_poll(top: &mut Section<'_>, cx: &mut Cx) -> Option<PollConfig> {
     let allow_invalid_certs = p.bool("allow_invalid_certs", cx).unwrap_or(false);
     let interval = p
         .duration("poll_interval", cx, false)
-        .unwrap_or(Duration::from_secs(15));
+        .unwrap_or(DEFAULT_POLL_INTERVAL);
     let timeout = p
         .duration("client_timeout", cx, false)
-        .unwrap_or(Duration::from_secs(10));
+        .unwrap_or(DEFAULT_POLL_TIMEOUT.min(interval));
+    if timeout > interval {
+        cx.problems.push(format!(
+            "`poll_external.client_timeout`: {} is longer than `poll_interval` ({}): expected at most the interval",
+            humantime::format_duration(timeout),
+            humantime::format_duration(interval)
+        ));
+    }
     p.finish(cx);
-    if enabled {
-        cx.warnings.push(
-            "`poll_external`: polling other exporters is not implemented in this version yet; \
-             the targets are validated but not polled"
-                .to_owned(),
+    if !enabled {
+        return Vec::new();
+    }
+    urls.into_iter()
+        .map(|(url, name)| TargetConfig {
+            name,
+            url,
+            interval,
+            timeout,
+            headers: Vec::new(),
+            auth: None,
+            ca_file: None,
+            insecure_skip_verify: allow_invalid_certs,
+            labels: Vec::new(),
+            max_body_bytes: max_push_bytes,
+            stale_after: interval * DEFAULT_STALE_INTERVALS,
+        })
+        .collect()
+}
+
+/// Checks a target URL; returns the app name derived from it: host, port
+/// when given, and path (`127.0.0.1:9100/metrics`), never a resolved IP.
+pub fn check_url(s: &str) -> Result<String, String> {
+    let u = url::Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(format!("expected an http:// or https:// URL, found {s:?}"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(
+            "credentials in the URL would show in logs and /apps: use basic_auth".to_owned(),
         );
     }
-    Some(PollConfig {
-        enabled,
-        endpoints,
-        allow_invalid_certs,
+    let host = u
+        .host_str()
+        .ok_or_else(|| format!("URL {s:?} has no host"))?;
+    let mut name = host.to_owned();
+    if let Some(port) = u.port() {
+        name.push_str(&format!(":{port}"));
+    }
+    if u.path() != "/" {
+        name.push_str(u.path());
+    }
+    Ok(name)
+}
+
+/// A string → string table (headers, labels).
+fn string_map(sec: &mut Section<'_>, key: &'static str, cx: &mut Cx) -> Vec<(String, String)> {
+    sec.get(key, cx, |v| {
+        let t = v
+            .as_table()
+            .ok_or_else(|| expected("a table of strings", v))?;
+        t.iter()
+            .map(|(k, v)| {
+                v.as_str()
+                    .map(|s| (k.clone(), s.to_owned()))
+                    .ok_or_else(|| format!("`{k}`: {}", expected("a string", v)))
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Checks target labels: valid names, not reserved, not the app label.
+pub fn check_labels(labels: &[(String, String)], app_label: Option<&str>) -> Result<(), String> {
+    /// More labels than this is a mistake, not a use case.
+    const MAX_LABELS: usize = 32;
+    if labels.len() > MAX_LABELS {
+        return Err(format!("more than {MAX_LABELS} labels"));
+    }
+    for (k, v) in labels {
+        if !crate::exposition::is_valid_label_name(k) || k.starts_with("__") {
+            return Err(format!(
+                "{k:?} is not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+            ));
+        }
+        if Some(k.as_str()) == app_label {
+            return Err(format!(
+                "label {k:?} is `receiver.app_label`, which the proxy sets itself"
+            ));
+        }
+        if v.len() > 1024 {
+            return Err(format!(
+                "the value of label {k:?} is longer than 1024 bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn secret(
+    sec: &mut Section<'_>,
+    file_key: &'static str,
+    env_key: &'static str,
+    cx: &mut Cx,
+) -> Option<SecretSource> {
+    let file = sec.string(file_key, cx);
+    let env = sec.string(env_key, cx);
+    match (file, env) {
+        (Some(_), Some(_)) => {
+            cx.problems.push(format!(
+                "`{}`: set either `{file_key}` or `{env_key}`, not both",
+                sec.key_path(file_key)
+            ));
+            None
+        }
+        (Some(f), None) => Some(SecretSource::File(PathBuf::from(f))),
+        (None, Some(e)) => Some(SecretSource::Env(e)),
+        (None, None) => None,
+    }
+}
+
+fn target(
+    sec: &mut Section<'_>,
+    app_label: Option<&str>,
+    max_push_bytes: usize,
+    cx: &mut Cx,
+) -> Option<TargetConfig> {
+    let url = sec.get("url", cx, |v| {
+        let s = v.as_str().ok_or_else(|| expected("a URL string", v))?;
+        check_url(s).map(|name| (s.to_owned(), name))
+    });
+    if url.is_none() && !sec.has("url") {
+        cx.problems
+            .push(format!("`{}`: required", sec.key_path("url")));
+    }
+    let name = sec.get("name", cx, |v| {
+        let s = v.as_str().ok_or_else(|| expected("a string", v))?;
+        crate::store::validate_app_name(s)
+            .map(|()| s.to_owned())
+            .map_err(|e| e.message)
+    });
+    let interval = sec
+        .duration("interval", cx, false)
+        .unwrap_or(DEFAULT_POLL_INTERVAL);
+    let timeout = sec
+        .duration("timeout", cx, false)
+        .unwrap_or(DEFAULT_POLL_TIMEOUT.min(interval));
+    if timeout > interval {
+        cx.problems.push(format!(
+            "`{}`: {} is longer than `interval` ({}): expected at most the interval",
+            sec.key_path("timeout"),
+            humantime::format_duration(timeout),
+            humantime::format_duration(interval)
+        ));
+    }
+    let headers = string_map(sec, "headers", cx);
+    for (k, v) in &headers {
+        let path = sec.key_path("headers");
+        if axum::http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+            cx.problems
+                .push(format!("`{path}`: {k:?} is not a valid header name"));
+        } else if k.eq_ignore_ascii_case("authorization") {
+            cx.problems.push(format!(
+                "`{path}`: put credentials in `bearer_token_file`/`bearer_token_env` or `basic_auth`, not in headers"
+            ));
+        } else if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("accept") {
+            cx.problems
+                .push(format!("`{path}`: the proxy sets {k:?} itself"));
+        }
+        if axum::http::HeaderValue::from_str(v).is_err() {
+            cx.problems.push(format!(
+                "`{path}`: the value of {k:?} is not a valid header value"
+            ));
+        }
+    }
+    let bearer = secret(sec, "bearer_token_file", "bearer_token_env", cx);
+    let mut basic_sec = sec.sub("basic_auth", cx);
+    let basic = if basic_sec.present() {
+        let username = basic_sec.string("username", cx);
+        let password = secret(&mut basic_sec, "password_file", "password_env", cx);
+        if username.is_none() && !basic_sec.has("username") {
+            cx.problems
+                .push(format!("`{}`: required", basic_sec.key_path("username")));
+        }
+        if password.is_none() && !basic_sec.has("password_file") && !basic_sec.has("password_env") {
+            cx.problems.push(format!(
+                "`{}`: `password_file` or `password_env` is required",
+                basic_sec.path
+            ));
+        }
+        basic_sec.finish(cx);
+        username
+            .zip(password)
+            .map(|(username, password)| Auth::Basic { username, password })
+    } else {
+        None
+    };
+    let auth = match (bearer, basic) {
+        (Some(_), Some(_)) => {
+            cx.problems.push(format!(
+                "`{}`: set a bearer token or `basic_auth`, not both",
+                sec.path
+            ));
+            None
+        }
+        (Some(b), None) => Some(Auth::Bearer(b)),
+        (None, basic) => basic,
+    };
+    let mut tls = sec.sub("tls", cx);
+    let ca_file = tls.string("ca_file", cx).map(PathBuf::from);
+    let insecure_skip_verify = tls.bool("insecure_skip_verify", cx).unwrap_or(false);
+    if ca_file.is_some() && insecure_skip_verify {
+        cx.problems.push(format!(
+            "`{}`: `ca_file` has no effect with `insecure_skip_verify = true`",
+            tls.path
+        ));
+    }
+    tls.finish(cx);
+    let labels = string_map(sec, "labels", cx);
+    if let Err(e) = check_labels(&labels, app_label) {
+        cx.problems
+            .push(format!("`{}`: {e}", sec.key_path("labels")));
+    }
+    let max_body_bytes = sec
+        .size("max_body_size", cx)
+        .map_or(max_push_bytes, |n| n as usize);
+    let stale_after = sec
+        .duration("stale_after", cx, false)
+        .unwrap_or(interval * DEFAULT_STALE_INTERVALS);
+    if stale_after < interval {
+        cx.problems.push(format!(
+            "`{}`: expected at least `interval` ({})",
+            sec.key_path("stale_after"),
+            humantime::format_duration(interval)
+        ));
+    }
+    let (url, derived) = url?;
+    Some(TargetConfig {
+        name: name.unwrap_or(derived),
+        url,
         interval,
         timeout,
+        headers,
+        auth,
+        ca_file,
+        insecure_skip_verify,
+        labels,
+        max_body_bytes,
+        stale_after,
+    })
+}
+
+fn build_register(
+    p: &mut Section<'_>,
+    max_push_bytes: usize,
+    cx: &mut Cx,
+) -> Option<RegisterConfig> {
+    let mut r = p.sub("register", cx);
+    if !r.present() {
+        return None;
+    }
+    let enabled = r.bool("enabled", cx).unwrap_or(true);
+    let allowed_networks = r
+        .get("allowed_networks", cx, |v| {
+            let arr = v
+                .as_array()
+                .ok_or_else(|| expected("an array of networks", v))?;
+            arr.iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let s = n
+                        .as_str()
+                        .ok_or_else(|| format!("element {i}: {}", expected("a string", n)))?;
+                    IpNet::parse(s).map_err(|e| format!("element {i}: {e}"))
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| {
+            vec![
+                IpNet::parse("127.0.0.0/8").expect("valid"),
+                IpNet::parse("::1/128").expect("valid"),
+            ]
+        });
+    let token = secret(&mut r, "token_file", "token_env", cx);
+    let max_registrations = r.int("max_registrations", cx, 1, 100_000).unwrap_or(1000) as usize;
+    let min_interval = r
+        .duration("min_interval", cx, false)
+        .unwrap_or(Duration::from_secs(5));
+    let default_interval = r
+        .duration("default_interval", cx, false)
+        .unwrap_or(Duration::from_secs(30).max(min_interval));
+    let default_ttl = r
+        .duration("default_ttl", cx, false)
+        .unwrap_or(Duration::from_secs(300).max(default_interval));
+    let max_ttl = r
+        .duration("max_ttl", cx, false)
+        .unwrap_or(Duration::from_secs(3600).max(default_ttl));
+    let timeout = r
+        .duration("timeout", cx, false)
+        .unwrap_or(DEFAULT_POLL_TIMEOUT);
+    let max_body_bytes = r
+        .size("max_body_size", cx)
+        .map_or(max_push_bytes, |n| n as usize);
+    let registry_file = r.string("registry_file", cx).map(PathBuf::from);
+    if default_interval < min_interval {
+        cx.problems
+            .push("`poll.register.default_interval`: expected at least `min_interval`".to_owned());
+    }
+    if default_ttl > max_ttl {
+        cx.problems
+            .push("`poll.register.default_ttl`: expected at most `max_ttl`".to_owned());
+    }
+    r.finish(cx);
+    enabled.then_some(RegisterConfig {
+        allowed_networks,
+        token,
+        max_registrations,
+        min_interval,
+        default_interval,
+        default_ttl,
+        max_ttl,
+        timeout,
+        max_body_bytes,
+        registry_file,
     })
 }
 

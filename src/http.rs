@@ -7,6 +7,9 @@
 //! | GET | `/` | landing page with links |
 //! | GET | `/metrics` | every app's metrics merged, plus self-metrics (gzip when accepted) |
 //! | GET | `/apps` | sources: text table (default), JSON (`?format=json` or `Accept: application/json`), HTML (`Accept: text/html`) |
+//! | POST | `/register` | self-registration of an exporter (JSON), or a heartbeat |
+//! | GET | `/register` | the registrations (JSON) |
+//! | DELETE | `/register/<id>` | removes a registration |
 //! | GET | `/-/healthy` | 200 while the process runs |
 //! | GET | `/-/ready` | 200 once every listener is bound, 503 before |
 //! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | Pushgateway-compatible push API ([`crate::pushgw`]) |
@@ -16,16 +19,18 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use axum::extract::{ConnectInfo, Path, Request};
 use axum::extract::{Query, State};
 use axum::http::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{LineStyle, TableStyle};
 use serde::{Deserialize, Serialize};
 
+use crate::poll::register::{Registrar, MAX_REQUEST_BYTES};
 use crate::store::{AppInfo, Store};
 
 /// Content type of the text exposition format.
@@ -42,6 +47,8 @@ pub struct HttpState {
     pub push_api: Option<Arc<crate::pushgw::PushApi>>,
     /// Largest accepted push body.
     pub max_push_bytes: usize,
+    /// Self-registration, when `[poll.register]` is enabled.
+    pub registrar: Option<Arc<Registrar>>,
 }
 
 /// Builds the router.
@@ -59,6 +66,8 @@ pub fn router(state: HttpState) -> Router {
                 .delete(crate::pushgw::handle)
                 .get(not_found),
         )
+        .route("/register", get(register_list).post(register_post))
+        .route("/register/{id}", delete(register_delete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -75,9 +84,78 @@ async fn not_found() -> Response {
 async fn method_not_allowed() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        "405 method not allowed: use GET\n",
+        "405 method not allowed: see / for the endpoints and their methods\n",
     )
         .into_response()
+}
+
+fn json_response(status: StatusCode, v: &serde_json::Value) -> Response {
+    let mut body = serde_json::to_string(v).expect("JSON values serialise");
+    body.push('\n');
+    (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn registration_disabled() -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({"ok": false, "error": "self-registration is disabled: see `[poll.register]` in the configuration"}),
+    )
+}
+
+/// The peer's IP (set by `into_make_service_with_connect_info`) and the
+/// `Authorization` header.
+fn peer_and_auth(
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+) -> (Option<std::net::IpAddr>, Option<String>) {
+    let peer = ext
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let auth = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (peer, auth)
+}
+
+async fn register_post(State(s): State<HttpState>, req: Request) -> Response {
+    let Some(r) = s.registrar.clone() else {
+        return registration_disabled();
+    };
+    let (peer, auth) = peer_and_auth(req.headers(), req.extensions());
+    let body = match axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return json_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &serde_json::json!({"ok": false, "error": format!("registration documents are limited to {MAX_REQUEST_BYTES} bytes")}),
+            )
+        }
+    };
+    let (status, v) = r.register(peer, auth.as_deref(), &body).await;
+    json_response(status, &v)
+}
+
+async fn register_delete(
+    State(s): State<HttpState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
+    let Some(r) = s.registrar.clone() else {
+        return registration_disabled();
+    };
+    let (peer, auth) = peer_and_auth(req.headers(), req.extensions());
+    let (status, v) = r.deregister(peer, auth.as_deref(), &id).await;
+    json_response(status, &v)
+}
+
+async fn register_list(State(s): State<HttpState>, req: Request) -> Response {
+    let Some(r) = s.registrar.clone() else {
+        return registration_disabled();
+    };
+    let (peer, auth) = peer_and_auth(req.headers(), req.extensions());
+    let (status, v) = r.list(peer, auth.as_deref());
+    json_response(status, &v)
 }
 
 async fn ready(State(s): State<HttpState>) -> Response {
@@ -185,7 +263,8 @@ struct AppJson<'a> {
     name: &'a str,
     kind: &'static str,
     source: &'a str,
-    last_update: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_update: Option<String>,
     series: usize,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,7 +315,7 @@ async fn apps(
                         name: &a.name,
                         kind: a.kind.as_str(),
                         source: &a.source,
-                        last_update: rfc3339(a.last_update),
+                        last_update: a.last_update.map(rfc3339),
                         series: a.series,
                         status: a.status(),
                         last_error: a.last_error.as_deref(),
@@ -290,7 +369,8 @@ fn human(d: std::time::Duration) -> String {
 fn row(a: &AppInfo) -> [String; 9] {
     [
         a.name.clone(),
-        a.last_update.to_string(),
+        a.last_update
+            .map_or_else(|| "never".to_owned(), |t| t.to_string()),
         a.source.clone(),
         a.kind.as_str().to_owned(),
         a.series.to_string(),
@@ -347,7 +427,7 @@ fn html_escape(s: &str) -> String {
 
 fn apps_html(apps: &[AppInfo], now: DateTime<Utc>) -> String {
     let mut s = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>exporter-proxy: apps</title>\n<style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px;text-align:left}}.rejected{{color:#b00}}</style></head>\n<body>\n<h1>Apps</h1>\n<p>Current time: {}</p>\n<table>\n<tr>",
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>exporter-proxy: apps</title>\n<style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px;text-align:left}}.rejected,.down{{color:#b00}}</style></head>\n<body>\n<h1>Apps</h1>\n<p>Current time: {}</p>\n<table>\n<tr>",
         html_escape(&now.to_string())
     );
     for c in COLUMNS {

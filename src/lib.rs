@@ -11,7 +11,8 @@
 //! * [`exposition`]: the text-format parser and encoder (pure).
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
-//! * [`http`]: `/metrics`, `/apps`, health endpoints.
+//! * [`poll`]: polling other exporters, the job scheduler, self-registration.
+//! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints.
 //! * [`pushgw`]: the Pushgateway-compatible push API.
 //! * [`sinks`]: forwarding to remote write and InfluxDB.
 //! * [`telemetry`]: self-metrics and logging.
@@ -28,6 +29,7 @@ pub mod exposition;
 pub mod generated;
 pub mod http;
 pub mod ingest;
+pub mod poll;
 pub mod pushgw;
 pub mod sinks;
 pub mod store;

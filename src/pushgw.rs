@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use crate::exposition;
 use crate::http::HttpState;
-use crate::store::{AppKind, LabelRules, PushError, Ttl};
+use crate::store::{AppKind, Ingest, PushError, Ttl};
 use crate::telemetry::RejectReason;
 
 /// Label name of the job in a grouping key.
@@ -331,7 +331,15 @@ fn apply(
     labels.extend_from_slice(default);
     let now = now_seconds();
     let result = store
-        .prepare_with(app, text, &LabelRules { set: &set, default })
+        .prepare_with(
+            app,
+            text,
+            &Ingest {
+                set: &set,
+                default,
+                ..Ingest::default()
+            },
+        )
         .and_then(|mut p| {
             let failed = lock(&api.failures).get(app).copied().unwrap_or(0.0);
             p.add_gauge(

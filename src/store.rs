@@ -35,10 +35,12 @@ pub const MAX_APP_NAME_BYTES: usize = 256;
 pub enum AppKind {
     /// Pushed over a socket (JSON, Cap'n Proto or RPC).
     Push,
-    /// Polled from another exporter.
+    /// Polled from another exporter listed in the config.
     Poll,
     /// Pushed through the Pushgateway-compatible HTTP API.
     Gateway,
+    /// Polled from an exporter that registered itself (`POST /register`).
+    Registered,
 }
 
 impl AppKind {
@@ -48,6 +50,7 @@ impl AppKind {
             AppKind::Push => "push",
             AppKind::Poll => "poll",
             AppKind::Gateway => "pushgateway",
+            AppKind::Registered => "registered",
         }
     }
 }
@@ -115,6 +118,52 @@ impl PushError {
             message: message.into(),
         }
     }
+}
+
+/// How to ingest one body besides the store-wide options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ingest<'a> {
+    /// The body is OpenMetrics text: convert it to 0.0.4 first.
+    pub openmetrics: bool,
+    /// Labels added to every series (a polled target's `labels`). A sample's
+    /// own label of the same name is kept as `exported_<name>`, as Prometheus
+    /// does, so that series stay distinct.
+    pub labels: &'a [(String, String)],
+    /// Labels set on every series, replacing a pushed label of the same
+    /// name (a Pushgateway grouping key).
+    pub set: &'a [(&'a str, &'a str)],
+    /// Labels added to series that lack a label of that name.
+    pub default: &'a [(&'a str, &'a str)],
+}
+
+/// Renames sample labels that clash with `labels` to `exported_<name>`.
+fn rename_clashing_labels(
+    app: &str,
+    exp: &mut exposition::Exposition,
+    labels: &[(String, String)],
+) -> Result<(), PushError> {
+    for fam in &mut exp.families {
+        for s in &mut fam.samples {
+            for i in 0..s.labels.len() {
+                if !labels.iter().any(|(k, _)| *k == s.labels[i].0) {
+                    continue;
+                }
+                let renamed = format!("exported_{}", s.labels[i].0);
+                if s.labels.iter().any(|(k, _)| *k == renamed) {
+                    return Err(PushError::new(
+                        RejectReason::ParseError,
+                        app,
+                        format!(
+                            "sample {} has labels {} and {renamed}: the target label {} cannot be added",
+                            s.name, s.labels[i].0, s.labels[i].0
+                        ),
+                    ));
+                }
+                s.labels[i].0 = renamed;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Store-wide limits.
@@ -206,12 +255,16 @@ impl Prepared {
 pub struct AppInfo {
     /// Application name.
     pub name: String,
-    /// Push or poll.
+    /// Push, poll or registered.
     pub kind: AppKind,
-    /// Who sent the current set (socket path and peer, or peer address).
+    /// Who sent the current set (socket path and peer, or peer address; the
+    /// URL of a polled target).
     pub source: String,
-    /// When the current set was accepted.
-    pub last_update: DateTime<Utc>,
+    /// When the current set was accepted; `None` for a polled target that
+    /// never answered.
+    pub last_update: Option<DateTime<Utc>>,
+    /// Polled targets: whether the last poll succeeded. `None` for pushes.
+    pub up: Option<bool>,
     /// Number of series in the current set.
     pub series: usize,
     /// Last refused push, if it came after the last accepted one.
@@ -225,12 +278,15 @@ pub struct AppInfo {
 }
 
 impl AppInfo {
-    /// `ok`, or `rejected` while the last attempt was refused.
+    /// Pushes: `ok`, or `rejected` while the last attempt was refused.
+    /// Polled targets: `up`, or `down` while the last poll failed (the last
+    /// good data is still served until `stale_after`).
     pub fn status(&self) -> &'static str {
-        if self.last_error.is_some() {
-            "rejected"
-        } else {
-            "ok"
+        match (self.up, &self.last_error) {
+            (Some(true), _) => "up",
+            (Some(false), _) => "down",
+            (None, Some(_)) => "rejected",
+            (None, None) => "ok",
         }
     }
 }
@@ -372,17 +428,27 @@ impl Store {
 
     /// Parses, validates and encodes a push for `app`. Pure CPU work, no lock.
     pub fn prepare(&self, app: &str, text: &str) -> Result<Prepared, PushError> {
-        self.prepare_with(app, text, &LabelRules::default())
+        self.prepare_with(app, text, &Ingest::default())
     }
 
-    /// [`Store::prepare`] with labels applied to every series.
+    /// [`Store::prepare`] with the options of a push or a polled body:
+    /// OpenMetrics conversion and labels set on every series.
     pub fn prepare_with(
         &self,
         app: &str,
         text: &str,
-        rules: &LabelRules<'_>,
+        opts: &Ingest<'_>,
     ) -> Result<Prepared, PushError> {
         validate_app_name(app)?;
+        let converted;
+        let text = if opts.openmetrics {
+            converted = exposition::openmetrics_to_text(text).map_err(|e| {
+                PushError::new(RejectReason::ParseError, app, format!("openmetrics {e}"))
+            })?;
+            converted.as_str()
+        } else {
+            text
+        };
         if text.starts_with('\u{feff}') {
             return Err(PushError::new(
                 RejectReason::ParseError,
@@ -403,18 +469,36 @@ impl Store {
             PushError::new(reason, app, e.to_string())
         })?;
         normalise_bounds(&mut exp);
-        if !rules.default.is_empty() {
+        if !opts.default.is_empty() {
             for s in exp.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
-                for (k, v) in rules.default {
+                for (k, v) in opts.default {
                     if !s.labels.iter().any(|(n, _)| n == k) {
                         s.labels.push(((*k).to_owned(), (*v).to_owned()));
                     }
                 }
             }
         }
-        let extra = self.extra_labels(app, rules);
         let mut series = 0;
         let mut families = Vec::with_capacity(exp.families.len());
+        let mut extra: Vec<(&str, &str)> =
+            Vec::with_capacity(1 + opts.set.len() + opts.labels.len());
+        if let Some(l) = self.options.app_label.as_deref() {
+            extra.push((l, app));
+        }
+        for (k, v) in opts.set.iter().copied() {
+            if !extra.iter().any(|(n, _)| *n == k) {
+                extra.push((k, v));
+            }
+        }
+        for (k, v) in opts.labels {
+            if !extra.iter().any(|(n, _)| n == k) {
+                extra.push((k.as_str(), v.as_str()));
+            }
+        }
+        if !opts.labels.is_empty() {
+            rename_clashing_labels(app, &mut exp, opts.labels)?;
+        }
+        let extra = extra.as_slice();
         for fam in exp.families {
             if fam.name.starts_with(crate::telemetry::PREFIX) {
                 return Err(PushError::new(
@@ -427,7 +511,7 @@ impl Store {
                     ),
                 ));
             }
-            let block = encode_block(fam.name, fam.typ, fam.help, &fam.samples, &extra);
+            let block = encode_block(fam.name, fam.typ, fam.help, &fam.samples, extra);
             series += block.keys.len();
             families.push(block);
         }
@@ -459,16 +543,6 @@ impl Store {
             ttl: None,
             pushed_at: None,
         })
-    }
-
-    /// The labels set on every series of `app`: the app label, then `rules.set`.
-    fn extra_labels<'a>(&'a self, app: &'a str, rules: &LabelRules<'a>) -> Vec<(&'a str, &'a str)> {
-        let mut extra: Vec<(&str, &str)> = Vec::with_capacity(rules.set.len() + 1);
-        if let Some(l) = self.options.app_label.as_deref() {
-            extra.push((l, app));
-        }
-        extra.extend(rules.set.iter().copied());
-        extra
     }
 
     /// Replaces the one-sample gauge family `name` of an existing app with
@@ -596,7 +670,7 @@ impl Store {
         let mut undo: Vec<(String, Option<AppEntry>)> = Vec::with_capacity(batch.len());
         let mut total = 0;
         for p in batch {
-            if let Err(e) = state.check(&p, &self.options) {
+            if let Err(e) = state.check(&p, kind, &self.options) {
                 for (app, old) in undo.into_iter().rev() {
                     state.remove_app(&app);
                     if let Some(old) = old {
@@ -627,7 +701,8 @@ impl Store {
                     name: p.app,
                     kind,
                     source: source.to_owned(),
-                    last_update: pushed_at,
+                    last_update: Some(pushed_at),
+                    up: matches!(kind, AppKind::Poll | AppKind::Registered).then_some(true),
                     series: p.series,
                     last_error: None,
                     last_error_time: None,
@@ -652,6 +727,63 @@ impl Store {
             entry.info.last_error_time = Some(Utc::now());
         }
         drop(state);
+        self.bump();
+    }
+
+    /// Records a failed poll of a polled application: marks it down with
+    /// `message`, creating an empty entry when it has none yet (so `/apps`
+    /// lists targets that never answered), and drops its series when `drop`
+    /// (its last good data is older than `stale_after`). An application of
+    /// another kind with the same name is left alone.
+    pub fn record_poll_failure(
+        &self,
+        app: &str,
+        kind: AppKind,
+        source: &str,
+        message: &str,
+        drop: bool,
+    ) {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let existing = state.apps.get(app).map(|e| e.info.kind);
+        match existing {
+            Some(k) if k != kind => return,
+            Some(_) => {
+                if drop {
+                    let mut entry = state.remove_app(app).expect("checked above");
+                    entry.families.clear();
+                    entry.info.series = 0;
+                    state.insert_app(entry);
+                }
+                let info = &mut state.apps.get_mut(app).expect("checked above").info;
+                info.up = Some(false);
+                info.source = source.to_owned();
+                info.last_error = Some(message.to_owned());
+                info.last_error_time = Some(now);
+            }
+            None => {
+                if state.apps.len() >= self.options.max_apps {
+                    return;
+                }
+                state.insert_app(AppEntry {
+                    info: AppInfo {
+                        name: app.to_owned(),
+                        kind,
+                        source: source.to_owned(),
+                        last_update: None,
+                        up: Some(false),
+                        series: 0,
+                        last_error: Some(message.to_owned()),
+                        last_error_time: Some(now),
+                        ttl: Ttl::Never,
+                        expires_in: None,
+                    },
+                    families: Vec::new(),
+                    deadline: None,
+                });
+            }
+        }
+        std::mem::drop(state);
         self.bump();
     }
 
@@ -832,15 +964,6 @@ fn normalise_bounds(exp: &mut exposition::Exposition) {
     }
 }
 
-/// Labels applied to every series of a push (e.g. a Pushgateway grouping key).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct LabelRules<'a> {
-    /// Set on every series, replacing a pushed label of the same name.
-    pub set: &'a [(&'a str, &'a str)],
-    /// Added to series that lack a label of that name.
-    pub default: &'a [(&'a str, &'a str)],
-}
-
 fn encode_block(
     name: String,
     typ: MetricType,
@@ -951,8 +1074,20 @@ impl Prepared {
 
 impl State {
     /// Checks a prepared push against every other application.
-    fn check(&self, p: &Prepared, opts: &StoreOptions) -> Result<(), PushError> {
+    fn check(&self, p: &Prepared, kind: AppKind, opts: &StoreOptions) -> Result<(), PushError> {
         let app = p.app.as_str();
+        if let Some(existing) = self.apps.get(app) {
+            if existing.info.kind != kind {
+                return Err(PushError::new(
+                    RejectReason::Conflict,
+                    app,
+                    format!(
+                        "the name {app:?} is already used by a {} source",
+                        existing.info.kind.as_str()
+                    ),
+                ));
+            }
+        }
         if !self.apps.contains_key(app) && self.apps.len() >= opts.max_apps {
             return Err(PushError::new(
                 RejectReason::TooManyApps,

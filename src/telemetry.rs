@@ -64,6 +64,65 @@ impl RejectReason {
     }
 }
 
+/// Why a poll failed: a closed set, used as a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PollFailure {
+    /// The connection could not be established (refused, DNS, TLS handshake).
+    Connect,
+    /// The request did not complete within the target's timeout.
+    Timeout,
+    /// The answer's status was not 2xx.
+    HttpStatus,
+    /// The body was larger than the target's `max_body_size`.
+    TooLarge,
+    /// The body was not valid UTF-8 or not a valid exposition.
+    InvalidBody,
+    /// The store refused the data (conflict with another app, limits).
+    Rejected,
+    /// The credentials file or variable could not be read.
+    Credentials,
+    /// Any other error while sending the request or reading the answer.
+    Request,
+}
+
+impl PollFailure {
+    /// Every reason, in label order.
+    pub const ALL: [PollFailure; 8] = [
+        PollFailure::Connect,
+        PollFailure::Credentials,
+        PollFailure::HttpStatus,
+        PollFailure::InvalidBody,
+        PollFailure::Rejected,
+        PollFailure::Request,
+        PollFailure::Timeout,
+        PollFailure::TooLarge,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollFailure::Connect => "connect_error",
+            PollFailure::Timeout => "timeout",
+            PollFailure::HttpStatus => "http_status",
+            PollFailure::TooLarge => "too_large",
+            PollFailure::InvalidBody => "invalid_body",
+            PollFailure::Rejected => "rejected",
+            PollFailure::Credentials => "credentials",
+            PollFailure::Request => "request_error",
+        }
+    }
+}
+
+/// What the self-metrics know about one polled target.
+#[derive(Debug, Default, Clone)]
+struct TargetStats {
+    up: bool,
+    last_success: Option<f64>,
+    last_failure: Option<f64>,
+    duration: f64,
+    failures: BTreeMap<PollFailure, u64>,
+}
+
 /// Counters and gauges about the proxy itself.
 #[derive(Debug, Default)]
 pub struct SelfMetrics {
@@ -77,6 +136,9 @@ pub struct SelfMetrics {
     expired: AtomicU64,
     /// (sink, outcome) → samples.
     sinks: Mutex<BTreeMap<(String, SinkOutcome), u64>>,
+    /// Polled targets by name (static and registered).
+    targets: Mutex<BTreeMap<String, TargetStats>>,
+    registrations: AtomicU64,
 }
 
 /// What happened to samples handed to a sink.
@@ -166,6 +228,48 @@ impl SelfMetrics {
             .unwrap_or(0)
     }
 
+    /// Records the outcome of one poll of `target`.
+    pub fn poll_result(&self, target: &str, duration: Duration, result: Result<(), PollFailure>) {
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        let mut targets = lock(&self.targets);
+        let t = targets.entry(target.to_owned()).or_default();
+        t.duration = duration.as_secs_f64();
+        match result {
+            Ok(()) => {
+                t.up = true;
+                t.last_success = Some(now);
+            }
+            Err(reason) => {
+                t.up = false;
+                t.last_failure = Some(now);
+                *t.failures.entry(reason).or_default() += 1;
+            }
+        }
+        drop(targets);
+        self.bump();
+    }
+
+    /// Forgets a target that is no longer polled.
+    pub fn remove_target(&self, target: &str) {
+        if lock(&self.targets).remove(target).is_some() {
+            self.bump();
+        }
+    }
+
+    /// Number of failed polls of `target` for `reason` so far.
+    pub fn poll_failures(&self, target: &str, reason: PollFailure) -> u64 {
+        lock(&self.targets)
+            .get(target)
+            .and_then(|t| t.failures.get(&reason).copied())
+            .unwrap_or(0)
+    }
+
+    /// Sets the number of live registrations.
+    pub fn set_registrations(&self, n: usize) {
+        self.registrations.store(n as u64, Ordering::Relaxed);
+        self.bump();
+    }
+
     /// Number of rejections for `reason` so far.
     pub fn rejections(&self, reason: RejectReason) -> u64 {
         lock(&self.rejections).get(&reason).copied().unwrap_or(0)
@@ -187,9 +291,10 @@ impl SelfMetrics {
             MetricType::Gauge,
         );
         for a in apps {
+            let Some(last) = a.last_update else { continue };
             out.extend_from_slice(format!("{p}app_last_push_timestamp_seconds{{app=\"").as_bytes());
             label(out, &a.name);
-            let ts = a.last_update.timestamp_millis() as f64 / 1000.0;
+            let ts = last.timestamp_millis() as f64 / 1000.0;
             let _ = writeln!(out, "\",kind=\"{}\"}} {ts}", a.kind.as_str());
         }
         header(
@@ -272,6 +377,17 @@ impl SelfMetrics {
         }
         header(
             out,
+            "registrations",
+            "Exporters currently registered through POST /register.",
+            MetricType::Gauge,
+        );
+        let _ = writeln!(
+            out,
+            "{p}registrations {}",
+            self.registrations.load(Ordering::Relaxed)
+        );
+        header(
+            out,
             "render_duration_seconds",
             "Time taken by the previous rendering of /metrics.",
             MetricType::Gauge,
@@ -294,6 +410,81 @@ impl SelfMetrics {
             for ((sink, _), n) in sinks.iter().filter(|((_, o), _)| *o == outcome) {
                 out.extend_from_slice(format!("{p}{}{{sink=\"", outcome.metric()).as_bytes());
                 label(out, sink);
+                let _ = writeln!(out, "\"}} {n}");
+            }
+        }
+        self.encode_targets(out);
+    }
+
+    fn encode_targets(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let p = PREFIX;
+        let targets = lock(&self.targets);
+        let series = |out: &mut Vec<u8>, name: &str, target: &str| {
+            out.extend_from_slice(format!("{p}{name}{{target=\"").as_bytes());
+            exposition::escape_label_value(out, target);
+            out.push(b'"');
+        };
+        type Gauge = (&'static str, &'static str, fn(&TargetStats) -> Option<f64>);
+        let gauges: [Gauge; 4] = [
+            (
+                "target_last_failure_timestamp_seconds",
+                "Time of the last failed poll of each target.",
+                |t| t.last_failure,
+            ),
+            (
+                "target_last_success_timestamp_seconds",
+                "Time of the last successful poll of each target.",
+                |t| t.last_success,
+            ),
+            (
+                "target_poll_duration_seconds",
+                "Duration of the last poll of each target.",
+                |t| Some(t.duration),
+            ),
+            (
+                "target_up",
+                "Whether the last poll of each target succeeded (1) or failed (0).",
+                |t| Some(if t.up { 1.0 } else { 0.0 }),
+            ),
+        ];
+        for (i, (name, help, get)) in gauges.iter().enumerate() {
+            if i == 3 {
+                // `target_poll_failures_total` sorts before `target_up`.
+                self.encode_failures(out, &targets);
+            }
+            exposition::encode_header(out, &format!("{p}{name}"), Some(help), MetricType::Gauge);
+            for (target, t) in targets.iter() {
+                if let Some(v) = get(t) {
+                    series(out, name, target);
+                    let _ = writeln!(out, "}} {}", exposition::format_value(v));
+                }
+            }
+        }
+    }
+
+    fn encode_failures(&self, out: &mut Vec<u8>, targets: &BTreeMap<String, TargetStats>) {
+        use std::io::Write;
+        let p = PREFIX;
+        exposition::encode_header(
+            out,
+            &format!("{p}target_poll_failures_total"),
+            Some("Failed polls of each target, by reason."),
+            MetricType::Counter,
+        );
+        for (target, t) in targets {
+            // Every reason is listed, zeros included, so that rate() sees the
+            // first failure of a kind.
+            for reason in PollFailure::ALL {
+                let n = t.failures.get(&reason).copied().unwrap_or(0);
+                out.extend_from_slice(
+                    format!(
+                        "{p}target_poll_failures_total{{reason=\"{}\",target=\"",
+                        reason.as_str()
+                    )
+                    .as_bytes(),
+                );
+                exposition::escape_label_value(out, target);
                 let _ = writeln!(out, "\"}} {n}");
             }
         }

@@ -19,7 +19,11 @@ fn defaults() -> Config {
         app_label: None,
         limits: Limits::default(),
         shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-        poll: None,
+        poll: PollConfig {
+            targets: Vec::new(),
+            max_concurrent: DEFAULT_MAX_CONCURRENT_POLLS as usize,
+            register: None,
+        },
         push_api: true,
         sinks: Vec::new(),
         default_ttl: Ttl::Never,
@@ -50,9 +54,6 @@ fn check_warnings(text: &str, edit: impl FnOnce(&mut Config), warnings: &[&str])
     assert_eq!(loaded.config, expected, "input:\n{text}");
     assert_eq!(loaded.warnings, warnings, "input:\n{text}");
 }
-
-/// Warning for an enabled `[poll_external]` while the poller does not exist.
-const POLL_WARNING: &str = "`poll_external`: polling other exporters is not implemented in this version yet; the targets are validated but not polled";
 
 /// Parses `text` and expects exactly the problems `expected`, in any order.
 #[track_caller]
@@ -148,17 +149,7 @@ fn master_layout_of_the_original() {
             ),
             tcp("tcp", "127.0.0.1:6554", WireFormat::Json, 2048),
         ];
-        c.poll = Some(PollConfig {
-            enabled: false,
-            endpoints: vec![
-                "http://127.0.0.1:1025/1025.html".to_owned(),
-                "http://127.0.0.1:1026/1026.html".to_owned(),
-                "http://127.0.0.1:1027/1027.html".to_owned(),
-            ],
-            allow_invalid_certs: true,
-            interval: secs(5),
-            timeout: secs(2),
-        });
+        // `poll_other_scrape_endpoints = false`: no targets.
     });
 }
 
@@ -248,23 +239,28 @@ fn per_format_layout_of_the_original() {
         ),
         tcp("json_tcp", "127.0.0.1:6553", WireFormat::Json, 2048),
     ];
-    // The table's presence enables polling on that branch.
-    expected.poll = Some(PollConfig {
-        enabled: true,
-        endpoints: vec![
-            "http://127.0.0.1:1025/1025.html".to_owned(),
-            "http://127.0.0.1:1026/1026.html".to_owned(),
-            "http://127.0.0.1:1027/1027.html".to_owned(),
-        ],
-        allow_invalid_certs: true,
-        interval: secs(5),
-        timeout: secs(2),
-    });
+    // The table's presence enables polling on that branch: one target per
+    // URL, named by the URL (never by the resolved address).
+    let targets = &loaded.config.poll.targets;
+    let urls: Vec<&str> = targets.iter().map(|t| t.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        [
+            "http://127.0.0.1:1025/1025.html",
+            "http://127.0.0.1:1026/1026.html",
+            "http://127.0.0.1:1027/1027.html",
+        ]
+    );
+    for t in targets {
+        assert_eq!((t.interval, t.timeout), (secs(5), secs(2)));
+        assert!(t.insecure_skip_verify, "allow_invalid_certs = true");
+    }
+    expected.poll = loaded.config.poll.clone();
     // The branch's intended TTL keys are implemented: period and TTL.
     expected.expiry_interval = secs(1);
     expected.default_ttl = Ttl::After(secs(10));
     assert_eq!(loaded.config, expected);
-    assert_eq!(loaded.warnings, [POLL_WARNING]);
+    assert_eq!(loaded.warnings, Vec::<String>::new());
 }
 
 #[test]
@@ -320,23 +316,11 @@ fn empty_document_gives_the_defaults() {
 }
 
 #[test]
-fn empty_poll_table_gets_poll_defaults() {
-    let poll = |enabled| PollConfig {
-        enabled,
-        endpoints: Vec::new(),
-        allow_invalid_certs: false,
-        interval: secs(15),
-        timeout: secs(10),
-    };
-    check_warnings(
-        "[poll_external]\n",
-        |c| c.poll = Some(poll(true)),
-        &[POLL_WARNING],
-    );
-    // Disabled polling is not worth a warning.
+fn empty_poll_table_means_no_targets() {
+    check("[poll_external]\n", |_| {});
     check(
         "[poll_external]\npoll_other_scrape_endpoints = false\n",
-        |c| c.poll = Some(poll(false)),
+        |_| {},
     );
 }
 
@@ -358,17 +342,13 @@ fn durations_as_seconds_or_strings() {
     check("[exporter]\nshutdown_grace_period = 0", |c| {
         c.shutdown_grace = Duration::ZERO
     });
-    check(
-        "[poll_external]\npoll_other_scrape_endpoints = false\npoll_interval = \"1m\"\nclient_timeout = \"1500ms\"",
-        |c| {
-            c.poll = Some(PollConfig {
-                enabled: false,
-                endpoints: Vec::new(),
-                allow_invalid_certs: false,
-                interval: secs(60),
-                timeout: Duration::from_millis(1500),
-            })
-        },
+    let loaded = parse_ok(
+        "[poll_external]\nother_scrape_endpoints = [\"http://h:1/m\"]\npoll_interval = \"1m\"\nclient_timeout = \"1500ms\"",
+    );
+    let t = &loaded.config.poll.targets[0];
+    assert_eq!(
+        (t.interval, t.timeout),
+        (secs(60), Duration::from_millis(1500))
     );
 }
 
@@ -1064,7 +1044,7 @@ fn sinks() {
         s[0].kind,
         SinkKind::RemoteWrite {
             url: "http://127.0.0.1:9090/api/v1/write".into(),
-            bearer_token: Some(Secret::Env("RW_TOKEN".into())),
+            bearer_token: Some(SecretSource::Env("RW_TOKEN".into())),
         }
     );
     assert_eq!(
@@ -1083,12 +1063,12 @@ fn sinks() {
                 org: "o".into(),
                 bucket: "b".into()
             },
-            token: Some(Secret::File("/run/secrets/influx".into())),
+            token: Some(SecretSource::File("/run/secrets/influx".into())),
         }
     );
     // Secrets never show in Debug output, only where they come from.
     let debug = format!("{:?}", s[2]);
-    assert!(debug.contains("File(/run/secrets/influx)"), "{debug}");
+    assert!(debug.contains("/run/secrets/influx"), "{debug}");
 }
 
 #[test]

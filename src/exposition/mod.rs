@@ -10,12 +10,16 @@
 //! The encoder ([`encode_header`], [`encode_sample`], [`encode()`]) escapes label values
 //! and HELP text itself and can inject extra labels (such as `app="x"`) while writing.
 //!
+//! Polled exporters may answer in OpenMetrics: [`openmetrics_to_text`] rewrites such a
+//! body into 0.0.4 text first, which then goes through the same parser.
+//!
 //! This module does no IO and knows nothing of the async runtime: it works on `&str`
 //! and `Vec<u8>` only, so the push path and tests drive the same pure functions.
 
 #![forbid(unsafe_code)]
 
 mod encode;
+mod openmetrics;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -26,6 +30,7 @@ pub use encode::{
     encode, encode_header, encode_sample, escape_help, escape_label_value, format_go_float,
     format_value, series_key,
 };
+pub use openmetrics::{looks_like_openmetrics, openmetrics_to_text};
 pub use parse::parse;
 
 /// The type of a metric family, as declared by its `# TYPE` line.

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::Secret;
+use crate::config::SecretSource;
 use crate::exposition::Sample;
 use crate::store::Store;
 use crate::telemetry::SinkOutcome;
@@ -76,7 +76,7 @@ pub enum SinkKind {
         /// Write endpoint, e.g. `http://prometheus:9090/api/v1/write`.
         url: String,
         /// Optional bearer token (from a file or the environment).
-        bearer_token: Option<Secret>,
+        bearer_token: Option<SecretSource>,
     },
     /// InfluxDB line protocol.
     Influx {
@@ -85,7 +85,7 @@ pub enum SinkKind {
         /// v1 (`/write?db=`) or v2 (`/api/v2/write?org=&bucket=`).
         api: influx::Api,
         /// Token, sent as `Authorization: Token ...` (from a file or the environment).
-        token: Option<Secret>,
+        token: Option<SecretSource>,
     },
 }
 
@@ -172,10 +172,11 @@ pub fn spawn(
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<()> {
-    let read = |s: &Option<Secret>| -> anyhow::Result<Option<String>> {
+    let read = |s: &Option<SecretSource>| -> anyhow::Result<Option<String>> {
         s.as_ref()
             .map(|s| {
                 s.read()
+                    .map(|secret| secret.expose().to_owned())
                     .map_err(|e| anyhow::anyhow!("sink {}: token: {e}", config.name))
             })
             .transpose()

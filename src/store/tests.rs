@@ -150,10 +150,13 @@ fn apps_rows() {
     assert_eq!(apps[1].source, "http://127.0.0.1:9100/metrics");
     assert_eq!(apps[1].series, 2);
     for a in &apps {
-        assert!(before <= a.last_update && a.last_update <= after, "{a:?}");
+        let t = a.last_update.expect("pushed apps have a time");
+        assert!(before <= t && t <= after, "{a:?}");
         assert_eq!(a.last_error, None);
         assert_eq!(a.last_error_time, None);
-        assert_eq!(a.status(), "ok");
+        // Pushes are `ok`; polled targets `up`.
+        let want = if a.kind == AppKind::Poll { "up" } else { "ok" };
+        assert_eq!(a.status(), want);
     }
     assert_eq!(AppKind::Push.as_str(), "push");
     assert_eq!(AppKind::Poll.as_str(), "poll");
@@ -590,7 +593,7 @@ fn commit_rollback_restores_an_existing_app() {
         // Conflicts with `a`'s new set, applied just before in the batch.
         prepare(&s, "b", "# TYPE lat_sum gauge\nlat_sum 1\n"),
     ];
-    let err = s.commit(batch, AppKind::Poll, "new").unwrap_err();
+    let err = s.commit(batch, AppKind::Push, "new").unwrap_err();
     assert_eq!(err.reason, RejectReason::Conflict);
     assert_eq!(
         err.message,

@@ -346,3 +346,30 @@ async fn push_command_defaults_to_the_configs_receiver() {
     assert!(app.metrics().await.contains("defaulted_up 1"));
     app.stop().await;
 }
+
+/// Every key of the committed config.toml, active or commented out, has a
+/// comment line directly above it.
+#[test]
+fn every_key_in_the_committed_config_is_documented() {
+    let text = std::fs::read_to_string(repo("config.toml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let is_key = |l: &str| {
+        let l = l.trim_start_matches("# ");
+        l.split_once(" = ").is_some_and(|(k, _)| {
+            k.starts_with(|c: char| c.is_ascii_lowercase())
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+    };
+    for (i, line) in lines.iter().enumerate() {
+        if !is_key(line) {
+            continue;
+        }
+        let above = if i > 0 { lines[i - 1] } else { "" };
+        assert!(
+            above.starts_with('#') && !is_key(above),
+            "config.toml line {}: `{line}` has no comment above it",
+            i + 1
+        );
+    }
+}

@@ -274,3 +274,114 @@ async fn promtool_accepts_escapes_specials_and_empty_families() {
     assert!(has("summary rpc_seconds_count{} 30.0"), "{samples:#?}");
     app.stop().await;
 }
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound then released: the child binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(mut cmd: Command) -> Child {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    Child(cmd.spawn().unwrap_or_else(|e| panic!("{cmd:?}: {e}")))
+}
+
+/// Polls a real prometheus-node-exporter and a real Prometheus server's own
+/// /metrics (Debian packages), and checks the merged /metrics with promtool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_real_node_exporter_and_prometheus_and_promtool_accepts_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let node_port = free_port();
+    let mut node = Command::new(tool("prometheus-node-exporter", "prometheus-node-exporter"));
+    node.arg(format!("--web.listen-address=127.0.0.1:{node_port}"));
+    let _node = spawn(node);
+    let prom_port = free_port();
+    let prom_config = dir.path().join("prometheus.yml");
+    std::fs::write(&prom_config, "global:\n  scrape_interval: 1m\n").unwrap();
+    let mut prom = Command::new(tool("prometheus", "prometheus"));
+    prom.arg(format!("--config.file={}", prom_config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+    let _prom = spawn(prom);
+
+    let app = TestApp::with_config(&format!(
+        "[[poll.targets]]\nname = \"node\"\nurl = \"http://127.0.0.1:{node_port}/metrics\"\ninterval = \"1s\"\ntimeout = \"1s\"\nlabels = {{ source = \"node\" }}\n\
+         [[poll.targets]]\nname = \"prometheus\"\nurl = \"http://127.0.0.1:{prom_port}/metrics\"\ninterval = \"1s\"\ntimeout = \"1s\"\nlabels = {{ source = \"prometheus\" }}\n"
+    ))
+    .await;
+    let up = |b: &str, t: &str| {
+        metric("exporter_proxy_target_up").label("target", t).get(b) == Some(1.0)
+    };
+    let deadline = tokio::time::Instant::now() + STEP * 3;
+    let body = loop {
+        let b = app.metrics().await;
+        if up(&b, "node") && up(&b, "prometheus") {
+            break b;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "both exporters up within {:?}; /apps:\n{}",
+            STEP * 3,
+            get(app.http, "/apps").await.body_string()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        body.contains("node_cpu_seconds_total{source=\"node\""),
+        "node data"
+    );
+    assert!(
+        body.contains("prometheus_build_info{source=\"prometheus\""),
+        "prometheus data"
+    );
+    assert_contiguous_families(&body);
+    promtool_parses(&body).await;
+    app.stop().await;
+}
+
+/// `promtool check metrics` parses the body. Style lints about the polled
+/// exporters' own names (node_exporter's `node_memory_Active_bytes`...) exit
+/// with 3 and are tolerated; a parse error ("error while linting") exits
+/// with 1 and fails, as does any lint about our own metrics.
+async fn promtool_parses(body: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, body).unwrap();
+    let mut cmd = Command::new(tool("promtool", "prometheus"));
+    cmd.args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap());
+    let out = run(cmd).await;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = out.status.code();
+    assert!(
+        code == Some(0) || (code == Some(3) && !text.contains("error while linting")),
+        "promtool check metrics failed ({:?}):\n{text}",
+        out.status
+    );
+    assert!(
+        !text.contains("exporter_proxy_"),
+        "lint about our own metrics:\n{text}"
+    );
+}

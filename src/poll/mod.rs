@@ -1,0 +1,131 @@
+//! Polling other exporters: configured targets and self-registered ones.
+//!
+//! * [`scheduler`]: the generic fixed-rate scheduler with reconciliation.
+//! * [`target`]: one target's request, checks and store update.
+//! * [`register`]: `POST /register` and the persisted registry.
+//!
+//! [`Poller`] ties them together: one scheduler holds every target, keyed by
+//! app name; configured targets are reconciled as a whole, registered ones
+//! added and removed one by one.
+
+pub mod register;
+pub mod scheduler;
+pub mod target;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TargetConfig;
+use crate::store::{AppKind, Store};
+use scheduler::{Reconciled, Scheduler};
+use target::PollJob;
+
+/// Every polled target of the proxy.
+#[derive(Debug)]
+pub struct Poller {
+    scheduler: Scheduler<PollJob>,
+    store: Arc<Store>,
+    /// Names of the configured targets (registrations may not take them).
+    statics: Mutex<BTreeSet<String>>,
+    /// Names of registered targets.
+    registered: Mutex<BTreeSet<String>>,
+}
+
+impl Poller {
+    /// A poller running at most `max_concurrent` polls at once until `shutdown`.
+    pub fn new(
+        store: Arc<Store>,
+        max_concurrent: usize,
+        shutdown: CancellationToken,
+    ) -> Arc<Poller> {
+        Arc::new(Poller {
+            scheduler: Scheduler::new(max_concurrent, shutdown),
+            store,
+            statics: Mutex::new(BTreeSet::new()),
+            registered: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// The scheduler (for inspection in tests).
+    pub fn scheduler(&self) -> &Scheduler<PollJob> {
+        &self.scheduler
+    }
+
+    /// Makes the configured targets equal to `targets`: unchanged ones keep
+    /// their phase, changed ones restart, missing ones stop and their app
+    /// disappears. Registered targets are kept.
+    pub async fn set_static(&self, targets: Vec<TargetConfig>) -> Reconciled {
+        let names: BTreeSet<String> = targets.iter().map(|t| t.name.clone()).collect();
+        *lock(&self.statics) = names.clone();
+        // A configured name now wins over a registration of the same name.
+        let registered: Vec<String> = lock(&self.registered)
+            .iter()
+            .filter(|n| !names.contains(*n))
+            .cloned()
+            .collect();
+        let mut jobs: Vec<PollJob> = targets
+            .into_iter()
+            .map(|t| PollJob::new(t, AppKind::Poll, self.store.clone()))
+            .collect();
+        // Keep the registered jobs as they are: rebuild equal definitions.
+        let mut kept = Vec::new();
+        for name in registered {
+            if let Some(def) = self.registered_def(&name).await {
+                kept.push(PollJob::new(def, AppKind::Registered, self.store.clone()));
+            }
+        }
+        jobs.extend(kept);
+        self.scheduler.reconcile(jobs).await
+    }
+
+    async fn registered_def(&self, name: &str) -> Option<TargetConfig> {
+        self.scheduler.def_of(name).await
+    }
+
+    /// Whether `name` is a configured target.
+    pub fn is_static(&self, name: &str) -> bool {
+        lock(&self.statics).contains(name)
+    }
+
+    /// Adds or updates a registered target.
+    pub async fn add_registered(&self, def: TargetConfig) -> Result<(), String> {
+        if self.is_static(&def.name) {
+            return Err(format!("id {:?} is a configured target's name", def.name));
+        }
+        lock(&self.registered).insert(def.name.clone());
+        self.scheduler
+            .upsert(PollJob::new(def, AppKind::Registered, self.store.clone()))
+            .await;
+        Ok(())
+    }
+
+    /// Stops a registered target and removes its app.
+    pub async fn remove_registered(&self, name: &str) {
+        if lock(&self.registered).remove(name) {
+            self.scheduler.remove(name).await;
+        }
+    }
+
+    /// Updates the registrations gauge.
+    pub fn metrics_registrations(&self, n: usize) {
+        self.store.metrics().set_registrations(n);
+    }
+
+    /// Stops every poll and waits for them.
+    pub async fn stop(&self) {
+        self.scheduler.stop_all().await;
+    }
+}
+
+impl Scheduler<PollJob> {
+    /// The definition of the target `name`, if scheduled.
+    pub async fn def_of(&self, name: &str) -> Option<TargetConfig> {
+        self.with_job(name, |j| j.def().clone()).await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

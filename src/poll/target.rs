@@ -1,0 +1,340 @@
+//! One polled target: the HTTP request, the body checks, and what a result
+//! does to the store and the self-metrics.
+//!
+//! A polled body goes through the same [`Store::prepare_with`] /
+//! [`Store::commit`] path as a push. A failed poll records its reason (a
+//! closed set, [`PollFailure`]) in the self-metrics and its message in
+//! `/apps`; the last good data stays until `stale_after` has passed since
+//! the last success, then the failed poll drops it.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::scheduler::{Job, RunFuture};
+use crate::config::{Auth, TargetConfig};
+use crate::exposition;
+use crate::store::{AppKind, Ingest, Store};
+use crate::telemetry::{PollFailure, RejectReason};
+
+/// What we accept, best first: 0.0.4 text needs no conversion, OpenMetrics
+/// is converted, anything else is tried as text.
+pub const ACCEPT_HEADER: &str = "text/plain;version=0.0.4;q=1.0,application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.7,*/*;q=0.1";
+
+/// Bodies larger than this are parsed on the blocking pool so that one big
+/// target cannot stall the I/O workers.
+const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
+
+/// A failed poll: its closed reason and a message for `/apps` and the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The label value.
+    pub reason: PollFailure,
+    /// What happened, naming the target's URL or status.
+    pub message: String,
+}
+
+fn fail(reason: PollFailure, message: impl Into<String>) -> Failure {
+    Failure {
+        reason,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    last_success: Option<Instant>,
+    /// `None` before the first poll.
+    up: Option<bool>,
+}
+
+/// A target as a scheduler job.
+pub struct PollJob {
+    def: TargetConfig,
+    kind: AppKind,
+    store: Arc<Store>,
+    client: OnceLock<Result<reqwest::Client, String>>,
+    health: Mutex<Health>,
+}
+
+impl std::fmt::Debug for PollJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollJob")
+            .field("def", &self.def)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for PollJob {
+    fn eq(&self, other: &Self) -> bool {
+        self.def == other.def && self.kind == other.kind
+    }
+}
+
+impl Job for PollJob {
+    fn id(&self) -> &str {
+        &self.def.name
+    }
+
+    fn interval(&self) -> Duration {
+        self.def.interval
+    }
+
+    fn run(&self) -> RunFuture<'_> {
+        Box::pin(self.poll())
+    }
+
+    fn removed(&self) {
+        // Only this target's own entry: a push app of the same name is not ours.
+        if self
+            .store
+            .apps()
+            .iter()
+            .any(|a| a.name == self.def.name && a.kind == self.kind)
+        {
+            self.store.remove(&self.def.name);
+        }
+        self.store.metrics().remove_target(&self.def.name);
+        info!(target_name = %self.def.name, "target removed");
+    }
+}
+
+impl PollJob {
+    /// A job polling `def` into `store` as an app of `kind`.
+    pub fn new(def: TargetConfig, kind: AppKind, store: Arc<Store>) -> PollJob {
+        PollJob {
+            def,
+            kind,
+            store,
+            client: OnceLock::new(),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    /// The target's definition.
+    pub fn def(&self) -> &TargetConfig {
+        &self.def
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, Failure> {
+        self.client
+            .get_or_init(|| build_client(&self.def))
+            .as_ref()
+            .map_err(|e| fail(PollFailure::Request, e.clone()))
+    }
+
+    /// One poll: fetch, ingest, record.
+    pub async fn poll(&self) {
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.def.timeout, self.fetch()).await {
+            Ok(r) => r,
+            Err(_) => Err(fail(
+                PollFailure::Timeout,
+                format!(
+                    "no complete answer within the timeout of {}",
+                    humantime::format_duration(self.def.timeout)
+                ),
+            )),
+        };
+        let result = match result {
+            Ok((body, om)) => self.ingest(body, om).await,
+            Err(e) => Err(e),
+        };
+        let elapsed = started.elapsed();
+        let metrics = self.store.metrics();
+        let name = &self.def.name;
+        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        let was_up = health.up;
+        match result {
+            Ok(series) => {
+                health.last_success = Some(Instant::now());
+                health.up = Some(true);
+                drop(health);
+                metrics.poll_result(name, elapsed, Ok(()));
+                if was_up != Some(true) {
+                    info!(target_name = %name, url = %self.def.url, series, "target is up");
+                }
+            }
+            Err(f) => {
+                let stale = health
+                    .last_success
+                    .is_none_or(|t| t.elapsed() >= self.def.stale_after);
+                health.up = Some(false);
+                drop(health);
+                metrics.poll_result(name, elapsed, Err(f.reason));
+                let message = format!("{}: {}", f.reason.as_str(), f.message);
+                self.store
+                    .record_poll_failure(name, self.kind, &self.def.url, &message, stale);
+                if was_up != Some(false) {
+                    warn!(target_name = %name, url = %self.def.url, reason = f.reason.as_str(), error = %f.message, "poll failed");
+                } else {
+                    debug!(target_name = %name, reason = f.reason.as_str(), error = %f.message, "poll failed again");
+                }
+            }
+        }
+    }
+
+    /// GETs the target: the body as text and whether it is OpenMetrics.
+    async fn fetch(&self) -> Result<(String, bool), Failure> {
+        let client = self.client()?;
+        let mut req = client
+            .get(&self.def.url)
+            .header(ACCEPT, HeaderValue::from_static(ACCEPT_HEADER));
+        for (k, v) in &self.def.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        match &self.def.auth {
+            None => {}
+            Some(Auth::Bearer(src)) => {
+                let token = src.read().map_err(|e| fail(PollFailure::Credentials, e))?;
+                req = req.bearer_auth(token.expose());
+            }
+            Some(Auth::Basic { username, password }) => {
+                let pw = password
+                    .read()
+                    .map_err(|e| fail(PollFailure::Credentials, e))?;
+                req = req.basic_auth(username, Some(pw.expose()));
+            }
+        }
+        let mut resp = req.send().await.map_err(classify)?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(fail(
+                PollFailure::HttpStatus,
+                format!("HTTP status {status}, expected 2xx"),
+            ));
+        }
+        let limit = self.def.max_body_bytes;
+        let too_large = || {
+            fail(
+                PollFailure::TooLarge,
+                format!("body larger than max_body_size ({limit} bytes)"),
+            )
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let om = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/openmetrics-text"));
+        let mut body = Vec::new();
+        // Counted after gzip decompression: a small compressed body cannot
+        // expand past the limit.
+        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text = String::from_utf8(body).map_err(|e| {
+            fail(
+                PollFailure::InvalidBody,
+                format!("body is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+            )
+        })?;
+        let om = om || exposition::looks_like_openmetrics(&text);
+        Ok((text, om))
+    }
+
+    /// Parses, validates and commits a body; returns the number of series.
+    async fn ingest(&self, body: String, openmetrics: bool) -> Result<usize, Failure> {
+        let store = self.store.clone();
+        let name = self.def.name.clone();
+        let labels = self.def.labels.clone();
+        let prepare = move || {
+            store.prepare_with(
+                &name,
+                &body,
+                &Ingest {
+                    openmetrics,
+                    labels: &labels,
+                    ..Ingest::default()
+                },
+            )
+        };
+        let prepared = if self.def.max_body_bytes > BLOCKING_PARSE_BYTES {
+            match tokio::task::spawn_blocking(prepare).await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(fail(
+                        PollFailure::InvalidBody,
+                        format!("parsing failed: {e}"),
+                    ))
+                }
+            }
+        } else {
+            prepare()
+        };
+        let to_failure = |e: crate::store::PushError| {
+            let reason = match e.reason {
+                RejectReason::ParseError | RejectReason::TooManySeries => PollFailure::InvalidBody,
+                _ => PollFailure::Rejected,
+            };
+            fail(reason, e.message)
+        };
+        let prepared = prepared.map_err(to_failure)?;
+        self.store
+            .commit(vec![prepared], self.kind, &self.def.url)
+            .map_err(to_failure)
+    }
+}
+
+/// One client per target: TLS options differ between targets.
+fn build_client(def: &TargetConfig) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("exporter-proxy/", env!("CARGO_PKG_VERSION")))
+        .gzip(true)
+        .redirect(reqwest::redirect::Policy::limited(5))
+        // One target, one connection: no need for a pool.
+        .pool_max_idle_per_host(1)
+        .danger_accept_invalid_certs(def.insecure_skip_verify);
+    if let Some(path) = &def.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read tls.ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "tls.ca_file {} holds no certificate",
+                path.display()
+            ));
+        }
+        b = b.tls_certs_only(certs);
+    }
+    b.build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))
+}
+
+/// Maps a reqwest error to a reason, with its whole source chain as message.
+fn classify(e: reqwest::Error) -> Failure {
+    let reason = if e.is_timeout() {
+        PollFailure::Timeout
+    } else if e.is_connect() {
+        PollFailure::Connect
+    } else if e.is_decode() {
+        PollFailure::InvalidBody
+    } else {
+        PollFailure::Request
+    };
+    fail(reason, chain(&e))
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cur = c.source();
+    }
+    s
+}

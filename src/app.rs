@@ -133,6 +133,17 @@ pub async fn run_with_store(
     let abort = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
 
+    // Restore before any receiver runs, so that a restored (older) set can
+    // never overwrite a newer push.
+    if let Some(p) = &config.persistence {
+        crate::persist::restore(&store, p);
+        tracker.spawn(crate::persist::run(
+            store.clone(),
+            p.clone(),
+            shutdown.clone(),
+        ));
+    }
+
     for (rc, listener) in bound.receivers {
         let ctx = Ctx {
             listener: Arc::from(rc.name.as_str()),
@@ -233,6 +244,10 @@ pub async fn run_with_store(
     }
     if let Some(t) = rpc_thread {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    if let Some(p) = &config.persistence {
+        // The final snapshot, after the last pushes were applied.
+        crate::persist::save(&store, &p.file).await;
     }
     for (path, inode) in &bound.sockets {
         unix::BoundUnix::cleanup(path, *inode);

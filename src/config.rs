@@ -73,6 +73,8 @@ pub struct Config {
     pub push_api: bool,
     /// Forwarding to time-series databases.
     pub sinks: Vec<crate::sinks::SinkConfig>,
+    /// The snapshot file (`[persistence]`), when enabled.
+    pub persistence: Option<crate::persist::PersistConfig>,
     /// Polled targets (`[poll_external]` and `[[poll.targets]]`) and
     /// self-registration (`[poll.register]`).
     pub poll: PollConfig,
@@ -848,6 +850,24 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     push.finish(cx);
 
     let sinks = build_sinks(&mut top, cx);
+    let mut pers = top.sub("persistence", cx);
+    let persistence = if pers.present() {
+        let file = pers.string("file", cx);
+        if file.is_none() && !pers.has("file") {
+            cx.problems
+                .push("`persistence.file`: required in `[persistence]`".to_owned());
+        }
+        let interval = pers
+            .duration("interval", cx, false)
+            .unwrap_or(Duration::from_secs(60));
+        file.map(|f| crate::persist::PersistConfig {
+            file: PathBuf::from(f),
+            interval,
+        })
+    } else {
+        None
+    };
+    pers.finish(cx);
     let poll = build_poll(&mut top, app_label.as_deref(), limits.max_push_bytes, cx);
     top.finish(cx);
 
@@ -865,6 +885,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         poll,
         push_api,
         sinks,
+        persistence,
     })
 }
 

@@ -15,6 +15,7 @@
 //! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints.
 //! * [`pushgw`]: the Pushgateway-compatible push API.
 //! * [`sinks`]: forwarding to remote write and InfluxDB.
+//! * [`persist`]: the snapshot file.
 //! * [`telemetry`]: self-metrics and logging.
 //! * [`app`]: bind everything, run, shut down.
 //! * [`cli`]: the `push` and `apps` client subcommands.
@@ -29,6 +30,7 @@ pub mod exposition;
 pub mod generated;
 pub mod http;
 pub mod ingest;
+pub mod persist;
 pub mod poll;
 pub mod pushgw;
 pub mod sinks;

@@ -250,6 +250,23 @@ impl Prepared {
     }
 }
 
+/// A pushed app as stored in the snapshot file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedApp {
+    /// Name.
+    pub name: String,
+    /// Push or pushgateway.
+    pub kind: AppKind,
+    /// Who pushed it.
+    pub source: String,
+    /// When, so that its TTL keeps running across restarts.
+    pub pushed_at: DateTime<Utc>,
+    /// Its TTL.
+    pub ttl: Ttl,
+    /// Its metrics, as exposition text (labels already applied).
+    pub text: String,
+}
+
 /// What `/apps` shows about one application.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppInfo {
@@ -794,6 +811,44 @@ impl Store {
             self.bump();
         }
         existed
+    }
+
+    /// Every pushed app (not polled ones) as exposition text with its
+    /// metadata, for the snapshot file. Blocks are cloned under the lock,
+    /// the text is built outside it.
+    pub fn saved_apps(&self) -> Vec<SavedApp> {
+        let apps: Vec<(AppInfo, Vec<Arc<FamilyBlock>>)> = self
+            .lock()
+            .apps
+            .values()
+            .filter(|e| matches!(e.info.kind, AppKind::Push | AppKind::Gateway))
+            .map(|e| (e.info.clone(), e.families.clone()))
+            .collect();
+        apps.into_iter()
+            .map(|(info, families)| {
+                let mut text = Vec::new();
+                for f in &families {
+                    exposition::encode_header(&mut text, &f.name, f.help.as_deref(), f.typ);
+                    text.extend_from_slice(&f.body);
+                }
+                SavedApp {
+                    name: info.name,
+                    kind: info.kind,
+                    source: info.source,
+                    pushed_at: info.last_update.unwrap_or_else(Utc::now),
+                    ttl: info.ttl,
+                    text: String::from_utf8(text).expect("encoded text is UTF-8"),
+                }
+            })
+            .collect()
+    }
+
+    /// Puts a saved app back with its original push time.
+    pub fn restore(&self, app: SavedApp) -> Result<usize, PushError> {
+        let mut p = self.prepare(&app.name, &app.text)?;
+        p.set_ttl(Some(app.ttl));
+        p.set_pushed_at(app.pushed_at);
+        self.commit(vec![p], app.kind, &app.source)
     }
 
     /// Every current series, per application, for the sinks. The blocks are

@@ -134,6 +134,10 @@ pub struct SelfMetrics {
     open_connections: Mutex<BTreeMap<String, i64>>,
     render_nanos: AtomicU64,
     expired: AtomicU64,
+    snapshot_failures: AtomicU64,
+    snapshot_restore_failures: AtomicU64,
+    /// Milliseconds since the epoch of the last snapshot written (0: none).
+    snapshot_last_success_ms: AtomicU64,
     /// (sink, outcome) → samples.
     sinks: Mutex<BTreeMap<(String, SinkOutcome), u64>>,
     /// Polled targets by name (static and registered).
@@ -209,6 +213,26 @@ impl SelfMetrics {
     /// Counts apps removed because their TTL ran out.
     pub fn count_expired(&self, n: u64) {
         self.expired.fetch_add(n, Ordering::Relaxed);
+        self.bump();
+    }
+
+    /// Counts a snapshot that could not be written.
+    pub fn count_snapshot_failure(&self) {
+        self.snapshot_failures.fetch_add(1, Ordering::Relaxed);
+        self.bump();
+    }
+
+    /// Counts a snapshot that could not be restored at start-up.
+    pub fn count_snapshot_restore_failure(&self) {
+        self.snapshot_restore_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.bump();
+    }
+
+    /// Records a snapshot written now.
+    pub fn snapshot_written(&self) {
+        let ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        self.snapshot_last_success_ms.store(ms, Ordering::Relaxed);
         self.bump();
     }
 
@@ -394,6 +418,29 @@ impl SelfMetrics {
         );
         let secs = self.render_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{p}render_duration_seconds {secs}");
+        for (name, help, typ, value) in [
+            (
+                "snapshot_failures_total",
+                "Snapshots that could not be written (ingestion is unaffected).",
+                MetricType::Counter,
+                self.snapshot_failures.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "snapshot_last_success_timestamp_seconds",
+                "Time the last snapshot was written (0: never).",
+                MetricType::Gauge,
+                self.snapshot_last_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            ),
+            (
+                "snapshot_restore_failures_total",
+                "Snapshots found unusable at start-up (moved aside).",
+                MetricType::Counter,
+                self.snapshot_restore_failures.load(Ordering::Relaxed) as f64,
+            ),
+        ] {
+            header(out, name, help, typ);
+            let _ = writeln!(out, "{p}{name} {value}");
+        }
         let sinks = lock(&self.sinks);
         for (outcome, help) in [
             (

@@ -26,6 +26,7 @@ fn defaults() -> Config {
         },
         push_api: true,
         sinks: Vec::new(),
+        persistence: None,
         default_ttl: Ttl::Never,
         expiry_interval: secs(1),
         push_api_ttl: None,

@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod http;
 mod interop;
+mod persist;
 mod poll;
 mod push;
 mod pushgw;

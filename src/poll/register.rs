@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -633,38 +633,15 @@ impl Registrar {
             registrations: self.lock().registrations(),
         };
         let bytes = serde_json::to_vec_pretty(&file).expect("registry serialises");
-        let result = tokio::task::spawn_blocking(move || write_atomically(&path, &bytes)).await;
+        let result =
+            tokio::task::spawn_blocking(move || crate::persist::write_atomically(&path, &bytes))
+                .await;
         match result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(error = %e, "cannot write the registry file"),
             Err(e) => warn!(error = %e, "cannot write the registry file"),
         }
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temp file in the same directory,
-/// fsync, rename over `path`, fsync of the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = dir.join(name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

@@ -70,14 +70,6 @@ fn version_flag() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn binary_serves_then_drains_on_sigterm_and_removes_its_socket() {
     let dir = tempfile::tempdir().unwrap();

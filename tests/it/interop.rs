@@ -285,15 +285,6 @@ impl Drop for Child {
     }
 }
 
-/// A free loopback port (bound then released: the child binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(mut cmd: Command) -> Child {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())

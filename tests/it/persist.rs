@@ -7,14 +7,6 @@ use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter-proxy");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The binary, started with a config using `dir` for its socket and snapshot.
 struct Proxy {
     child: Child,

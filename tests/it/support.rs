@@ -379,3 +379,13 @@ pub fn assert_contiguous_families(body: &str) {
         }
     }
 }
+
+/// A loopback port that was free a moment ago (for child processes that
+/// must be told their port; in-process servers bind port 0 instead).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

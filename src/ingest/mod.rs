@@ -160,14 +160,15 @@ impl Reply {
     }
 }
 
-/// Runs the accept loop of one listener until `shutdown`.
+/// Runs the accept loop of one listener until `shutdown`, then returns the
+/// listener (connections in progress go on, tracked by `tracker`).
 pub async fn serve(
     listener: Listener,
     ctx: Ctx,
     max_connections: usize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-) {
+) -> Listener {
     let permits = Arc::new(Semaphore::new(max_connections));
     loop {
         let accepted = tokio::select! {
@@ -208,6 +209,8 @@ pub async fn serve(
             .instrument(span),
         );
     }
+    // Handed back so that a reload can keep the bound socket.
+    listener
 }
 
 async fn refuse(conn: Conn, msg: String) {

@@ -87,8 +87,8 @@ impl metrics_receiver::Server for Receiver {
     }
 }
 
-/// Starts the RPC listener on its own thread; returns when `shutdown` fires
-/// and the thread has stopped (join the handle).
+/// Starts the RPC listener on its own thread. When `shutdown` fires the
+/// thread stops (its connections end) and returns the listener.
 pub fn spawn(
     listener: StdTcpListener,
     store: Arc<Store>,
@@ -96,7 +96,7 @@ pub fn spawn(
     max_message_bytes: usize,
     ttl: Option<Ttl>,
     shutdown: CancellationToken,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> std::io::Result<std::thread::JoinHandle<Option<StdTcpListener>>> {
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("capnp-rpc".to_owned())
@@ -111,7 +111,7 @@ pub fn spawn(
                     Ok(l) => l,
                     Err(e) => {
                         warn!(error = %e, "rpc listener unusable");
-                        return;
+                        return None;
                     }
                 };
                 let permits = Arc::new(Semaphore::new(max_connections));
@@ -169,6 +169,8 @@ pub fn spawn(
                         .instrument(tracing::info_span!("rpc", %peer)),
                     );
                 }
-            });
+                // Handed back so that a reload can keep the bound socket.
+                listener.into_std().ok()
+            })
         })
 }

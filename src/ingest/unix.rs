@@ -74,25 +74,14 @@ impl BoundUnix {
     }
 }
 
-/// Binds the socket: replaces a stale socket (nobody listening), refuses to
-/// touch anything that is not a socket, then applies owner, group and mode.
-pub fn bind(cfg: &UnixSocketConfig) -> Result<BoundUnix, UnixSocketError> {
+/// Sets the socket's owner, group and mode as configured (also used when a
+/// reload changes them for a socket that stays bound).
+pub fn apply_owner_and_mode(cfg: &UnixSocketConfig) -> Result<(), UnixSocketError> {
     let path = cfg.path.clone();
     let io_err = |what: &'static str| {
         let path = path.clone();
         move |source| UnixSocketError::Io { path, what, source }
     };
-    match std::fs::symlink_metadata(&path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
-                return Err(UnixSocketError::InUse(path));
-            }
-            std::fs::remove_file(&path).map_err(io_err("removing the stale socket"))?;
-        }
-        Ok(_) => return Err(UnixSocketError::NotASocket(path)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("inspecting the path")(e)),
-    }
     let uid = match &cfg.user {
         None => None,
         Some(name) => Some(
@@ -119,12 +108,39 @@ pub fn bind(cfg: &UnixSocketConfig) -> Result<BoundUnix, UnixSocketError> {
                 .gid,
         ),
     };
-    let listener = UnixListener::bind(&path).map_err(io_err("binding"))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(cfg.mode))
         .map_err(io_err("setting the mode"))?;
     if uid.is_some() || gid.is_some() {
         std::os::unix::fs::chown(&path, uid.map(|u| u.as_raw()), gid.map(|g| g.as_raw()))
             .map_err(io_err("changing owner/group"))?;
+    }
+    Ok(())
+}
+
+/// Binds the socket: replaces a stale socket (nobody listening), refuses to
+/// touch anything that is not a socket, then applies owner, group and mode.
+pub fn bind(cfg: &UnixSocketConfig) -> Result<BoundUnix, UnixSocketError> {
+    let path = cfg.path.clone();
+    let io_err = |what: &'static str| {
+        let path = path.clone();
+        move |source| UnixSocketError::Io { path, what, source }
+    };
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                return Err(UnixSocketError::InUse(path));
+            }
+            std::fs::remove_file(&path).map_err(io_err("removing the stale socket"))?;
+        }
+        Ok(_) => return Err(UnixSocketError::NotASocket(path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("inspecting the path")(e)),
+    }
+    let listener = UnixListener::bind(&path).map_err(io_err("binding"))?;
+    if let Err(e) = apply_owner_and_mode(cfg) {
+        // Do not leave a socket with the wrong owner or mode behind.
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
     }
     let inode = std::fs::symlink_metadata(&path)
         .map_err(io_err("inspecting the socket"))?

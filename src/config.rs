@@ -66,6 +66,13 @@ pub struct Config {
     pub push_api: bool,
     /// Forwarding to time-series databases.
     pub sinks: Vec<crate::sinks::SinkConfig>,
+    /// `exporter.web_config_file`: TLS and basic auth of the HTTP port
+    /// (Prometheus web configuration format; see [`crate::web`]). The
+    /// `--web.config.file` flag overrides it.
+    pub web_config_file: Option<PathBuf>,
+    /// `receiver.allowed_networks`: peers of the TCP receivers (stream and
+    /// RPC) must be in one of these networks; `None` allows any peer.
+    pub allowed_networks: Option<crate::netacl::AllowedNetworks>,
 }
 
 /// Where a secret comes from; read at start-up, never logged.
@@ -500,6 +507,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     let shutdown_grace = exporter
         .duration("shutdown_grace_period", cx, true)
         .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+    let web_config_file = exporter.string("web_config_file", cx).map(PathBuf::from);
     for key in ["stale_check_interval", "stale_metric_ttl"] {
         if exporter.raw(key).is_some() {
             cx.warnings.push(format!(
@@ -524,6 +532,20 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         }
     }
     let default_mode = receiver.mode("unix_socket_mode", cx).unwrap_or(0o660);
+    let allowed_networks = receiver.get("allowed_networks", cx, |v| {
+        let arr = v
+            .as_array()
+            .ok_or_else(|| expected("an array of networks such as [\"127.0.0.0/8\"]", v))?;
+        let entries = arr
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.as_str()
+                    .ok_or_else(|| format!("element {i}: {}", expected("a string", e)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::netacl::AllowedNetworks::parse(&entries)
+    });
 
     // master layout: one format for the flat listeners.
     let format = receiver.get("format", cx, |v| match v.as_str() {
@@ -632,6 +654,20 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     receiver.finish(cx);
 
     check_duplicate_endpoints(&receivers, rpc.as_ref(), http_listen, cx);
+    if allowed_networks.is_none() {
+        let tcp = receivers.iter().filter_map(|r| match &r.endpoint {
+            Endpoint::Tcp(a) => Some(*a),
+            Endpoint::Unix(_) => None,
+        });
+        for a in tcp.chain(rpc.as_ref().map(|r| r.listen)) {
+            if !a.ip().is_loopback() {
+                cx.warnings.push(format!(
+                    "a TCP receiver listens on {a} and accepts pushes from any peer: \
+                     set `receiver.allowed_networks` to restrict it"
+                ));
+            }
+        }
+    }
 
     let mut lim = top.sub("limits", cx);
     let defaults = Limits::default();
@@ -673,6 +709,8 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         poll,
         push_api,
         sinks,
+        web_config_file,
+        allowed_networks,
     })
 }
 

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::config::{Limits, WireFormat};
+use crate::netacl::AllowedNetworks;
 use crate::store::{AppKind, PushError, Store};
 use crate::telemetry::RejectReason;
 use codec::AppPush;
@@ -117,6 +118,9 @@ pub struct Ctx {
     /// stop then (not at the start of the shutdown, so pushes in progress
     /// can finish).
     pub abort: CancellationToken,
+    /// Networks TCP peers must belong to (`receiver.allowed_networks`);
+    /// `None` allows any peer. Unix sockets are governed by their mode.
+    pub allowed_networks: Option<Arc<AllowedNetworks>>,
 }
 
 /// The reply line sent after a connection's data was processed.
@@ -180,6 +184,19 @@ pub async fn serve(
             }
         };
         let span = tracing::info_span!("conn", listener = %ctx.listener, peer = %peer);
+        if let (Conn::Tcp(s), Some(allowed)) = (&conn, &ctx.allowed_networks) {
+            if !s.peer_addr().is_ok_and(|a| allowed.allows(a.ip())) {
+                ctx.store
+                    .metrics()
+                    .count_rejection(RejectReason::NetworkNotAllowed);
+                warn!(parent: &span, "connection refused: peer outside receiver.allowed_networks");
+                let msg = format!(
+                    "connections from {peer} are not allowed on this listener (receiver.allowed_networks)"
+                );
+                tracker.spawn(refuse(conn, msg).instrument(span));
+                continue;
+            }
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             ctx.store
                 .metrics()

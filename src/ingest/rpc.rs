@@ -74,6 +74,7 @@ pub fn spawn(
     store: Arc<Store>,
     max_connections: usize,
     max_message_bytes: usize,
+    allowed_networks: Option<Arc<crate::netacl::AllowedNetworks>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     listener.set_nonblocking(true)?;
@@ -106,6 +107,15 @@ pub fn spawn(
                             }
                         },
                     };
+                    if allowed_networks.as_ref().is_some_and(|a| !a.allows(peer.ip())) {
+                        // RPC has no reply line outside a call: just close.
+                        store
+                            .metrics()
+                            .count_rejection(RejectReason::NetworkNotAllowed);
+                        warn!(%peer, "rpc connection refused: peer outside receiver.allowed_networks");
+                        drop(stream);
+                        continue;
+                    }
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         store
                             .metrics()

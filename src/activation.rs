@@ -79,10 +79,12 @@ impl Activated {
                 _ => match fds.take_tcp_listener(i) {
                     Ok(Some(l)) => Socket::Tcp(l),
                     Ok(None) => continue,
-                    Err(e) => return Err(format!(
+                    Err(e) => {
+                        return Err(format!(
                         "socket activation: fd {} is neither a Unix stream nor a TCP socket: {e}",
                         i + 3
-                    )),
+                    ))
+                    }
                 },
             };
             let name = names

@@ -236,14 +236,33 @@ async fn refuse(conn: Conn, msg: String) {
             Conn::Tcp(mut s) => {
                 let _ = s.write_all(&reply).await;
                 let _ = s.shutdown().await;
+                drain(&mut s).await;
             }
             Conn::Unix(mut s) => {
                 let _ = s.write_all(&reply).await;
                 let _ = s.shutdown().await;
+                drain(&mut s).await;
             }
         }
     })
     .await;
+}
+
+/// Most bytes read and discarded from a refused client.
+const REFUSAL_DRAIN_BYTES: usize = 1 << 20;
+
+/// Discards what a refused client sends until it half-closes (bounded in
+/// bytes here, in time by the caller): closing a socket with unread data
+/// resets the connection, and the client could lose the reply.
+async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
+    let mut buf = [0u8; 8192];
+    let mut total = 0;
+    while total < REFUSAL_DRAIN_BYTES {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
 }
 
 /// Why reading stopped early.

@@ -14,3 +14,4 @@ mod pushgw;
 mod rpc;
 mod sinks;
 mod support;
+mod tls;

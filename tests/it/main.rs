@@ -5,6 +5,7 @@
 //! prometheus_client and pycapnp, netcat); `scripts/test.sh` installs them.
 //! A missing tool fails the test: it is never skipped.
 
+mod activation;
 mod bad_input;
 mod cli;
 mod http;

@@ -28,9 +28,9 @@ use base64::Engine as _;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-/// How long a successful verification is remembered: short, so a removed
-/// user or changed password stops working soon after a restart elsewhere
-/// is impossible anyway, yet long enough to span many scrape intervals.
+/// How long a successful verification is remembered: long enough to cover
+/// several scrapes at usual intervals (one bcrypt run per minute per
+/// client), short enough that a cached success does not linger.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 /// Cached verifications kept at most; the cache is emptied when full
 /// (legitimate clients are few; this only bounds memory).

@@ -542,3 +542,64 @@ scrape_configs:
     assert_eq!(wrong, "0", "a wrong password is refused");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_in_flight_over_tls_finishes_during_shutdown() {
+    use std::sync::Arc;
+    use tokio::io::AsyncWriteExt;
+    let pki = pki();
+    let app = start_with_web(&pki.web_config(TLS), "").await;
+    let addr = app.http;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::pem::PemObject::pem_file_iter(&pki.ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    // A push whose handler is running: with `Expect: 100-continue`, the
+    // server answers `100 Continue` when the handler starts reading the body.
+    let body = "inflight_value 1\n";
+    tls.write_all(
+        format!(
+            "PUT /metrics/job/inflight HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tls.flush().await.unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(STEP, tls.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        interim.push(b[0]);
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{interim:?}");
+    let store = app.store.clone();
+    let stopping = tokio::spawn(app.stop());
+    // Shutdown has begun once new connections are refused.
+    eventually(|| async { tokio::net::TcpStream::connect(addr).await.is_err() }).await;
+    tls.write_all(body.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(STEP, tls.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    stopping.await.unwrap();
+    assert!(store.apps().iter().any(|a| a.name.contains("inflight")));
+}

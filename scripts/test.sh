@@ -6,7 +6,8 @@
 # Installs what the tests need when it is missing: Debian packages
 # (prometheus for promtool, a server to poll and the remote-write
 # receiver, prometheus-node-exporter, prometheus-pushgateway,
-# victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv) via
+# victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv,
+# systemd for systemd-analyze and systemd-socket-activate) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -27,6 +28,9 @@ command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v python3 >/dev/null || missing+=(python3)
+if ! command -v systemd-analyze >/dev/null || ! command -v systemd-socket-activate >/dev/null; then
+    missing+=(systemd)
+fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${missing[*]}"
@@ -59,6 +63,26 @@ if ! diff -r "$saved/generated" src/generated; then
     exit 1
 fi
 rm -rf "$saved"
+
+echo "== systemd-analyze verify systemd/*"
+# verify checks that ExecStart's binary exists and is executable, so the
+# units are checked from a copy whose ExecStart points at the binary just
+# built; everything else is verified as committed. It exits 0 on unknown
+# keys and other warnings: any output counts as a failure. No running
+# systemd is needed.
+units=$(mktemp -d)
+cp systemd/exporter-proxy.service systemd/exporter-proxy.socket "$units/"
+sed -i "s|^ExecStart=/usr/bin/exporter-proxy |ExecStart=$PWD/target/debug/exporter-proxy |" "$units/exporter-proxy.service"
+grep -q "^ExecStart=$PWD/target/debug/exporter-proxy " "$units/exporter-proxy.service" || {
+    echo "systemd/exporter-proxy.service: ExecStart is not /usr/bin/exporter-proxy ..." >&2
+    exit 1
+}
+if ! verify_out=$(systemd-analyze verify --man=no "$units/exporter-proxy.socket" "$units/exporter-proxy.service" 2>&1) || [ -n "$verify_out" ]; then
+    echo "$verify_out" >&2
+    echo "systemd-analyze verify failed" >&2
+    exit 1
+fi
+rm -rf "$units"
 
 echo "== cargo test"
 cargo test --locked

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::activation::Activated;
 use crate::config::{Config, Endpoint, ReceiverConfig};
 use crate::http::{self, HttpState};
 use crate::ingest::{self, unix, Ctx, Listener};
@@ -24,6 +25,7 @@ use crate::poll::register::Registrar;
 use crate::poll::Poller;
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::SelfMetrics;
+use crate::web::WebConfig;
 
 /// Time aborted connections get to send their error reply at shutdown.
 const ABORT_REPLY_TIME: std::time::Duration = std::time::Duration::from_secs(1);
@@ -37,8 +39,11 @@ pub struct Bound {
     pub receivers: Vec<(ReceiverConfig, Listener)>,
     /// The RPC listener.
     pub rpc: Option<std::net::TcpListener>,
-    /// Unix sockets to remove at exit: (path, inode).
+    /// Unix sockets to remove at exit: (path, inode). Handed-over
+    /// (socket-activated) sockets are not in it: systemd owns them.
     sockets: Vec<(PathBuf, u64)>,
+    /// TLS and basic auth of the HTTP port.
+    web: WebConfig,
 }
 
 impl Bound {
@@ -61,51 +66,96 @@ impl Bound {
     }
 }
 
-/// Binds every listener of `config`. Nothing is spawned here.
+/// Binds every listener of `config`, loading `config.web_config_file`.
+/// Nothing is spawned here.
 pub async fn bind(config: &Config) -> anyhow::Result<Bound> {
+    let web = match &config.web_config_file {
+        Some(p) => WebConfig::load(p)?,
+        None => WebConfig::default(),
+    };
+    bind_with(config, Activated::none(), web).await
+}
+
+/// [`bind`] with an already loaded web config, using the sockets handed
+/// over by systemd where they match (see [`crate::activation`]).
+pub async fn bind_with(
+    config: &Config,
+    mut activated: Activated,
+    web: WebConfig,
+) -> anyhow::Result<Bound> {
     let mut sockets = Vec::new();
     let mut receivers = Vec::new();
     for r in &config.receivers {
         let listener = match &r.endpoint {
-            Endpoint::Tcp(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("receiver `{}`: binding {addr}", r.name))?;
-                Listener::Tcp(l)
-            }
-            Endpoint::Unix(u) => {
-                let b = unix::bind(u).with_context(|| format!("receiver `{}`", r.name))?;
-                sockets.push((b.path.clone(), b.inode()));
-                Listener::Unix(b.listener, b.path)
-            }
+            Endpoint::Tcp(addr) => match activated.take_tcp(&r.name, *addr) {
+                Some(l) => {
+                    info!(receiver = %r.name, "using the socket handed over by systemd");
+                    Listener::Tcp(from_std_tcp(l)?)
+                }
+                None => {
+                    let l = TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("receiver `{}`: binding {addr}", r.name))?;
+                    Listener::Tcp(l)
+                }
+            },
+            Endpoint::Unix(u) => match activated.take_unix(&r.name, &u.path) {
+                Some(l) => {
+                    // systemd owns it: no mode/owner changes, never unlinked.
+                    info!(receiver = %r.name, "using the socket handed over by systemd");
+                    l.set_nonblocking(true)
+                        .and_then(|()| tokio::net::UnixListener::from_std(l))
+                        .map(|l| Listener::Unix(l, u.path.clone()))
+                        .with_context(|| format!("receiver `{}`: handed-over socket", r.name))?
+                }
+                None => {
+                    let b = unix::bind(u).with_context(|| format!("receiver `{}`", r.name))?;
+                    sockets.push((b.path.clone(), b.inode()));
+                    Listener::Unix(b.listener, b.path)
+                }
+            },
         };
         info!(receiver = %r.name, format = r.format.as_str(), address = %listener.describe(), "receiver bound");
         receivers.push((r.clone(), listener));
     }
     let rpc = match &config.rpc {
         Some(rpc) => {
-            let l = std::net::TcpListener::bind(rpc.listen)
-                .with_context(|| format!("receiver.rpc: binding {}", rpc.listen))?;
+            let l = match activated.take_tcp("rpc", rpc.listen) {
+                Some(l) => l,
+                None => std::net::TcpListener::bind(rpc.listen)
+                    .with_context(|| format!("receiver.rpc: binding {}", rpc.listen))?,
+            };
             info!(address = %l.local_addr()?, "cap'n proto rpc receiver bound");
             Some(l)
         }
         None => None,
     };
-    let http = TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "exporter.scrape_expose_endpoint: binding {}",
-                config.http_listen
-            )
-        })?;
-    info!(address = %http.local_addr()?, "http server bound");
+    let http = match activated.take_tcp("http", config.http_listen) {
+        Some(l) => from_std_tcp(l)?,
+        None => TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "exporter.scrape_expose_endpoint: binding {}",
+                    config.http_listen
+                )
+            })?,
+    };
+    info!(address = %http.local_addr()?, web = %web.describe(), "http server bound");
+    activated.finish().map_err(anyhow::Error::msg)?;
     Ok(Bound {
         http,
         receivers,
         rpc,
         sockets,
+        web,
     })
+}
+
+fn from_std_tcp(l: std::net::TcpListener) -> anyhow::Result<TcpListener> {
+    l.set_nonblocking(true)
+        .and_then(|()| TcpListener::from_std(l))
+        .context("handed-over tcp socket")
 }
 
 /// A running proxy's shared handles, for tests and embedding.
@@ -132,6 +182,7 @@ pub async fn run_with_store(
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
+    let allowed = config.allowed_networks.clone().map(Arc::new);
 
     // Restore before any receiver runs, so that a restored (older) set can
     // never overwrite a newer push.
@@ -152,6 +203,7 @@ pub async fn run_with_store(
             limits: config.limits.clone(),
             abort: abort.clone(),
             ttl: rc.ttl,
+            allowed_networks: allowed.clone(),
         };
         tracker.spawn(ingest::serve(
             listener,
@@ -176,6 +228,7 @@ pub async fn run_with_store(
             rc.max_connections,
             config.limits.max_push_bytes,
             rc.ttl,
+            allowed.clone(),
             shutdown.clone(),
         )?),
         _ => None,
@@ -210,15 +263,17 @@ pub async fn run_with_store(
         max_push_bytes: config.limits.max_push_bytes,
         registrar,
     });
-    let http_shutdown = shutdown.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(
-            bound.http,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-        .await
-    });
+    let router = match &bound.web.basic_auth {
+        Some(auth) => crate::web::auth::layer(router, auth.clone()),
+        None => router,
+    };
+    let tls = bound.web.tls.as_ref().map(|t| t.server_config.clone());
+    let http = tokio::spawn(crate::web::serve::serve(
+        bound.http,
+        router,
+        tls,
+        shutdown.clone(),
+    ));
 
     ready.store(true, Ordering::Release);
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {

@@ -78,6 +78,13 @@ pub struct Config {
     /// Polled targets (`[poll_external]` and `[[poll.targets]]`) and
     /// self-registration (`[poll.register]`).
     pub poll: PollConfig,
+    /// `exporter.web_config_file`: TLS and basic auth of the HTTP port
+    /// (Prometheus web configuration format; see [`crate::web`]). The
+    /// `--web.config.file` flag overrides it.
+    pub web_config_file: Option<PathBuf>,
+    /// `receiver.allowed_networks`: peers of the TCP receivers (stream and
+    /// RPC) must be in one of these networks; `None` allows any peer.
+    pub allowed_networks: Option<crate::netacl::AllowedNetworks>,
 }
 
 /// Wire format accepted by a receiver.
@@ -688,6 +695,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     let expiry_interval = exporter
         .duration("stale_check_interval", cx, false)
         .unwrap_or(Duration::from_secs(1));
+    let web_config_file = exporter.string("web_config_file", cx).map(PathBuf::from);
     exporter.finish(cx);
 
     let mut receiver = top.sub("receiver", cx);
@@ -705,6 +713,20 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         }
     }
     let default_mode = receiver.mode("unix_socket_mode", cx).unwrap_or(0o660);
+    let allowed_networks = receiver.get("allowed_networks", cx, |v| {
+        let arr = v
+            .as_array()
+            .ok_or_else(|| expected("an array of networks such as [\"127.0.0.0/8\"]", v))?;
+        let entries = arr
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                e.as_str()
+                    .ok_or_else(|| format!("element {i}: {}", expected("a string", e)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::netacl::AllowedNetworks::parse(&entries)
+    });
 
     // master layout: one format for the flat listeners.
     let format = receiver.get("format", cx, |v| match v.as_str() {
@@ -822,6 +844,20 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     receiver.finish(cx);
 
     check_duplicate_endpoints(&receivers, rpc.as_ref(), http_listen, cx);
+    if allowed_networks.is_none() {
+        let tcp = receivers.iter().filter_map(|r| match &r.endpoint {
+            Endpoint::Tcp(a) => Some(*a),
+            Endpoint::Unix(_) => None,
+        });
+        for a in tcp.chain(rpc.as_ref().map(|r| r.listen)) {
+            if !a.ip().is_loopback() {
+                cx.warnings.push(format!(
+                    "a TCP receiver listens on {a} and accepts pushes from any peer: \
+                     set `receiver.allowed_networks` to restrict it"
+                ));
+            }
+        }
+    }
 
     let mut lim = top.sub("limits", cx);
     let defaults = Limits::default();
@@ -886,6 +922,8 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         push_api,
         sinks,
         persistence,
+        web_config_file,
+        allowed_networks,
     })
 }
 

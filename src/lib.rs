@@ -17,22 +17,32 @@
 //! * [`sinks`]: forwarding to remote write and InfluxDB.
 //! * [`persist`]: the snapshot file.
 //! * [`telemetry`]: self-metrics and logging.
+//! * [`web`]: TLS and basic auth of the HTTP port (Prometheus web config
+//!   file), and the HTTP(S) accept loop.
+//! * [`netacl`]: allowed networks of the TCP receivers (pure).
+//! * [`activation`]: sockets handed over by systemd.
 //! * [`app`]: bind everything, run, shut down.
 //! * [`cli`]: the `push` and `apps` client subcommands.
+//! * [`healthcheck`]: the `healthcheck` subcommand (container health checks).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activation;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod exposition;
 #[allow(missing_docs)]
 pub mod generated;
+pub mod healthcheck;
 pub mod http;
 pub mod ingest;
+pub mod netacl;
 pub mod persist;
 pub mod poll;
+
 pub mod pushgw;
 pub mod sinks;
 pub mod store;
 pub mod telemetry;
+pub mod web;

@@ -1,14 +1,16 @@
 //! The `exporter-proxy` binary: CLI → config → logging → bind → run, plus
-//! the `check-config`, `push` and `apps` subcommands.
+//! the `check-config`, `push`, `apps` and `healthcheck` subcommands.
 
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use exporter_proxy::activation::Activated;
 use exporter_proxy::cli::{self, Target};
 use exporter_proxy::config::{Config, WireFormat};
-use exporter_proxy::{app, telemetry};
+use exporter_proxy::web::WebConfig;
+use exporter_proxy::{app, healthcheck, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code for configuration errors (EX_USAGE, as documented).
@@ -45,6 +47,15 @@ struct Cli {
         global = true
     )]
     log_level: String,
+    /// Web configuration file (Prometheus exporter-toolkit format: TLS and
+    /// basic auth of the HTTP port); overrides `exporter.web_config_file`.
+    #[arg(
+        long = "web.config.file",
+        visible_alias = "web-config-file",
+        env = "EXPORTER_PROXY_WEB_CONFIG_FILE",
+        global = true
+    )]
+    web_config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -80,6 +91,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// GET /-/healthy of a running proxy: exit 0 when it answers 200, 1
+    /// otherwise (for container health checks).
+    Healthcheck {
+        /// URL to check. Default: /-/healthy at the config's HTTP address,
+        /// https when the web config enables TLS (certificate not verified).
+        #[arg(short, long)]
+        url: Option<String>,
+        /// PEM CA bundle to verify an https server with.
+        #[arg(long = "ca-file")]
+        ca_file: Option<PathBuf>,
+        /// Do not verify the server certificate.
+        #[arg(long)]
+        insecure: bool,
+        /// Give up after this long.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -98,12 +126,19 @@ fn main() -> ExitCode {
             format,
         }) => push(&cli, app, file.as_deref(), to.as_deref(), format),
         Some(Command::Apps { ref url, json }) => apps(&cli, url.as_deref(), json),
-        Some(Command::CheckConfig) => match Config::load(&cli.config) {
-            Ok(loaded) => {
+        Some(Command::CheckConfig) => match load(&cli) {
+            Ok((loaded, web)) => {
                 for w in &loaded.warnings {
                     eprintln!("warning: {w}");
                 }
                 println!("{}: configuration is valid", cli.config.display());
+                if let Some(p) = &loaded.config.web_config_file {
+                    println!(
+                        "{}: web configuration is valid: {}",
+                        p.display(),
+                        web.describe()
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -111,19 +146,52 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Some(Command::Healthcheck {
+            ref url,
+            ref ca_file,
+            insecure,
+            timeout,
+        }) => health(&cli, url.as_deref(), ca_file.as_deref(), insecure, timeout),
         Some(Command::Run) | None => run(&cli),
     }
 }
 
+/// The config with `--web.config.file` applied, and the loaded web config.
+fn load(cli: &Cli) -> Result<(exporter_proxy::config::Loaded, WebConfig), String> {
+    let mut loaded = Config::load(&cli.config).map_err(|e| e.to_string())?;
+    if let Some(p) = &cli.web_config {
+        loaded.config.web_config_file = Some(p.clone());
+    }
+    let web = match &loaded.config.web_config_file {
+        Some(p) => WebConfig::load(p).map_err(|e| e.to_string())?,
+        None => WebConfig::default(),
+    };
+    Ok((loaded, web))
+}
+
 fn run(cli: &Cli) -> ExitCode {
-    let loaded = match Config::load(&cli.config) {
+    let (loaded, web) = match load(cli) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("exporter-proxy: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Before any thread exists: listenfd edits the environment.
+    let activated = match Activated::from_env() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("exporter-proxy: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
     telemetry::init_logging(&cli.log_level);
+    if !activated.is_empty() {
+        tracing::info!(
+            sockets = activated.len(),
+            "socket activation: sockets handed over"
+        );
+    }
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -146,7 +214,7 @@ fn run(cli: &Cli) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let bound = app::bind(&config).await?;
+        let bound = app::bind_with(&config, activated, web).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(app::cancel_on_signal(shutdown.clone()));
         app::run(bound, config, shutdown).await
@@ -241,6 +309,50 @@ fn apps(cli: &Cli, url: Option<&str>, json: bool) -> ExitCode {
         }
         Err(e) => {
             eprintln!("exporter-proxy apps: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn health(
+    cli: &Cli,
+    url: Option<&str>,
+    ca_file: Option<&std::path::Path>,
+    insecure: bool,
+    timeout: std::time::Duration,
+) -> ExitCode {
+    let (url, insecure) = match url {
+        Some(u) => (u.to_owned(), insecure),
+        None => match load(cli) {
+            Ok((l, web)) => {
+                let scheme = if web.tls.is_some() { "https" } else { "http" };
+                let addr = cli::loopback(l.config.http_listen);
+                // Derived from the config: the certificate names a host,
+                // not this loopback address; liveness is the question.
+                (
+                    format!("{scheme}://{addr}/-/healthy"),
+                    insecure || web.tls.is_some(),
+                )
+            }
+            Err(e) => {
+                eprintln!("exporter-proxy healthcheck: no --url given and {e}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
+    let check = healthcheck::Check {
+        url,
+        ca_file,
+        insecure,
+        timeout,
+    };
+    match healthcheck::run(&check) {
+        Ok(msg) => {
+            println!("healthy: {msg}");
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("unhealthy: {msg}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }

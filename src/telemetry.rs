@@ -44,6 +44,8 @@ pub enum RejectReason {
     TooManyConnections,
     /// The connection failed while reading.
     IoError,
+    /// The peer is outside `receiver.allowed_networks`.
+    NetworkNotAllowed,
 }
 
 impl RejectReason {
@@ -60,6 +62,7 @@ impl RejectReason {
             RejectReason::Timeout => "timeout",
             RejectReason::TooManyConnections => "too_many_connections",
             RejectReason::IoError => "io_error",
+            RejectReason::NetworkNotAllowed => "network_not_allowed",
         }
     }
 }

@@ -30,6 +30,8 @@ fn defaults() -> Config {
         default_ttl: Ttl::Never,
         expiry_interval: secs(1),
         push_api_ttl: None,
+        web_config_file: None,
+        allowed_networks: None,
     }
 }
 
@@ -1105,4 +1107,50 @@ fn sink_problems_name_their_keys() {
     ] {
         assert!(text.contains(want), "{want} missing in:\n{text}");
     }
+}
+
+#[test]
+fn web_config_file_and_allowed_networks() {
+    check(
+        r#"
+        [exporter]
+        web_config_file = "/etc/exporter-proxy/web.yml"
+        [receiver]
+        receiver_tcp_socket = "0.0.0.0:6554"
+        allowed_networks = ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
+        "#,
+        |c| {
+            c.web_config_file = Some(PathBuf::from("/etc/exporter-proxy/web.yml"));
+            c.receivers = vec![tcp("tcp", "0.0.0.0:6554", WireFormat::Auto, 2048)];
+            c.allowed_networks = Some(
+                crate::netacl::AllowedNetworks::parse(&["127.0.0.0/8", "::1/128", "10.0.0.0/8"])
+                    .unwrap(),
+            );
+        },
+    );
+}
+
+#[test]
+fn a_non_loopback_receiver_without_allowed_networks_is_warned_about() {
+    check_warnings(
+        "[receiver]\nreceiver_tcp_socket = \"0.0.0.0:6554\"\n",
+        |c| c.receivers = vec![tcp("tcp", "0.0.0.0:6554", WireFormat::Auto, 2048)],
+        &["a TCP receiver listens on 0.0.0.0:6554 and accepts pushes from any peer: set `receiver.allowed_networks` to restrict it"],
+    );
+}
+
+#[test]
+fn allowed_networks_problems_name_the_key() {
+    check_problems(
+        "[receiver]\nallowed_networks = [\"10.0.0.0/8\", \"nope\"]\n",
+        &["`receiver.allowed_networks`: element 1: expected a network such as \"10.0.0.0/8\" or \"::1/128\", found \"nope\""],
+    );
+    check_problems(
+        "[receiver]\nallowed_networks = []\n",
+        &["`receiver.allowed_networks`: an empty list would refuse every peer; leave the key out to allow any peer"],
+    );
+    check_problems(
+        "[receiver]\nallowed_networks = \"10.0.0.0/8\"\n",
+        &["`receiver.allowed_networks`: expected an array of networks such as [\"127.0.0.0/8\"], found string"],
+    );
 }

@@ -29,6 +29,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::config::{Limits, WireFormat};
+use crate::netacl::AllowedNetworks;
 use crate::store::{AppKind, PushError, Store};
 use crate::telemetry::RejectReason;
 use codec::AppPush;
@@ -120,6 +121,9 @@ pub struct Ctx {
     /// TTL of pushes through this listener that do not set one
     /// (`None`: the store's default).
     pub ttl: Option<crate::store::Ttl>,
+    /// Networks TCP peers must belong to (`receiver.allowed_networks`);
+    /// `None` allows any peer. Unix sockets are governed by their mode.
+    pub allowed_networks: Option<Arc<AllowedNetworks>>,
 }
 
 /// The reply line sent after a connection's data was processed.
@@ -184,6 +188,19 @@ pub async fn serve(
             }
         };
         let span = tracing::info_span!("conn", listener = %ctx.listener, peer = %peer);
+        if let (Conn::Tcp(s), Some(allowed)) = (&conn, &ctx.allowed_networks) {
+            if !s.peer_addr().is_ok_and(|a| allowed.allows(a.ip())) {
+                ctx.store
+                    .metrics()
+                    .count_rejection(RejectReason::NetworkNotAllowed);
+                warn!(parent: &span, "connection refused: peer outside receiver.allowed_networks");
+                let msg = format!(
+                    "connections from {peer} are not allowed on this listener (receiver.allowed_networks)"
+                );
+                tracker.spawn(refuse(conn, msg).instrument(span));
+                continue;
+            }
+        }
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             ctx.store
                 .metrics()
@@ -225,14 +242,33 @@ async fn refuse(conn: Conn, msg: String) {
             Conn::Tcp(mut s) => {
                 let _ = s.write_all(&reply).await;
                 let _ = s.shutdown().await;
+                drain(&mut s).await;
             }
             Conn::Unix(mut s) => {
                 let _ = s.write_all(&reply).await;
                 let _ = s.shutdown().await;
+                drain(&mut s).await;
             }
         }
     })
     .await;
+}
+
+/// Most bytes read and discarded from a refused client.
+const REFUSAL_DRAIN_BYTES: usize = 1 << 20;
+
+/// Discards what a refused client sends until it half-closes (bounded in
+/// bytes here, in time by the caller): closing a socket with unread data
+/// resets the connection, and the client could lose the reply.
+async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
+    let mut buf = [0u8; 8192];
+    let mut total = 0;
+    while total < REFUSAL_DRAIN_BYTES {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => total += n,
+        }
+    }
 }
 
 /// Why reading stopped early.

@@ -95,6 +95,7 @@ pub fn spawn(
     max_connections: usize,
     max_message_bytes: usize,
     ttl: Option<Ttl>,
+    allowed_networks: Option<Arc<crate::netacl::AllowedNetworks>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<Option<StdTcpListener>>> {
     listener.set_nonblocking(true)?;
@@ -127,6 +128,15 @@ pub fn spawn(
                             }
                         },
                     };
+                    if allowed_networks.as_ref().is_some_and(|a| !a.allows(peer.ip())) {
+                        // RPC has no reply line outside a call: just close.
+                        store
+                            .metrics()
+                            .count_rejection(RejectReason::NetworkNotAllowed);
+                        warn!(%peer, "rpc connection refused: peer outside receiver.allowed_networks");
+                        drop(stream);
+                        continue;
+                    }
                     let Ok(permit) = permits.clone().try_acquire_owned() else {
                         store
                             .metrics()

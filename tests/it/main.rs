@@ -5,8 +5,10 @@
 //! prometheus_client and pycapnp, netcat); `scripts/test.sh` installs them.
 //! A missing tool fails the test: it is never skipped.
 
+mod activation;
 mod bad_input;
 mod cli;
+mod docker;
 mod http;
 mod interop;
 mod persist;
@@ -17,3 +19,4 @@ mod register;
 mod rpc;
 mod sinks;
 mod support;
+mod tls;

@@ -12,9 +12,9 @@ use crate::interop::tool;
 use crate::support::*;
 
 /// A server process on a free loopback port, killed on drop.
-struct Daemon {
+pub struct Daemon {
     child: Child,
-    addr: std::net::SocketAddr,
+    pub addr: std::net::SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -25,7 +25,7 @@ impl Drop for Daemon {
     }
 }
 
-async fn start(
+pub async fn start(
     program: &str,
     package: &str,
     args: impl FnOnce(&Path, u16) -> Vec<String>,
@@ -63,7 +63,7 @@ async fn start(
 }
 
 /// Percent-encodes a query-string value.
-fn enc(s: &str) -> String {
+pub fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -75,7 +75,7 @@ fn enc(s: &str) -> String {
 }
 
 /// Waits for `f` to return `Some` within 30 s.
-async fn poll_until<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn poll_until<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,

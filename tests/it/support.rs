@@ -46,6 +46,15 @@ impl TestApp {
 
     /// Lines inside `[exporter]` and `[receiver]`, then whole tables.
     pub async fn with_all(exporter_extra: &str, receiver_extra: &str, extra: &str) -> TestApp {
+        let app = TestApp::launch(exporter_extra, receiver_extra, extra).await;
+        app.wait_ready().await;
+        app
+    }
+
+    /// [`TestApp::with_all`] without waiting for `/-/ready` over plain
+    /// HTTP (which TLS or basic auth would refuse). Every listener is bound
+    /// when this returns, so clients may connect at once.
+    pub async fn launch(exporter_extra: &str, receiver_extra: &str, extra: &str) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("push.sock");
         let toml = format!(
@@ -86,7 +95,7 @@ receiver_tcp_socket = "127.0.0.1:0"
             store.clone(),
             shutdown.clone(),
         ));
-        let app = TestApp {
+        TestApp {
             http,
             tcp,
             rpc,
@@ -95,9 +104,7 @@ receiver_tcp_socket = "127.0.0.1:0"
             shutdown,
             task: Some(task),
             _dir: dir,
-        };
-        app.wait_ready().await;
-        app
+        }
     }
 
     async fn wait_ready(&self) {

@@ -44,6 +44,8 @@ pub struct Bound {
     sockets: Vec<(PathBuf, u64)>,
     /// TLS and basic auth of the HTTP port.
     web: WebConfig,
+    /// The file a reload reads the configuration from.
+    config_path: Option<PathBuf>,
 }
 
 impl Bound {
@@ -63,6 +65,13 @@ impl Bound {
     /// The RPC address.
     pub fn rpc_addr(&self) -> Option<SocketAddr> {
         self.rpc.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Sets the file that `SIGHUP` and `POST /-/reload` read the new
+    /// configuration from. Without one, reloads are refused.
+    pub fn with_config_path(mut self, path: PathBuf) -> Self {
+        self.config_path = Some(path);
+        self
     }
 }
 
@@ -149,6 +158,7 @@ pub async fn bind_with(
         rpc,
         sockets,
         web,
+        config_path: None,
     })
 }
 
@@ -172,6 +182,356 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> a
     run_with_store(bound, config, store, shutdown).await
 }
 
+/// A reload request from `POST /-/reload`: the reply carries the outcome.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// A socket file we created: path and inode.
+type SocketFile = (PathBuf, u64);
+
+/// One running push receiver.
+struct RunningReceiver {
+    config: ReceiverConfig,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Listener>,
+    /// The socket file we created, removed when the receiver goes away.
+    socket: Option<(PathBuf, u64)>,
+}
+
+/// Everything that a reload may change, and what it needs to do so.
+struct Running {
+    config: Config,
+    config_path: Option<PathBuf>,
+    store: Arc<Store>,
+    tracker: TaskTracker,
+    abort: CancellationToken,
+    shutdown: CancellationToken,
+    receivers: Vec<RunningReceiver>,
+    rpc: Option<(
+        CancellationToken,
+        std::thread::JoinHandle<Option<std::net::TcpListener>>,
+    )>,
+    http: Vec<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    poller: Arc<Poller>,
+}
+
+/// The key that tells whether two receivers listen on the same socket.
+fn endpoint_key(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Tcp(a) => format!("tcp {a}"),
+        Endpoint::Unix(u) => format!("unix {}", u.path.display()),
+    }
+}
+
+/// Settings a reload cannot change (they shape state that lives on).
+fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut check = |same: bool, key: &'static str| {
+        if !same {
+            v.push(key);
+        }
+    };
+    check(
+        old.worker_threads == new.worker_threads,
+        "exporter.worker_threads",
+    );
+    check(old.app_label == new.app_label, "receiver.app_label");
+    check(
+        old.default_ttl == new.default_ttl,
+        "exporter.stale_metric_ttl",
+    );
+    check(
+        old.expiry_interval == new.expiry_interval,
+        "exporter.stale_check_interval",
+    );
+    check(
+        old.limits.max_series_per_app == new.limits.max_series_per_app,
+        "limits.max_series_per_app",
+    );
+    check(
+        old.limits.max_apps == new.limits.max_apps,
+        "limits.max_apps",
+    );
+    check(
+        old.limits.max_push_bytes == new.limits.max_push_bytes,
+        "limits.max_push_bytes",
+    );
+    check(
+        old.push_api == new.push_api && old.push_api_ttl == new.push_api_ttl,
+        "push_api",
+    );
+    check(old.sinks == new.sinks, "sinks");
+    check(old.persistence == new.persistence, "persistence");
+    check(old.poll.register == new.poll.register, "poll.register");
+    check(
+        old.poll.max_concurrent == new.poll.max_concurrent,
+        "poll.max_concurrent_polls",
+    );
+    check(
+        old.web_config_file == new.web_config_file,
+        "exporter.web_config_file",
+    );
+    v
+}
+
+impl Running {
+    fn ctx(&self, rc: &ReceiverConfig, config: &Config) -> Ctx {
+        Ctx {
+            listener: Arc::from(rc.name.as_str()),
+            format: rc.format,
+            store: self.store.clone(),
+            limits: config.limits.clone(),
+            abort: self.abort.clone(),
+            ttl: rc.ttl,
+            allowed_networks: config.allowed_networks.clone().map(Arc::new),
+        }
+    }
+
+    fn spawn_receiver(
+        &self,
+        rc: ReceiverConfig,
+        listener: Listener,
+        socket: Option<(PathBuf, u64)>,
+        config: &Config,
+    ) -> RunningReceiver {
+        let stop = self.shutdown.child_token();
+        let task = self.tracker.spawn(ingest::serve(
+            listener,
+            self.ctx(&rc, config),
+            rc.max_connections,
+            stop.clone(),
+            self.tracker.clone(),
+        ));
+        RunningReceiver {
+            config: rc,
+            stop,
+            task,
+            socket,
+        }
+    }
+
+    fn spawn_rpc(
+        &mut self,
+        listener: std::net::TcpListener,
+        config: &Config,
+    ) -> anyhow::Result<()> {
+        let Some(rc) = &config.rpc else { return Ok(()) };
+        let stop = self.shutdown.child_token();
+        let thread = ingest::rpc::spawn(
+            listener,
+            self.store.clone(),
+            rc.max_connections,
+            config.limits.max_push_bytes,
+            rc.ttl,
+            config.allowed_networks.clone().map(Arc::new),
+            stop.clone(),
+        )?;
+        self.rpc = Some((stop, thread));
+        Ok(())
+    }
+
+    fn spawn_http(&mut self, listener: TcpListener) {
+        let stop = self.shutdown.child_token();
+        let task = tokio::spawn(crate::web::serve::serve(
+            listener,
+            self.router.clone(),
+            self.tls.clone(),
+            stop.clone(),
+        ));
+        self.http.push((stop, task));
+    }
+
+    async fn stop_rpc(&mut self) -> Option<std::net::TcpListener> {
+        let (stop, thread) = self.rpc.take()?;
+        stop.cancel();
+        tokio::task::spawn_blocking(move || thread.join().ok().flatten())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Reads the config file again and applies it as a whole, or not at all.
+    async fn reload(&mut self) -> Result<String, String> {
+        let path = self
+            .config_path
+            .clone()
+            .ok_or("no configuration file to reload from")?;
+        let loaded = Config::load(&path).map_err(|e| e.to_string())?;
+        for w in &loaded.warnings {
+            warn!("{w}");
+        }
+        let new = loaded.config;
+        let fixed = restart_only(&self.config, &new);
+        if !fixed.is_empty() {
+            return Err(format!(
+                "these settings only change with a restart: {}; nothing was applied",
+                fixed.join(", ")
+            ));
+        }
+
+        // 1. Bind every new address first: a failure leaves all as it was.
+        let mut fresh: Vec<(ReceiverConfig, Listener, Option<SocketFile>)> = Vec::new();
+        let mut failure = None;
+        for rc in &new.receivers {
+            let key = endpoint_key(&rc.endpoint);
+            if self
+                .receivers
+                .iter()
+                .any(|r| endpoint_key(&r.config.endpoint) == key)
+            {
+                continue;
+            }
+            let bound = match &rc.endpoint {
+                Endpoint::Tcp(a) => TcpListener::bind(a)
+                    .await
+                    .map(|l| (Listener::Tcp(l), None))
+                    .map_err(|e| format!("receiver `{}`: binding {a}: {e}", rc.name)),
+                Endpoint::Unix(u) => unix::bind(u)
+                    .map(|b| {
+                        let socket = Some((b.path.clone(), b.inode()));
+                        (Listener::Unix(b.listener, b.path), socket)
+                    })
+                    .map_err(|e| format!("receiver `{}`: {e}", rc.name)),
+            };
+            match bound {
+                Ok((l, socket)) => fresh.push((rc.clone(), l, socket)),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let old_rpc = self.config.rpc.as_ref().map(|r| r.listen);
+        let new_rpc = new.rpc.as_ref().map(|r| r.listen);
+        let mut fresh_rpc = None;
+        if let Some(addr) = new_rpc.filter(|_| failure.is_none() && new_rpc != old_rpc) {
+            match std::net::TcpListener::bind(addr) {
+                Ok(l) => fresh_rpc = Some(l),
+                Err(e) => failure = Some(format!("receiver.rpc: binding {addr}: {e}")),
+            }
+        }
+        let mut fresh_http = None;
+        if failure.is_none() && new.http_listen != self.config.http_listen {
+            match TcpListener::bind(new.http_listen).await {
+                Ok(l) => fresh_http = Some(l),
+                Err(e) => {
+                    failure = Some(format!(
+                        "exporter.scrape_expose_endpoint: binding {}: {e}",
+                        new.http_listen
+                    ))
+                }
+            }
+        }
+        if let Some(e) = failure {
+            for (_, _, socket) in fresh {
+                if let Some((p, ino)) = socket {
+                    unix::BoundUnix::cleanup(&p, ino);
+                }
+            }
+            return Err(format!("{e}; nothing was applied"));
+        }
+
+        // 2. Apply. Receivers on the same socket keep it (and their
+        // connections in progress); changed ones restart their accept loop.
+        let mut changes: Vec<String> = Vec::new();
+        let networks_changed = self.config.allowed_networks != new.allowed_networks;
+        let limits_changed = self.config.limits != new.limits;
+        let mut kept = Vec::new();
+        for r in std::mem::take(&mut self.receivers) {
+            let key = endpoint_key(&r.config.endpoint);
+            match new
+                .receivers
+                .iter()
+                .find(|n| endpoint_key(&n.endpoint) == key)
+            {
+                Some(n) if *n == r.config && !networks_changed && !limits_changed => kept.push(r),
+                Some(n) => {
+                    r.stop.cancel();
+                    let listener = r
+                        .task
+                        .await
+                        .map_err(|e| format!("receiver `{}`: {e}", r.config.name))?;
+                    if let (Endpoint::Unix(u), Endpoint::Unix(old)) =
+                        (&n.endpoint, &r.config.endpoint)
+                    {
+                        if (&u.user, &u.group, u.mode) != (&old.user, &old.group, old.mode) {
+                            if let Err(e) = unix::apply_owner_and_mode(u) {
+                                warn!(error = %e, "socket owner/mode not changed");
+                            }
+                        }
+                    }
+                    changes.push(format!("receiver {} updated", n.name));
+                    kept.push(self.spawn_receiver(n.clone(), listener, r.socket, &new));
+                }
+                None => {
+                    r.stop.cancel();
+                    drop(r.task.await);
+                    if let Some((p, ino)) = &r.socket {
+                        unix::BoundUnix::cleanup(p, *ino);
+                    }
+                    changes.push(format!("receiver {} removed", r.config.name));
+                    info!(receiver = %r.config.name, "receiver stopped by reload");
+                }
+            }
+        }
+        for (rc, listener, socket) in fresh {
+            info!(receiver = %rc.name, address = %listener.describe(), "receiver bound by reload");
+            changes.push(format!("receiver {} added", rc.name));
+            kept.push(self.spawn_receiver(rc, listener, socket, &new));
+        }
+        self.receivers = kept;
+
+        if self.config.rpc != new.rpc || networks_changed {
+            let old_listener = self.stop_rpc().await;
+            let listener = match (fresh_rpc, new_rpc == old_rpc) {
+                (Some(l), _) => Some(l),
+                (None, true) => old_listener,
+                (None, false) => None,
+            };
+            if let Some(l) = listener {
+                self.spawn_rpc(l, &new)
+                    .map_err(|e| format!("receiver.rpc: {e}"))?;
+            }
+            changes.push("rpc receiver updated".to_owned());
+        }
+        if let Some(l) = fresh_http {
+            info!(address = %new.http_listen, "http server moved by reload");
+            for (stop, _) in &self.http {
+                stop.cancel();
+            }
+            self.spawn_http(l);
+            changes.push(format!("http server on {}", new.http_listen));
+        }
+        let report = self.poller.set_static(new.poll.targets.clone()).await;
+        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
+            changes.push(format!(
+                "poll targets: {} added, {} changed, {} removed, {} unchanged",
+                report.added.len(),
+                report.replaced.len(),
+                report.removed.len(),
+                report.unchanged.len()
+            ));
+        }
+        self.config = new;
+        Ok(if changes.is_empty() {
+            "configuration reloaded: nothing changed".to_owned()
+        } else {
+            format!("configuration reloaded: {}", changes.join("; "))
+        })
+    }
+
+    async fn reload_and_report(&mut self) -> Result<String, String> {
+        let r = self.reload().await;
+        match &r {
+            Ok(msg) => info!("{msg}"),
+            Err(e) => warn!(error = %e, "reload failed; the running configuration stays"),
+        }
+        self.store.metrics().config_reloaded(r.is_ok());
+        r
+    }
+}
+
 /// [`run`] with a store supplied by the caller.
 pub async fn run_with_store(
     bound: Bound,
@@ -182,7 +542,7 @@ pub async fn run_with_store(
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
-    let allowed = config.allowed_networks.clone().map(Arc::new);
+    store.metrics().config_reloaded(true);
 
     // Restore before any receiver runs, so that a restored (older) set can
     // never overwrite a newer push.
@@ -194,25 +554,6 @@ pub async fn run_with_store(
             shutdown.clone(),
         ));
     }
-
-    for (rc, listener) in bound.receivers {
-        let ctx = Ctx {
-            listener: Arc::from(rc.name.as_str()),
-            format: rc.format,
-            store: store.clone(),
-            limits: config.limits.clone(),
-            abort: abort.clone(),
-            ttl: rc.ttl,
-            allowed_networks: allowed.clone(),
-        };
-        tracker.spawn(ingest::serve(
-            listener,
-            ctx,
-            rc.max_connections,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-    }
     tracker.spawn(expire_loop(
         store.clone(),
         config.expiry_interval,
@@ -221,18 +562,6 @@ pub async fn run_with_store(
     for sink in &config.sinks {
         crate::sinks::spawn(sink.clone(), store.clone(), shutdown.clone(), &tracker)?;
     }
-    let rpc_thread = match (bound.rpc, &config.rpc) {
-        (Some(l), Some(rc)) => Some(ingest::rpc::spawn(
-            l,
-            store.clone(),
-            rc.max_connections,
-            config.limits.max_push_bytes,
-            rc.ttl,
-            allowed.clone(),
-            shutdown.clone(),
-        )?),
-        _ => None,
-    };
 
     // Polls stop at shutdown at once: nothing to drain.
     let poller = Poller::new(
@@ -254,6 +583,7 @@ pub async fn run_with_store(
         None => None,
     };
 
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
@@ -262,18 +592,42 @@ pub async fn run_with_store(
             .then(|| Arc::new(crate::pushgw::PushApi::new(config.push_api_ttl))),
         max_push_bytes: config.limits.max_push_bytes,
         registrar,
+        reload: Some(reload_tx),
     });
     let router = match &bound.web.basic_auth {
         Some(auth) => crate::web::auth::layer(router, auth.clone()),
         None => router,
     };
-    let tls = bound.web.tls.as_ref().map(|t| t.server_config.clone());
-    let http = tokio::spawn(crate::web::serve::serve(
-        bound.http,
+    let mut running = Running {
+        config_path: bound.config_path.clone(),
+        store: store.clone(),
+        tracker: tracker.clone(),
+        abort: abort.clone(),
+        shutdown: shutdown.clone(),
+        receivers: Vec::new(),
+        rpc: None,
+        http: Vec::new(),
         router,
-        tls,
-        shutdown.clone(),
-    ));
+        tls: bound.web.tls.as_ref().map(|t| t.server_config.clone()),
+        poller: poller.clone(),
+        config: config.clone(),
+    };
+    let mut sockets = bound.sockets;
+    for (rc, listener) in bound.receivers {
+        let socket = match &rc.endpoint {
+            Endpoint::Unix(u) => sockets
+                .iter()
+                .position(|(p, _)| *p == u.path)
+                .map(|i| sockets.remove(i)),
+            Endpoint::Tcp(_) => None,
+        };
+        let r = running.spawn_receiver(rc, listener, socket, &config);
+        running.receivers.push(r);
+    }
+    if let Some(l) = bound.rpc {
+        running.spawn_rpc(l, &config)?;
+    }
+    running.spawn_http(bound.http);
 
     ready.store(true, Ordering::Release);
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
@@ -281,14 +635,31 @@ pub async fn run_with_store(
     }
     info!("serving");
 
-    shutdown.cancelled().await;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = hangup.recv() => {
+                info!("SIGHUP received: reloading the configuration");
+                let _ = running.reload_and_report().await;
+            }
+            Some(reply) = reload_rx.recv() => {
+                let _ = reply.send(running.reload_and_report().await);
+            }
+        }
+    }
+
+    let config = running.config.clone();
     info!(grace = ?config.shutdown_grace, "shutting down: draining connections");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracker.close();
     poller.stop().await;
+    let http = std::mem::take(&mut running.http);
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         tracker.wait().await;
-        let _ = http.await;
+        for (_, task) in http {
+            let _ = task.await;
+        }
     })
     .await;
     if drained.is_err() {
@@ -297,15 +668,15 @@ pub async fn run_with_store(
         // Aborted handlers still send their error reply; give them a moment.
         let _ = tokio::time::timeout(ABORT_REPLY_TIME, tracker.wait()).await;
     }
-    if let Some(t) = rpc_thread {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
-    }
+    let _ = running.stop_rpc().await;
     if let Some(p) = &config.persistence {
         // The final snapshot, after the last pushes were applied.
         crate::persist::save(&store, &p.file).await;
     }
-    for (path, inode) in &bound.sockets {
-        unix::BoundUnix::cleanup(path, *inode);
+    for r in &running.receivers {
+        if let Some((path, inode)) = &r.socket {
+            unix::BoundUnix::cleanup(path, *inode);
+        }
     }
     info!("stopped");
     Ok(())

@@ -12,6 +12,7 @@
 //! | DELETE | `/register/<id>` | removes a registration |
 //! | GET | `/-/healthy` | 200 while the process runs |
 //! | GET | `/-/ready` | 200 once every listener is bound, 503 before |
+//! | POST | `/-/reload` | re-read the config file and apply it whole or not at all |
 //! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | Pushgateway-compatible push API ([`crate::pushgw`]) |
 //!
 //! Anything else is 404; a known path with another method is 405.
@@ -49,6 +50,8 @@ pub struct HttpState {
     pub max_push_bytes: usize,
     /// Self-registration, when `[poll.register]` is enabled.
     pub registrar: Option<Arc<Registrar>>,
+    /// Where `POST /-/reload` sends its requests (`None`: reload disabled).
+    pub reload: Option<tokio::sync::mpsc::Sender<crate::app::ReloadRequest>>,
 }
 
 /// Builds the router.
@@ -59,6 +62,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/apps", get(apps))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
+        .route("/-/reload", axum::routing::post(reload))
         .route(
             "/metrics/{*grouping}",
             put(crate::pushgw::handle)
@@ -156,6 +160,35 @@ async fn register_list(State(s): State<HttpState>, req: Request) -> Response {
     let (peer, auth) = peer_and_auth(req.headers(), req.extensions());
     let (status, v) = r.list(peer, auth.as_deref());
     json_response(status, &v)
+}
+
+/// `POST /-/reload`: re-reads the config file and applies it whole or not
+/// at all; 200 with what changed, 500 with why nothing was applied.
+async fn reload(State(s): State<HttpState>) -> Response {
+    let Some(tx) = s.reload.clone() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "reload is not available\n").into_response();
+    };
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    if tx.send(reply).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the proxy is shutting down\n",
+        )
+            .into_response();
+    }
+    match outcome.await {
+        Ok(Ok(msg)) => (StatusCode::OK, format!("{msg}\n")).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}\n"),
+        )
+            .into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the proxy is shutting down\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn ready(State(s): State<HttpState>) -> Response {

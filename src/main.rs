@@ -213,8 +213,11 @@ fn run(cli: &Cli) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    let config_path = cli.config.clone();
     let result = runtime.block_on(async move {
-        let bound = app::bind_with(&config, activated, web).await?;
+        let bound = app::bind_with(&config, activated, web)
+            .await?
+            .with_config_path(config_path);
         let shutdown = CancellationToken::new();
         tokio::spawn(app::cancel_on_signal(shutdown.clone()));
         app::run(bound, config, shutdown).await

@@ -138,6 +138,10 @@ pub struct SelfMetrics {
     render_nanos: AtomicU64,
     expired: AtomicU64,
     snapshot_failures: AtomicU64,
+    /// 1 when the last reload (or the start) succeeded.
+    reload_ok: AtomicU64,
+    /// Milliseconds since the epoch of the last successful reload or start.
+    reload_success_ms: AtomicU64,
     snapshot_restore_failures: AtomicU64,
     /// Milliseconds since the epoch of the last snapshot written (0: none).
     snapshot_last_success_ms: AtomicU64,
@@ -216,6 +220,16 @@ impl SelfMetrics {
     /// Counts apps removed because their TTL ran out.
     pub fn count_expired(&self, n: u64) {
         self.expired.fetch_add(n, Ordering::Relaxed);
+        self.bump();
+    }
+
+    /// Records the outcome of a reload (and the start, as a success).
+    pub fn config_reloaded(&self, ok: bool) {
+        self.reload_ok.store(u64::from(ok), Ordering::Relaxed);
+        if ok {
+            let ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+            self.reload_success_ms.store(ms, Ordering::Relaxed);
+        }
         self.bump();
     }
 
@@ -422,6 +436,18 @@ impl SelfMetrics {
         let secs = self.render_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{p}render_duration_seconds {secs}");
         for (name, help, typ, value) in [
+            (
+                "config_last_reload_success_timestamp_seconds",
+                "Time of the last successful configuration load (start or reload).",
+                MetricType::Gauge,
+                self.reload_success_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+            ),
+            (
+                "config_last_reload_successful",
+                "Whether the last configuration reload succeeded (1) or not (0).",
+                MetricType::Gauge,
+                self.reload_ok.load(Ordering::Relaxed) as f64,
+            ),
             (
                 "snapshot_failures_total",
                 "Snapshots that could not be written (ingestion is unaffected).",

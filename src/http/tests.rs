@@ -37,6 +37,7 @@ fn state(ready: bool) -> HttpState {
         push_api: None,
         max_push_bytes: crate::config::DEFAULT_MAX_PUSH_BYTES as usize,
         registrar: None,
+        reload: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod poll;
 mod push;
 mod pushgw;
 mod register;
+mod reload;
 mod rpc;
 mod sinks;
 mod support;

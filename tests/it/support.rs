@@ -23,6 +23,10 @@ pub struct TestApp {
     pub rpc: SocketAddr,
     pub socket: PathBuf,
     pub store: Arc<Store>,
+    /// The config file the app was started from; a reload re-reads it.
+    pub config_path: PathBuf,
+    /// Its text, for tests that edit it.
+    pub config_text: String,
     shutdown: CancellationToken,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -80,7 +84,12 @@ receiver_tcp_socket = "127.0.0.1:0"
         let config = Config::parse(&toml)
             .unwrap_or_else(|e| panic!("{e}"))
             .config;
-        let bound = app::bind(&config).await.unwrap();
+        let config_path = dir.path().join("config.toml");
+        std::fs::write(&config_path, &toml).unwrap();
+        let bound = app::bind(&config)
+            .await
+            .unwrap()
+            .with_config_path(config_path.clone());
         let http = bound.http_addr();
         let tcp = bound.receiver_addr("tcp").unwrap();
         let rpc = bound.rpc_addr().unwrap();
@@ -101,10 +110,20 @@ receiver_tcp_socket = "127.0.0.1:0"
             rpc,
             socket,
             store,
+            config_path,
+            config_text: toml,
             shutdown,
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// Writes a new config file and asks for a reload; returns the status
+    /// and the answer.
+    pub async fn reload_with(&self, toml: &str) -> (u16, String) {
+        std::fs::write(&self.config_path, toml).unwrap();
+        let r = request(self.http, "POST", "/-/reload", &[("Content-Length", "0")]).await;
+        (r.status, r.body_string())
     }
 
     async fn wait_ready(&self) {

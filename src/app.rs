@@ -651,6 +651,13 @@ pub async fn run_with_store(
 
     let config = running.config.clone();
     info!(grace = ?config.shutdown_grace, "shutting down: draining connections");
+    // The accept loops hand their listeners back: drop them now so that new
+    // connections are refused while the ones in progress drain.
+    let mut socket_files = Vec::new();
+    for r in std::mem::take(&mut running.receivers) {
+        drop(r.task.await);
+        socket_files.extend(r.socket);
+    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracker.close();
     poller.stop().await;
@@ -673,10 +680,8 @@ pub async fn run_with_store(
         // The final snapshot, after the last pushes were applied.
         crate::persist::save(&store, &p.file).await;
     }
-    for r in &running.receivers {
-        if let Some((path, inode)) = &r.socket {
-            unix::BoundUnix::cleanup(path, *inode);
-        }
+    for (path, inode) in &socket_files {
+        unix::BoundUnix::cleanup(path, *inode);
     }
     info!("stopped");
     Ok(())

@@ -13,6 +13,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
 };
 use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::sinks::{enc, poll_until, start};
 use crate::support::*;
@@ -602,4 +603,125 @@ async fn a_request_in_flight_over_tls_finishes_during_shutdown() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     stopping.await.unwrap();
     assert!(store.apps().iter().any(|a| a.name.contains("inflight")));
+}
+
+/// An HTTPS exporter on loopback: `/metrics` behind basic auth `poller:secret`.
+async fn https_exporter(pki: &Pki) -> (std::net::SocketAddr, CancellationToken) {
+    use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
+    let web = exporter_proxy::web::WebConfig::load(&pki.web_config(TLS)).unwrap();
+    let tls = web.tls.expect("tls configured").server_config.clone();
+    let router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(|headers: HeaderMap| async move {
+            let want = basic("poller", "secret");
+            match headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+                Some(got) if got == want => {
+                    (StatusCode::OK, "# TYPE remote_up gauge\nremote_up 1\n")
+                }
+                _ => (StatusCode::UNAUTHORIZED, "who are you?\n"),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(exporter_proxy::web::serve::serve(
+        listener,
+        router,
+        Some(tls),
+        stop.clone(),
+    ));
+    (addr, stop)
+}
+
+#[tokio::test]
+async fn poll_targets_over_tls_with_a_ca_file_and_basic_auth() {
+    let pki = pki();
+    let (exporter, stop) = https_exporter(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("password");
+    std::fs::write(&password, "secret\n").unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let url = format!("https://127.0.0.1:{}/metrics", exporter.port());
+    let target = |name: &str, rest: &str| {
+        format!("[[poll.targets]]\nname = \"{name}\"\nurl = \"{url}\"\ninterval = \"1h\"\ntimeout = \"5s\"\nlabels = {{ via = \"{name}\" }}\n{rest}\n")
+    };
+    let ca = pki.ca.display();
+    let auth = |file: &Path| {
+        format!(
+            "basic_auth = {{ username = \"poller\", password_file = \"{}\" }}",
+            file.display()
+        )
+    };
+    let config = [
+        target(
+            "good",
+            &format!("tls = {{ ca_file = \"{ca}\" }}\n{}", auth(&password)),
+        ),
+        target(
+            "skip_verify",
+            &format!(
+                "tls = {{ insecure_skip_verify = true }}\n{}",
+                auth(&password)
+            ),
+        ),
+        target("unknown_ca", &auth(&password)),
+        target(
+            "wrong_password",
+            &format!("tls = {{ ca_file = \"{ca}\" }}\n{}", auth(&wrong)),
+        ),
+        target(
+            "missing_secret",
+            &format!(
+                "tls = {{ ca_file = \"{ca}\" }}\n{}",
+                auth(&dir.path().join("nope"))
+            ),
+        ),
+    ]
+    .concat();
+    let app = TestApp::with_config(&config).await;
+    let up = |m: &str, t: &str| metric("exporter_proxy_target_up").label("target", t).get(m);
+    eventually(|| async {
+        let m = app.metrics().await;
+        [
+            "good",
+            "skip_verify",
+            "unknown_ca",
+            "wrong_password",
+            "missing_secret",
+        ]
+        .iter()
+        .all(|t| up(&m, t).is_some())
+    })
+    .await;
+    let m = app.metrics().await;
+    assert_eq!(up(&m, "good"), Some(1.0), "{m}");
+    assert!(
+        metric("remote_up")
+            .label("via", "good")
+            .value("1")
+            .is_in(&m),
+        "{m}"
+    );
+    assert_eq!(up(&m, "skip_verify"), Some(1.0));
+    assert_eq!(
+        up(&m, "unknown_ca"),
+        Some(0.0),
+        "verification is on by default"
+    );
+    assert_eq!(up(&m, "wrong_password"), Some(0.0));
+    assert_eq!(up(&m, "missing_secret"), Some(0.0));
+    let failures = |t: &str, reason: &str| {
+        metric("exporter_proxy_target_poll_failures_total")
+            .label("target", t)
+            .label("reason", reason)
+            .get(&m)
+    };
+    assert_eq!(failures("wrong_password", "http_status"), Some(1.0), "{m}");
+    assert_eq!(failures("missing_secret", "credentials"), Some(1.0), "{m}");
+    let apps = get(app.http, "/apps?format=json").await.body_string();
+    assert!(!apps.contains("guess"), "no password in /apps: {apps}");
+    stop.cancel();
+    app.stop().await;
 }

@@ -191,6 +191,15 @@ pub async fn run_with_store(
     if !report.added.is_empty() {
         info!(targets = ?report.added, "polling");
     }
+    let collectors = crate::collect::Collectors::new(
+        store.clone(),
+        config.poll.max_concurrent,
+        shutdown.child_token(),
+    );
+    let report = collectors.set(config.collectors.clone()).await;
+    if !report.added.is_empty() {
+        info!(collectors = ?report.added, "collecting");
+    }
     let registrar = match &config.poll.register {
         Some(rc) => {
             let r = Registrar::start(rc.clone(), config.app_label.clone(), poller.clone()).await;
@@ -231,6 +240,7 @@ pub async fn run_with_store(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracker.close();
     poller.stop().await;
+    collectors.stop().await;
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         tracker.wait().await;
         let _ = http.await;

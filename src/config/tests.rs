@@ -30,6 +30,7 @@ fn defaults() -> Config {
         default_ttl: Ttl::Never,
         expiry_interval: secs(1),
         push_api_ttl: None,
+        collectors: Vec::new(),
     }
 }
 

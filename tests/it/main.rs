@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod cli;
+mod collect;
 mod http;
 mod interop;
 mod persist;

@@ -46,10 +46,20 @@ impl TestApp {
 
     /// Lines inside `[exporter]` and `[receiver]`, then whole tables.
     pub async fn with_all(exporter_extra: &str, receiver_extra: &str, extra: &str) -> TestApp {
+        TestApp::with_top("", exporter_extra, receiver_extra, extra).await
+    }
+
+    /// Top-level keys (before any table), then as [`TestApp::with_all`].
+    pub async fn with_top(
+        top: &str,
+        exporter_extra: &str,
+        receiver_extra: &str,
+        extra: &str,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("push.sock");
         let toml = format!(
-            r#"
+            r#"{top}
 [exporter]
 worker_threads = 2
 scrape_expose_endpoint = "127.0.0.1:0"

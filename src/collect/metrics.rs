@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::path::{type_name, Path};
 use super::spec::{Kind, MetricSpec, Source};
-use crate::exposition::{escape_help, escape_label_value, format_go_float, format_value};
+use crate::exposition::{escape_help, escape_label_value, format_go_float};
 
 type Labels = Vec<(String, String)>;
 
@@ -288,7 +288,7 @@ fn sample(out: &mut Vec<u8>, name: &str, suffix: &str, labels: &Labels, le: Opti
         out.push(b'}');
     }
     out.push(b' ');
-    out.extend_from_slice(format_value(v).as_bytes());
+    out.extend_from_slice(format_go_float(v).as_bytes());
     out.push(b'\n');
 }
 

@@ -562,3 +562,83 @@ path = "items[*].v"
         assert!(err.contains(want), "{want:?} missing in:\n{err}");
     }
 }
+
+/// Runs cycles by hand (no scheduler): the cache serves one request to
+/// every step and metric of a cycle, and across cycles within `cache_ttl`.
+#[tokio::test]
+async fn one_response_serves_every_metric_and_the_cache_is_keyed_by_the_request() {
+    use exporter_proxy::collect::CollectJob;
+    use exporter_proxy::config::Config;
+    use exporter_proxy::store::{Store, StoreOptions};
+    use exporter_proxy::telemetry::SelfMetrics;
+
+    let mock = Arc::new(Mock::default());
+    *mock.incidents.lock().unwrap() = json!({"total": 4, "incidents": []});
+    let addr = start_mock(mock.clone()).await;
+    std::env::set_var("CACHE_TEST_ID", "vo-id");
+    std::env::set_var("CACHE_TEST_KEY", "vo-key");
+    let config = |ttl: &str, second_query: &str| {
+        format!(
+            r#"
+[[collectors]]
+name = "cached"
+interval = "1h"
+cache_ttl = "{ttl}"
+secrets = {{ id = {{ env = "CACHE_TEST_ID" }}, key = {{ env = "CACHE_TEST_KEY" }} }}
+[[collectors.steps]]
+name = "first"
+url = "http://{addr}/api-reporting/v2/incidents"
+headers = {{ X-VO-Api-Id = "${{secret.id}}", X-VO-Api-Key = "${{secret.key}}" }}
+[[collectors.steps]]
+name = "second"
+url = "http://{addr}/api-reporting/v2/incidents{second_query}"
+headers = {{ X-VO-Api-Id = "${{secret.id}}", X-VO-Api-Key = "${{secret.key}}" }}
+[[collectors.metrics]]
+name = "a_total"
+type = "counter"
+path = "total"
+step = "first"
+[[collectors.metrics]]
+name = "b"
+type = "gauge"
+path = "total"
+step = "second"
+[[collectors.metrics]]
+name = "c"
+type = "gauge"
+path = "total"
+"#
+        )
+    };
+    let job = |text: String| {
+        let def = Config::parse(&text).unwrap().config.collectors.remove(0);
+        let store = Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new()));
+        (CollectJob::new(def, store.clone()), store)
+    };
+    let requests = || mock.incident_requests.load(Ordering::SeqCst);
+
+    // The same request twice in one cycle, three metrics: one request.
+    let (j, store) = job(config("0s", ""));
+    j.cycle().await;
+    assert_eq!(requests(), 1);
+    let body = String::from_utf8(store.render().body.to_vec()).unwrap();
+    for m in ["a_total", "b", "c"] {
+        assert_eq!(metric(m).get(&body), Some(4.0), "{m} in {body}");
+    }
+    // No TTL: the next cycle asks again.
+    j.cycle().await;
+    assert_eq!(requests(), 2);
+
+    // A TTL: the next cycles reuse the response.
+    let (j, _) = job(config("1h", ""));
+    j.cycle().await;
+    j.cycle().await;
+    assert_eq!(requests(), 3);
+
+    // Another request (a query) is another cache entry.
+    let (j, _) = job(config("1h", "?team=ops"));
+    j.cycle().await;
+    assert_eq!(requests(), 5);
+    j.cycle().await;
+    assert_eq!(requests(), 5);
+}

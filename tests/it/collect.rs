@@ -125,6 +125,14 @@ async fn start_mock(m: Arc<Mock>) -> SocketAddr {
     addr
 }
 
+/// A secret file in `dir` (tests never set environment variables: other
+/// threads read the environment).
+fn secret_file(dir: &Path, name: &str, value: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, value).unwrap();
+    format!("{{ file = \"{}\" }}", p.display())
+}
+
 fn example(name: &str) -> String {
     std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -178,14 +186,14 @@ async fn vultr_example_keeps_the_sign_then_survives_a_changed_shape_and_a_timeou
         "last_payment_amount": -50}});
     let addr = start_mock(mock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    // Safe: no other test reads this variable.
-    std::env::set_var("VULTR_API_KEY", "vultr-test-key");
+    let key = secret_file(dir.path(), "key", "vultr-test-key\n");
     let file = example_file(
         dir.path(),
         "vultr.toml",
         "https://api.vultr.com",
         addr,
         &[
+            ("{ env = \"VULTR_API_KEY\" }", &key),
             ("interval = \"5m\"", "interval = \"200ms\""),
             ("timeout = \"20s\"", "timeout = \"150ms\""),
         ],
@@ -272,14 +280,16 @@ async fn incidents_example_counts_each_incident_once_and_delta_survives_a_reset(
     ]});
     let addr = start_mock(mock.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    std::env::set_var("VO_API_ID", "vo-id");
-    std::env::set_var("VO_API_KEY", "vo-key");
+    let id = secret_file(dir.path(), "id", "vo-id");
+    let key = secret_file(dir.path(), "key", "vo-key");
     let file = example_file(
         dir.path(),
         "incidents.yaml",
         "https://api.victorops.com",
         addr,
         &[
+            ("{ env: VO_API_ID }", &id.replace(" = ", ": ")),
+            ("{ env: VO_API_KEY }", &key.replace(" = ", ": ")),
             ("interval: 1m", "interval: 100ms"),
             ("timeout: 20s", "timeout: 100ms"),
         ],
@@ -378,13 +388,14 @@ async fn portal_example_logs_in_with_a_csrf_token_and_a_session_cookie() {
     let dir = tempfile::tempdir().unwrap();
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "s3cret pw\n").unwrap();
-    std::env::set_var("PORTAL_USER", "alice");
+    let user = secret_file(dir.path(), "user", "alice");
     let file = example_file(
         dir.path(),
         "portal.toml",
         "https://portal.example.net",
         addr,
         &[
+            ("{ env = \"PORTAL_USER\" }", &user),
             ("interval = \"1h\"", "interval = \"200ms\""),
             ("timeout = \"30s\"", "timeout = \"200ms\""),
             (
@@ -575,8 +586,9 @@ async fn one_response_serves_every_metric_and_the_cache_is_keyed_by_the_request(
     let mock = Arc::new(Mock::default());
     *mock.incidents.lock().unwrap() = json!({"total": 4, "incidents": []});
     let addr = start_mock(mock.clone()).await;
-    std::env::set_var("CACHE_TEST_ID", "vo-id");
-    std::env::set_var("CACHE_TEST_KEY", "vo-key");
+    let dir = tempfile::tempdir().unwrap();
+    let id = secret_file(dir.path(), "id", "vo-id");
+    let key = secret_file(dir.path(), "key", "vo-key");
     let config = |ttl: &str, second_query: &str| {
         format!(
             r#"
@@ -584,7 +596,7 @@ async fn one_response_serves_every_metric_and_the_cache_is_keyed_by_the_request(
 name = "cached"
 interval = "1h"
 cache_ttl = "{ttl}"
-secrets = {{ id = {{ env = "CACHE_TEST_ID" }}, key = {{ env = "CACHE_TEST_KEY" }} }}
+secrets = {{ id = {id}, key = {key} }}
 [[collectors.steps]]
 name = "first"
 url = "http://{addr}/api-reporting/v2/incidents"
@@ -641,4 +653,50 @@ path = "total"
     assert_eq!(requests(), 5);
     j.cycle().await;
     assert_eq!(requests(), 5);
+}
+
+/// A failing request never shows its secrets: not in `/apps`, not in the
+/// message (reqwest errors are stripped of their URL).
+#[tokio::test]
+async fn failures_never_show_secrets() {
+    use exporter_proxy::collect::CollectJob;
+    use exporter_proxy::config::Config;
+    use exporter_proxy::store::{Store, StoreOptions};
+    use exporter_proxy::telemetry::SelfMetrics;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "key", "TOPSECRET123");
+    // A port nothing listens on: bind one, then close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = format!(
+        r#"
+[[collectors]]
+name = "leaky"
+secrets = {{ key = {key} }}
+[[collectors.steps]]
+url = "http://127.0.0.1:{port}/x?token=${{secret.key}}"
+query = {{ again = "${{secret.key}}" }}
+headers = {{ X-Key = "${{secret.key}}" }}
+[[collectors.metrics]]
+name = "v"
+type = "gauge"
+path = "v"
+"#
+    );
+    let def = Config::parse(&text).unwrap().config.collectors.remove(0);
+    assert!(!format!("{def:?}").contains("TOPSECRET"));
+    let store = Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new()));
+    CollectJob::new(def, store.clone()).cycle().await;
+    let apps = store.apps();
+    let err = apps[0].last_error.clone().unwrap();
+    assert_eq!(apps[0].up, Some(false));
+    assert!(err.starts_with("connect_error: step \"step0\""), "{err}");
+    assert!(
+        err.contains("${secret.key}") && !err.contains("TOPSECRET"),
+        "{err}"
+    );
 }

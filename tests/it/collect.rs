@@ -112,12 +112,23 @@ async fn balance(State(m): S, h: HeaderMap) -> Response {
     .into_response()
 }
 
+/// Answers `{"got": <the JSON body>, "ctype": <its content type>}`.
+async fn echo(h: HeaderMap, body: String) -> Response {
+    let got: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let ctype = h
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    json_response(&json!({"got": got, "ctype": ctype}))
+}
+
 async fn start_mock(m: Arc<Mock>) -> SocketAddr {
     let app = Router::new()
         .route("/v2/account", route_get(account))
         .route("/api-reporting/v2/incidents", route_get(incidents))
         .route("/login", route_get(login_form).post(login_post))
         .route("/account/balance", route_get(balance))
+        .route("/echo", axum::routing::post(echo))
         .with_state(m);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -445,6 +456,9 @@ async fn inline_collectors_cover_gauge_labels_from_arrays_and_a_failing_neighbou
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, "vultr-test-key").unwrap();
+    let id = secret_file(dir.path(), "id", "vo-id");
+    let vo = secret_file(dir.path(), "vo", "vo-key");
+    *mock.incidents.lock().unwrap() = json!({"total": 2, "incidents": []});
     let cfg = format!(
         r#"
 [[collectors]]
@@ -481,6 +495,44 @@ help = "Scaled."
 type = "gauge"
 path = "regions[0].servers"
 scale = 1000
+
+[[collectors]]
+name = "chain"
+interval = "100ms"
+timeout = "100ms"
+secrets = {{ key = {{ file = "{key}" }}, id = {id}, vo = {vo} }}
+[[collectors.steps]]
+name = "account"
+url = "http://{addr}/v2/account"
+headers = {{ Authorization = "Bearer ${{secret.key}}" }}
+extract = [{{ var = "bal", json = "/account/balance" }}, {{ var = "ctype", header = "content-type" }}]
+[[collectors.steps]]
+name = "incidents"
+url = "http://{addr}/api-reporting/v2/incidents"
+query = {{ bal = "${{var.bal}}", ct = "${{var.ctype}}" }}
+headers = {{ X-VO-Api-Id = "${{secret.id}}", X-VO-Api-Key = "${{secret.vo}}" }}
+[[collectors.steps]]
+name = "echo"
+method = "POST"
+url = "http://{addr}/echo"
+json = {{ user = "n${{var.bal}}", list = [1, "${{var.bal}}"], flag = true }}
+[[collectors.metrics]]
+name = "chain_balance"
+help = "From a variable."
+type = "gauge"
+var = "bal"
+[[collectors.metrics]]
+name = "chain_incidents_total"
+help = "From the second step."
+type = "counter"
+path = "total"
+step = "incidents"
+[[collectors.metrics]]
+name = "chain_echoed"
+help = "From the JSON body echoed back."
+type = "gauge"
+path = "got.list[1]"
+labels = {{ user = "got.user", flag = "got.flag", ctype = "ctype" }}
 
 [[collectors]]
 name = "broken"
@@ -521,6 +573,24 @@ path = "account.balance"
         Some(0.0)
     );
     assert_eq!(metric("region_milli_servers").get(&body), Some(3000.0));
+    // Variables from a JSON field and a header, used in the next steps'
+    // query and JSON body.
+    eventually(|| async { value_of(&app, metric("chain_balance")).await == Some(1.0) }).await;
+    let body = app.metrics().await;
+    assert_eq!(metric("chain_incidents_total").get(&body), Some(2.0));
+    assert_eq!(
+        metric("chain_echoed")
+            .label("user", "n1")
+            .label("flag", "true")
+            .label("ctype", "application/json")
+            .get(&body),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        *mock.incidents_query.lock().unwrap(),
+        "bal=1&ct=application%2Fjson"
+    );
     // The neighbour without credentials fails on its own.
     eventually(|| async { apps_entry(&app, "broken").await["status"] == "down" }).await;
     let e = apps_entry(&app, "broken").await;

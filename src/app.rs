@@ -214,6 +214,7 @@ struct Running {
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     poller: Arc<Poller>,
+    collectors: Arc<crate::collect::Collectors>,
 }
 
 /// The key that tells whether two receivers listen on the same socket.
@@ -513,6 +514,16 @@ impl Running {
                 report.unchanged.len()
             ));
         }
+        let report = self.collectors.set(new.collectors.clone()).await;
+        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
+            changes.push(format!(
+                "collectors: {} added, {} changed, {} removed, {} unchanged",
+                report.added.len(),
+                report.replaced.len(),
+                report.removed.len(),
+                report.unchanged.len()
+            ));
+        }
         self.config = new;
         Ok(if changes.is_empty() {
             "configuration reloaded: nothing changed".to_owned()
@@ -573,6 +584,15 @@ pub async fn run_with_store(
     if !report.added.is_empty() {
         info!(targets = ?report.added, "polling");
     }
+    let collectors = Arc::new(crate::collect::Collectors::new(
+        store.clone(),
+        config.poll.max_concurrent,
+        shutdown.child_token(),
+    ));
+    let report = collectors.set(config.collectors.clone()).await;
+    if !report.added.is_empty() {
+        info!(collectors = ?report.added, "collecting");
+    }
     let registrar = match &config.poll.register {
         Some(rc) => {
             let r = Registrar::start(rc.clone(), config.app_label.clone(), poller.clone()).await;
@@ -610,6 +630,7 @@ pub async fn run_with_store(
         router,
         tls: bound.web.tls.as_ref().map(|t| t.server_config.clone()),
         poller: poller.clone(),
+        collectors: collectors.clone(),
         config: config.clone(),
     };
     let mut sockets = bound.sockets;
@@ -661,6 +682,7 @@ pub async fn run_with_store(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracker.close();
     poller.stop().await;
+    collectors.stop().await;
     let http = std::mem::take(&mut running.http);
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         tracker.wait().await;

@@ -85,6 +85,8 @@ pub struct Config {
     /// `receiver.allowed_networks`: peers of the TCP receivers (stream and
     /// RPC) must be in one of these networks; `None` allows any peer.
     pub allowed_networks: Option<crate::netacl::AllowedNetworks>,
+    /// Config-driven API collectors (`[[collectors]]`, `collectors_file`).
+    pub collectors: Vec<crate::collect::CollectorConfig>,
 }
 
 /// Wire format accepted by a receiver.
@@ -905,6 +907,21 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
     };
     pers.finish(cx);
     let poll = build_poll(&mut top, app_label.as_deref(), limits.max_push_bytes, cx);
+    // Walked by `collect::spec` (also for YAML/JSON files); app names are
+    // unique across polled targets and collectors.
+    let collectors = crate::collect::spec::from_config(
+        top.raw("collectors"),
+        top.raw("collectors_file"),
+        &mut cx.problems,
+    );
+    for c in &collectors {
+        if poll.targets.iter().any(|t| t.name == c.name) {
+            cx.problems.push(format!(
+                "collector {:?}: `name`: a polled target has this name: expected unique names",
+                c.name
+            ));
+        }
+    }
     top.finish(cx);
 
     Some(Config {
@@ -919,6 +936,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         expiry_interval,
         push_api_ttl,
         poll,
+        collectors,
         push_api,
         sinks,
         persistence,

@@ -11,6 +11,7 @@
 //! * [`exposition`]: the text-format parser and encoder (pure).
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
+//! * [`collect`]: config-driven API collectors (steps, mappings).
 //! * [`poll`]: polling other exporters, the job scheduler, self-registration.
 //! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints.
 //! * [`pushgw`]: the Pushgateway-compatible push API.
@@ -30,6 +31,7 @@
 pub mod activation;
 pub mod app;
 pub mod cli;
+pub mod collect;
 pub mod config;
 pub mod exposition;
 #[allow(missing_docs)]

@@ -8,6 +8,7 @@
 mod activation;
 mod bad_input;
 mod cli;
+mod collect;
 mod docker;
 mod http;
 mod interop;

@@ -50,7 +50,17 @@ impl TestApp {
 
     /// Lines inside `[exporter]` and `[receiver]`, then whole tables.
     pub async fn with_all(exporter_extra: &str, receiver_extra: &str, extra: &str) -> TestApp {
-        let app = TestApp::launch(exporter_extra, receiver_extra, extra).await;
+        TestApp::with_top("", exporter_extra, receiver_extra, extra).await
+    }
+
+    /// Top-level keys (before any table), then as [`TestApp::with_all`].
+    pub async fn with_top(
+        top: &str,
+        exporter_extra: &str,
+        receiver_extra: &str,
+        extra: &str,
+    ) -> TestApp {
+        let app = TestApp::launch_with_top(top, exporter_extra, receiver_extra, extra).await;
         app.wait_ready().await;
         app
     }
@@ -59,10 +69,19 @@ impl TestApp {
     /// HTTP (which TLS or basic auth would refuse). Every listener is bound
     /// when this returns, so clients may connect at once.
     pub async fn launch(exporter_extra: &str, receiver_extra: &str, extra: &str) -> TestApp {
+        TestApp::launch_with_top("", exporter_extra, receiver_extra, extra).await
+    }
+
+    async fn launch_with_top(
+        top: &str,
+        exporter_extra: &str,
+        receiver_extra: &str,
+        extra: &str,
+    ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("push.sock");
         let toml = format!(
-            r#"
+            r#"{top}
 [exporter]
 worker_threads = 2
 scrape_expose_endpoint = "127.0.0.1:0"

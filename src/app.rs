@@ -171,7 +171,13 @@ pub async fn run_with_store(
     });
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
-        axum::serve(bound.http, router)
+        // TCP_NODELAY: /metrics is written as many chunks; with Nagle the
+        // last partial segment of a write waited for the client's delayed
+        // ACK (40 ms scrapes in ep-bench).
+        let listener = axum::serve::ListenerExt::tap_io(bound.http, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await
     });

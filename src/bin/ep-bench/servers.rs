@@ -47,9 +47,17 @@ impl Drop for TempDir {
     }
 }
 
-/// A free loopback port (bound, read, released: the server binds it next).
-pub fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `n` distinct free loopback addresses (bound together, read, released:
+/// the server binds them next). Binding them together keeps the kernel from
+/// handing out the same port twice.
+pub fn free_addrs(n: usize) -> Result<Vec<SocketAddr>> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    Ok(held
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<_, _>>()?)
 }
 
 /// A running server process.
@@ -184,8 +192,9 @@ pub async fn start_proxy(
     series: usize,
 ) -> Result<Proxy> {
     let dir = TempDir::new("proxy")?;
-    let http: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let tcp: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let [http, tcp] = free_addrs(2)?[..] else {
+        unreachable!("two addresses")
+    };
     let unix = dir.path().join("push.sock");
     let config = format!(
         r#"[exporter]
@@ -228,7 +237,7 @@ max_apps = {max_apps}
 /// reloads the previous run's state).
 pub async fn start_pushgateway(binary: &Path) -> Result<(Server, SocketAddr)> {
     let dir = TempDir::new("pushgateway")?;
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let addr = free_addrs(1)?[0];
     let mut cmd = Command::new(binary);
     cmd.arg("--persistence.file=")
         .arg(format!("--web.listen-address={addr}"));
@@ -247,7 +256,7 @@ pub async fn start_nginx(
 ) -> Result<(Server, SocketAddr)> {
     let dir = TempDir::new("nginx")?;
     let p = dir.path();
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+    let addr = free_addrs(1)?[0];
     let www = p.join("www");
     fs::create_dir_all(&www)?;
     fs::set_permissions(&www, fs::Permissions::from_mode(0o755))?;

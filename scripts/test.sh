@@ -3,11 +3,16 @@
 # and integration tests (including the interop tests against promtool,
 # netcat, pycapnp and prometheus_client).
 #
+# Then a short smoke run of the benchmark tool (src/bin/ep-bench, see
+# docs/benchmarks.md) against the Pushgateway and nginx: small scale, no
+# thresholds; it fails on any error.
+#
 # Installs what the tests need when it is missing: Debian packages
 # (prometheus for promtool, a server to poll and the remote-write
 # receiver, prometheus-node-exporter, prometheus-pushgateway,
 # victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv,
-# systemd for systemd-analyze and systemd-socket-activate) via
+# systemd for systemd-analyze and systemd-socket-activate, nginx for the
+# benchmark smoke run) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -32,10 +37,19 @@ if ! command -v systemd-analyze >/dev/null || ! command -v systemd-socket-activa
     missing+=(systemd)
 fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+[ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${missing[*]}"
     as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    # nginx's package tries to start its own service, which fails where port
+    # 80 is taken or no init system runs: tolerate that, then check below
+    # that every tool is there.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+        echo "warning: apt-get install reported an error; checking the tools" >&2
+    for tool in promtool nc.openbsd capnp prometheus-pushgateway /usr/sbin/nginx; do
+        command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
+    done
 fi
 
 venv=target/test-venv
@@ -86,3 +100,9 @@ rm -rf "$units"
 
 echo "== cargo test"
 cargo test --locked
+
+echo "== benchmark smoke run (ep-bench, 3 apps x 20 series, no thresholds)"
+# Debug binaries, already built by cargo test; bounded in time.
+cargo build --locked --quiet --bins
+timeout 120 target/debug/ep-bench --scales 3x20 --clients 2 --max-pushes 40 --push-secs 1 \
+    --latency-samples 10 --scrape-secs 0.3 --rounds 1 --change-samples 2 --load-secs 20

@@ -272,7 +272,7 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
             .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        rendered.body.clone().into_response()
+        axum::body::Body::new(ChunksBody::new(&rendered)).into_response()
     };
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
@@ -283,6 +283,51 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
 
 fn r_has_gzip(r: &crate::store::Rendered) -> bool {
     r.has_gzip()
+}
+
+/// The plain `/metrics` body, written straight from the rendered chunks
+/// (shared with the store) with an exact length, so hyper sends a
+/// `Content-Length` and never concatenates or copies the whole page.
+struct ChunksBody {
+    rendered: Arc<crate::store::Rendered>,
+    next: usize,
+    remaining: u64,
+}
+
+impl ChunksBody {
+    fn new(rendered: &Arc<crate::store::Rendered>) -> Self {
+        ChunksBody {
+            rendered: rendered.clone(),
+            next: 0,
+            remaining: rendered.len() as u64,
+        }
+    }
+}
+
+impl http_body::Body for ChunksBody {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let chunk = this.rendered.chunks().get(this.next).cloned();
+        this.next += 1;
+        std::task::Poll::Ready(chunk.map(|c| {
+            this.remaining -= c.len() as u64;
+            Ok(http_body::Frame::data(c))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -102,7 +102,7 @@ async fn metrics_plain() {
     let text = r.text();
     assert!(text.starts_with("# TYPE up gauge\nup 1\n"), "{text}");
     assert!(text.contains("\nexporter_proxy_apps 1\n"), "{text}");
-    assert_eq!(r.body, s.store.render().body.to_vec());
+    assert_eq!(r.body, s.store.render().to_bytes().to_vec());
 }
 
 #[tokio::test]

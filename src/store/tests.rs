@@ -29,7 +29,7 @@ fn push(s: &Store, app: &str, text: &str) -> usize {
 
 /// The rendered body as text.
 fn body(s: &Store) -> String {
-    String::from_utf8(s.render().body.to_vec()).expect("the body is UTF-8")
+    String::from_utf8(s.render().to_bytes().to_vec()).expect("the body is UTF-8")
 }
 
 /// The rendered pushed families, without the self-metrics that follow them.
@@ -300,9 +300,9 @@ fn render_is_cached_per_generation() {
     let second = s.render();
     assert!(!Arc::ptr_eq(&first, &second));
     assert!(second.generation > first.generation);
-    assert!(String::from_utf8_lossy(&second.body).contains("\nfoo 2\n"));
+    assert!(String::from_utf8_lossy(&second.to_bytes()).contains("\nfoo 2\n"));
     // The old body is untouched: a scrape holding it still sees foo 1.
-    assert!(String::from_utf8_lossy(&first.body).contains("\nfoo 1\n"));
+    assert!(String::from_utf8_lossy(&first.to_bytes()).contains("\nfoo 1\n"));
 }
 
 #[test]
@@ -318,11 +318,11 @@ fn refused_pushes_and_self_metrics_invalidate_the_cache() {
     let after = s.render();
     assert!(!Arc::ptr_eq(&r, &after));
     assert!(
-        String::from_utf8_lossy(&after.body).contains(
+        String::from_utf8_lossy(&after.to_bytes()).contains(
             "exporter_proxy_pushes_total{format=\"json\",listener=\"tcp\",result=\"accepted\"} 1\n"
         ),
         "{:?}",
-        after.body
+        after.to_bytes()
     );
 }
 
@@ -335,7 +335,7 @@ fn gzip_body_decompresses_to_the_plain_body() {
     let gz = r.gzip();
     assert!(r.has_gzip());
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
-    assert_eq!(gunzip(&gz), r.body.to_vec());
+    assert_eq!(gunzip(&gz), r.to_bytes().to_vec());
     // Computed once per generation.
     assert_eq!(r.gzip(), gz);
 }

@@ -703,7 +703,7 @@ path = "total"
     let (j, store) = job(config("0s", ""));
     j.cycle().await;
     assert_eq!(requests(), 1);
-    let body = String::from_utf8(store.render().body.to_vec()).unwrap();
+    let body = String::from_utf8(store.render().to_bytes().to_vec()).unwrap();
     for m in ["a_total", "b", "c"] {
         assert_eq!(metric(m).get(&body), Some(4.0), "{m} in {body}");
     }

@@ -52,6 +52,12 @@ impl HttpConn {
         req
     }
 
+    /// The request bytes of a DELETE without a body.
+    pub fn delete(path: &str) -> Vec<u8> {
+        format!("DELETE {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+            .into_bytes()
+    }
+
     /// Sends `request` and reads the whole response; the body replaces the
     /// contents of `body` (whose capacity is reused).
     pub async fn send(&mut self, request: &[u8], body: &mut Vec<u8>) -> Result<Response> {

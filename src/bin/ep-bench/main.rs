@@ -259,7 +259,11 @@ fn encode_push(transport: Transport, app: usize, text: &str) -> Vec<u8> {
 /// Sends one push of an already encoded payload.
 #[derive(Clone)]
 enum Pusher {
-    Proxy { unix: PathBuf, tcp: SocketAddr },
+    Proxy {
+        unix: PathBuf,
+        tcp: SocketAddr,
+        http: SocketAddr,
+    },
     Gateway(SocketAddr),
 }
 
@@ -278,7 +282,8 @@ impl Pusher {
             (Pusher::Proxy { tcp, .. }, Transport::TcpJson | Transport::TcpCapnp) => {
                 client::push_stream(&PushAddr::Tcp(*tcp), payload).await
             }
-            (Pusher::Gateway(addr), Transport::HttpPut) => {
+            (Pusher::Gateway(addr), Transport::HttpPut)
+            | (Pusher::Proxy { http: addr, .. }, Transport::HttpPut) => {
                 let c = conn.get_or_insert_with(|| HttpConn::new(*addr));
                 let r = c.send(payload, buf).await?;
                 if r.status / 100 != 2 {
@@ -478,6 +483,7 @@ async fn run_scale(
     let pusher = Pusher::Proxy {
         unix: proxy.unix.clone(),
         tcp: proxy.tcp,
+        http: proxy.http,
     };
     eprintln!("   proxy: loading");
     let (load_secs, loaded, pushed_bytes) = load(
@@ -502,6 +508,7 @@ async fn run_scale(
         Transport::UnixCapnp,
         Transport::TcpJson,
         Transport::TcpCapnp,
+        Transport::HttpPut,
     ] {
         eprintln!("   proxy: pushing over {}", t.label());
         let p = Arc::new(payloads.encode(t));
@@ -509,6 +516,20 @@ async fn run_scale(
             .pushes
             .push(push_phase(&pusher, t, p, args, &pids, ticks).await?);
         proxy.server.check_alive()?;
+    }
+    // HTTP pushes made groups of their own (`{job="app0000"}`) beside the
+    // socket-pushed apps: delete them so that memory figures compare the
+    // same store as the Pushgateway's.
+    {
+        let mut conn = HttpConn::new(proxy.http);
+        let mut buf = Vec::new();
+        for a in 0..payloads.texts.len() {
+            let path = format!("/metrics/job/{}", workload::app_name(a));
+            let r = conn.send(&HttpConn::delete(&path), &mut buf).await?;
+            if r.status != 202 {
+                bail!("DELETE {path} answered {}", r.status);
+            }
+        }
     }
     proxy_r.rss_pushed_kib = procfs::memory_kib(&pids).0;
     eprintln!("   proxy: scrape after a change");
@@ -768,14 +789,6 @@ fn print_scale(args: &Args, r: &ScaleResult) {
             "–".into(),
             better_cost(Some(t.cpu_ms()), gp.map(PushResult::cpu_ms)),
             None,
-        );
-    }
-    if let Some(gp) = gp {
-        println!(
-            "| push http put: pushes pushed / server CPU ms per push | n/a (no HTTP push API yet) | {} in {:.1} s / {} | – | – | – |",
-            gp.pushes,
-            gp.secs,
-            num(gp.cpu_ms())
         );
     }
     for (label, gz) in [("plain", false), ("gzip", true)] {

@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod http;
 mod interop;
+mod load;
 mod push;
 mod pushgw;
 mod rpc;

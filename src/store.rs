@@ -566,7 +566,7 @@ impl Store {
             };
             PushError::new(reason, app, e.to_string())
         })?;
-        normalise_bounds(&mut exp);
+        let normalised = normalise_bounds(&mut exp);
         if !opts.default.is_empty() {
             for s in exp.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
                 for (k, v) in opts.default {
@@ -613,22 +613,38 @@ impl Store {
             series += block.keys.len();
             families.push(block);
         }
-        if !extra.is_empty() {
-            // The parser saw unique series; setting labels can make two equal.
+        if normalised || !extra.is_empty() || !opts.default.is_empty() {
+            // The parser saw unique series; rewriting bounds or setting
+            // labels can make two equal (`le="1"` and `le="1.0"`).
             let mut seen = std::collections::HashSet::with_capacity(series);
             for b in &families {
                 for (i, k) in b.keys.iter().enumerate() {
                     if !seen.insert(*k) {
-                        let names: Vec<&str> = extra.iter().map(|(k, _)| *k).collect();
-                        return Err(PushError::new(
-                            RejectReason::Conflict,
-                            app,
-                            format!(
-                                "series {} appears twice once the label(s) {} are set: the push has series that differ only in them",
-                                nth_series(&b.body, i),
+                        let labels = if extra.is_empty() {
+                            opts.default
+                        } else {
+                            extra
+                        };
+                        let names: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
+                        let series = nth_series(&b.body, i);
+                        let bounds = "le and quantile values are written as Go floats \
+                                      (le=\"1.0\" is le=\"1\")";
+                        let message = match (normalised, names.is_empty()) {
+                            (false, false) => format!(
+                                "series {series} appears twice once the label(s) {} are set: the push has series that differ only in them",
                                 names.join(", ")
                             ),
-                        ));
+                            (true, true) | (false, true) => format!(
+                                "series {series} appears twice once {bounds}: \
+                                 expected each bucket bound and quantile once"
+                            ),
+                            (true, false) => format!(
+                                "series {series} appears twice once {bounds} and the label(s) {} \
+                                 are set: expected each series once",
+                                names.join(", ")
+                            ),
+                        };
+                        return Err(PushError::new(RejectReason::Conflict, app, message));
                     }
                 }
             }
@@ -1092,7 +1108,9 @@ impl Store {
 /// Rewrites `le` of histogram buckets and `quantile` of summaries in Go's
 /// float format (`le="1.0"` → `le="1"`), as the Pushgateway and Prometheus
 /// do, so that clients in different languages produce the same series.
-fn normalise_bounds(exp: &mut exposition::Exposition) {
+/// Returns whether any value changed.
+fn normalise_bounds(exp: &mut exposition::Exposition) -> bool {
+    let mut changed = false;
     for fam in &mut exp.families {
         let (label, suffix) = match fam.typ {
             MetricType::Histogram => ("le", "_bucket"),
@@ -1104,11 +1122,16 @@ fn normalise_bounds(exp: &mut exposition::Exposition) {
             for (k, v) in s.labels.iter_mut().filter(|(k, _)| k == label) {
                 debug_assert_eq!(k, label);
                 if let Ok(f) = v.parse::<f64>() {
-                    *v = exposition::format_go_float(f);
+                    let go = exposition::format_go_float(f);
+                    if *v != go {
+                        *v = go;
+                        changed = true;
+                    }
                 }
             }
         }
     }
+    changed
 }
 
 fn encode_block(

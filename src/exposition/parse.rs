@@ -154,6 +154,11 @@ impl<'a, 'l> Parser<'a, 'l> {
             if family.help.is_some() {
                 return Err(err(no, format!("second HELP line for family {name}")));
             }
+            // The text format has no escape for a carriage return, and a raw one at the
+            // end of the text would be read back as part of a CRLF line ending: drop
+            // such debris (`\r\r\n` from line endings converted twice) so that the
+            // text we store is the text our output says.
+            let rest = rest.trim_end_matches('\r');
             family.help = Some(unescape_help(no, name, rest)?);
         } else {
             let typ_text = rest.trim_end_matches([' ', '\t']);

@@ -278,6 +278,19 @@ fn crlf_and_missing_final_newline() {
     check("\r\n\r\nfoo 1\r\n", "# TYPE foo untyped\nfoo 1\n");
 }
 
+/// Found by the `exposition` fuzz target: a HELP text ending in a carriage return was
+/// kept, written out raw, and read back without it (as part of a CRLF line ending).
+#[test]
+fn carriage_returns_ending_a_help_text_are_dropped() {
+    check(
+        "# HELP s text\r\r\r\nfoo 1\n",
+        "# HELP s text\n# TYPE s untyped\n# TYPE foo untyped\nfoo 1\n",
+    );
+    check("# HELP s \r\r", "# HELP s \n# TYPE s untyped\n");
+    // Inside the text a carriage return is kept: it cannot be mistaken for a line end.
+    check("# HELP s a\rb\n", "# HELP s a\rb\n# TYPE s untyped\n");
+}
+
 #[test]
 fn label_set_spacing_and_trailing_comma() {
     let expected = "# TYPE foo untyped\nfoo{a=\"1\",b=\"2\"} 3\n";

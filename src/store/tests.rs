@@ -1007,3 +1007,31 @@ fn ttl_parsing() {
     assert!(Ttl::parse("soon").is_err());
     assert_eq!(Ttl::After(Duration::from_secs(90)).describe(), "1m 30s");
 }
+
+/// Found while writing the `store` fuzz target, whose invariant is that
+/// `/metrics` always parses: `le="1"` and `le="1.0"` are
+/// distinct series to the parser but the same once written as Go floats, and
+/// were both accepted: `/metrics` then had a duplicate series, which makes
+/// Prometheus fail the whole scrape.
+#[test]
+fn bounds_equal_once_normalised_are_refused() {
+    let s = store();
+    push(&s, "kept", "kept 1\n");
+    check_refused(
+        &s,
+        "h",
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"1.0\"} 2\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 2\n",
+        RejectReason::Conflict,
+        "series h_bucket{le=\"1\"} appears twice once le and quantile values are written as Go floats (le=\"1.0\" is le=\"1\"): expected each bucket bound and quantile once",
+    );
+    check_refused(
+        &s,
+        "q",
+        "# TYPE q summary\nq{quantile=\"0.50\"} 1\nq{quantile=\".5\"} 2\n",
+        RejectReason::Conflict,
+        "series q{quantile=\"0.5\"} appears twice once le and quantile values are written as Go floats (le=\"1.0\" is le=\"1\"): expected each bucket bound and quantile once",
+    );
+    let b = body(&s);
+    crate::exposition::parse(&b, &ParseLimits::default())
+        .unwrap_or_else(|e| panic!("/metrics is invalid: {e}\n{b}"));
+}

@@ -12,6 +12,7 @@ mod collect;
 mod docker;
 mod http;
 mod interop;
+mod load;
 mod persist;
 mod poll;
 mod push;

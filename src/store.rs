@@ -905,6 +905,19 @@ impl Store {
         self.bump();
     }
 
+    /// Removes an application only if it is of `kind` (a job removing its
+    /// own app must not remove a push app that took the same name).
+    pub fn remove_kind(&self, app: &str, kind: AppKind) -> bool {
+        let mut state = self.lock();
+        if state.apps.get(app).is_none_or(|e| e.info.kind != kind) {
+            return false;
+        }
+        state.remove_app(app);
+        drop(state);
+        self.bump();
+        true
+    }
+
     /// Removes an application and its series. Returns whether it existed.
     pub fn remove(&self, app: &str) -> bool {
         let existed = self.lock().remove_app(app).is_some();

@@ -100,14 +100,7 @@ impl Job for CollectJob {
     }
 
     fn removed(&self) {
-        if self
-            .store
-            .apps()
-            .iter()
-            .any(|a| a.name == self.def.name && a.kind == AppKind::Collector)
-        {
-            self.store.remove(&self.def.name);
-        }
+        self.store.remove_kind(&self.def.name, AppKind::Collector);
         self.store.metrics().remove_target(&self.def.name);
         info!(collector = %self.def.name, "collector removed");
     }

@@ -90,14 +90,7 @@ impl Job for PollJob {
 
     fn removed(&self) {
         // Only this target's own entry: a push app of the same name is not ours.
-        if self
-            .store
-            .apps()
-            .iter()
-            .any(|a| a.name == self.def.name && a.kind == self.kind)
-        {
-            self.store.remove(&self.def.name);
-        }
+        self.store.remove_kind(&self.def.name, self.kind);
         self.store.metrics().remove_target(&self.def.name);
         info!(target_name = %self.def.name, "target removed");
     }

@@ -12,6 +12,7 @@
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
 //! * [`poll`]: polling other exporters, the job scheduler, self-registration.
+//! * [`providers`]: built-in self-service-portal balance collectors.
 //! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints.
 //! * [`pushgw`]: the Pushgateway-compatible push API.
 //! * [`sinks`]: forwarding to remote write and InfluxDB.
@@ -40,6 +41,7 @@ pub mod ingest;
 pub mod netacl;
 pub mod persist;
 pub mod poll;
+pub mod providers;
 
 pub mod pushgw;
 pub mod sinks;

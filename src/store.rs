@@ -41,6 +41,8 @@ pub enum AppKind {
     Gateway,
     /// Polled from an exporter that registered itself (`POST /register`).
     Registered,
+    /// A built-in balance collector's identifier (`[providers]`).
+    Provider,
 }
 
 impl AppKind {
@@ -51,6 +53,7 @@ impl AppKind {
             AppKind::Poll => "poll",
             AppKind::Gateway => "pushgateway",
             AppKind::Registered => "registered",
+            AppKind::Provider => "provider",
         }
     }
 }
@@ -719,7 +722,11 @@ impl Store {
                     kind,
                     source: source.to_owned(),
                     last_update: Some(pushed_at),
-                    up: matches!(kind, AppKind::Poll | AppKind::Registered).then_some(true),
+                    up: matches!(
+                        kind,
+                        AppKind::Poll | AppKind::Registered | AppKind::Provider
+                    )
+                    .then_some(true),
                     series: p.series,
                     last_error: None,
                     last_error_time: None,

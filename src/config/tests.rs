@@ -32,6 +32,7 @@ fn defaults() -> Config {
         push_api_ttl: None,
         web_config_file: None,
         allowed_networks: None,
+        providers: None,
     }
 }
 

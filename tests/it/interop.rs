@@ -63,7 +63,7 @@ async fn run_ok(cmd: Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-async fn promtool_check(body: &str) {
+pub(crate) async fn promtool_check(body: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("metrics.txt");
     std::fs::write(&file, body).unwrap();

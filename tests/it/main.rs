@@ -13,6 +13,8 @@ mod http;
 mod interop;
 mod persist;
 mod poll;
+mod portals;
+mod providers;
 mod push;
 mod pushgw;
 mod register;

@@ -372,3 +372,62 @@ async fn https_portals_are_verified_unless_told_otherwise() {
     );
     app.stop().await;
 }
+
+/// The `Exec` provider: the command gets the account in its environment
+/// and prints the balance; a failure, no number or a hang map to codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_provider_runs_a_command_with_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssp.yaml");
+    std::fs::write(
+        &file,
+        r#"
+service: {messages: {init: -1000000, disabled: -1000001}, user_agents: []}
+identifiers:
+  Exec:
+    - {identifier: env, password: "1 234,5", command: [/bin/sh, -c, 'test "$SSP_IDENTIFIER" = env && echo "$SSP_PASSWORD"']}
+    - {identifier: negative, command: [/bin/echo, "-3.25"]}
+    - {identifier: fails, command: [/bin/sh, -c, "exit 3"]}
+    - {identifier: text, command: [/bin/echo, "no balance today"]}
+    - {identifier: hangs, command: [/bin/sleep, "30"]}
+"#,
+    )
+    .unwrap();
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"1s\"\n",
+        file.display()
+    ))
+    .await;
+    let ids = ["env", "negative", "fails", "text", "hangs"];
+    let deadline = tokio::time::Instant::now() + STEP;
+    let body = loop {
+        let body = app.metrics().await;
+        if ids
+            .iter()
+            .all(|id| status_of(&body, "Exec", id).is_some_and(|s| s != "init"))
+        {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still init:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let v = |id: &str| {
+        metric("ssp_balance")
+            .label("provider", "Exec")
+            .label("identifier", id)
+            .get(&body)
+    };
+    assert_eq!(v("env"), Some(1234.5));
+    assert_eq!(v("negative"), Some(-3.25));
+    assert_eq!(v("fails"), Some(-1000004.0));
+    assert_eq!(v("text"), Some(-1000006.0));
+    assert_eq!(v("hangs"), Some(-1000002.0));
+    assert_eq!(
+        status_of(&body, "Exec", "hangs").as_deref(),
+        Some("no_answer")
+    );
+    app.stop().await;
+}

@@ -9,6 +9,7 @@ mod activation;
 mod bad_input;
 mod cli;
 mod docker;
+mod grafana;
 mod http;
 mod interop;
 mod persist;

@@ -1,57 +1,7 @@
 use super::*;
 
-/// The sample configuration of the original ssp-exporter (seed README).
-pub const ORIGINAL_SAMPLE: &str = r#"
-service:
-  metric_name: ssp_balance
-  messages:
-    init: -1000000
-    disabled: -1000001
-    no_answer: -1000002
-    captcha: -1000003
-    cannot_proceed: -1000004
-    rate_limit: -1000005
-    parsing_error: -1000006
-    connection_error: -1000007
-  user_agents:
-    - Mozilla/5.0 (X11; Linux x86_64; rv:90.0) Gecko/20100101 Firefox/90.0
-    - Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:90.0) Gecko/20100101 Firefox/90.0
-identifiers:
-  AlmatelRussia:
-    - identifier: user123456
-      password: secret1
-      tls_verify: false
-      labels:
-        description: Almatel RegionCode1
-        currency: ₽
-        category: SP
-      poll_interval: 1800
-  ArubaCloud:
-    - identifier: 1234566@aruba.it
-      password: secret2
-      labels:
-        description: ArubaCloud RegionCode1
-        currency: €
-        category: Hosting
-      poll_interval: 1800
-  MegafonRussiaB2C:
-    - identifier: 79201234567
-      password: secret3
-      disabled: false
-      labels: {description: Megafon User1, currency: ₽, category: SP}
-      poll_interval: 1800
-  Vultr:
-    - identifier: username@domain.tld
-      password: APIKEY
-      labels: {description: Vultr RegionCode1, currency: $, category: Hosting}
-      poll_interval: 1800
-  WifireRussia:
-    - identifier: 123456
-      password: secret5
-      disabled: true
-      labels: {description: Wifire RegionCode1, currency: ₽, category: SP}
-      poll_interval: 1800
-"#;
+/// The sample configuration of the original ssp-exporter, as shipped.
+pub const ORIGINAL_SAMPLE: &str = include_str!("../../../examples/ssp/original-sample.yaml");
 
 fn parse_yaml(s: &str) -> Result<SspConfig, Vec<String>> {
     parse(s, false, Path::new("/etc/ssp"))
@@ -183,4 +133,22 @@ fn human_intervals() {
     assert_eq!(h(61), "1m1s");
     assert_eq!(h(1), "1s");
     assert_eq!(h(1_209_600), "2w");
+}
+
+#[test]
+fn the_committed_examples_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ssp");
+    let c = load(&dir.join("providers.yaml")).unwrap_or_else(|e| panic!("{e:#?}"));
+    let providers: std::collections::BTreeSet<&str> =
+        c.identifiers.iter().map(|i| i.provider.as_str()).collect();
+    for p in crate::providers::all() {
+        assert!(
+            providers.contains(p.name()),
+            "{} missing from the example",
+            p.name()
+        );
+    }
+    let toml =
+        crate::config::Config::load(&dir.join("config.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(toml.config.providers.is_some());
 }

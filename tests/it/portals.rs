@@ -28,7 +28,28 @@ use tokio::net::TcpListener;
 /// A running mock portal; stops when dropped.
 pub struct Portal {
     pub addr: SocketAddr,
+    /// Requests received, by path.
+    pub hits: Hits,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests received by a portal, by path.
+pub type Hits = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>;
+
+fn counted(router: Router, hits: Hits) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |req: Request, next: axum::middleware::Next| {
+            let hits = hits.clone();
+            async move {
+                *hits
+                    .lock()
+                    .unwrap()
+                    .entry(req.uri().path().to_owned())
+                    .or_default() += 1;
+                next.run(req).await
+            }
+        },
+    ))
 }
 
 impl Drop for Portal {
@@ -42,11 +63,12 @@ impl Portal {
     pub async fn start(provider: &str) -> Portal {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(provider);
+        let hits = Hits::default();
+        let app = counted(router(provider), hits.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Portal { addr, task }
+        Portal { addr, hits, task }
     }
 
     /// Serves the mock of `provider` over HTTPS with this certificate.
@@ -65,7 +87,8 @@ impl Portal {
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(provider);
+        let hits = Hits::default();
+        let app = counted(router(provider), hits.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -86,7 +109,12 @@ impl Portal {
                 });
             }
         });
-        Portal { addr, task }
+        Portal { addr, hits, task }
+    }
+
+    /// Requests received on `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     pub fn base(&self) -> String {

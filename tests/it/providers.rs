@@ -431,3 +431,113 @@ identifiers:
     );
     app.stop().await;
 }
+
+/// A rate-limited identifier backs off: after the first `rate_limit` it
+/// skips one run, after the second three; a success resets it. Driven run
+/// by run (no clock involved).
+#[tokio::test]
+async fn a_rate_limited_identifier_backs_off() {
+    use exporter_proxy::providers::config::{Identifier, Password};
+    use exporter_proxy::providers::job::{ProviderJob, Shared};
+    use exporter_proxy::store::{Store, StoreOptions};
+    let portal = Portal::start("MegafonRussiaB2C").await;
+    let cfg = exporter_proxy::config::Config::parse("").unwrap().config;
+    let store = std::sync::Arc::new(Store::new(
+        StoreOptions::from_config(&cfg),
+        exporter_proxy::telemetry::SelfMetrics::new(),
+    ));
+    let def = Identifier {
+        provider: "MegafonRussiaB2C".to_owned(),
+        identifier: "79201234567".to_owned(),
+        raw_identifier: serde_json::json!("79201234567"),
+        password: Password::Inline(exporter_proxy::config::Secret::new("ratelimit".to_owned())),
+        labels: Vec::new(),
+        tls_verify: true,
+        poll_interval: std::time::Duration::from_secs(60),
+        disabled: false,
+        base_url: Some(portal.base()),
+        ca_file: None,
+        command: Vec::new(),
+    };
+    let shared = std::sync::Arc::new(Shared {
+        metric_name: "ssp_balance".to_owned(),
+        messages: exporter_proxy::providers::config::DEFAULT_MESSAGES
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect(),
+        label_names: Default::default(),
+        timeout: STEP,
+    });
+    let job = ProviderJob::new(def, shared, &[], store.clone()).unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..6 {
+        job.collect().await;
+        attempts.push(portal.hits("/mlk/api/login"));
+    }
+    // Runs 1 and 3 log in; 2 and 4-6 are skipped.
+    assert_eq!(attempts, [1, 1, 2, 2, 2, 2]);
+    let body = String::from_utf8(store.render().body.to_vec()).unwrap();
+    assert!(
+        metric("ssp_status")
+            .label("status", "rate_limit")
+            .value("1.0")
+            .is_in(&body),
+        "{body}"
+    );
+}
+
+/// A reload applies the provider file: new identifiers start, removed ones
+/// disappear from /metrics and /apps, unchanged ones keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_the_provider_file() {
+    let portal = Portal::start("Vultr").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssp.yaml");
+    let write = |ids: &[(&str, &str)]| {
+        let mut y = String::from(
+            "service: {messages: {init: -1000000, disabled: -1000001}, user_agents: []}\nidentifiers:\n  Vultr:\n",
+        );
+        for (id, pw) in ids {
+            writeln!(
+                y,
+                "    - {{identifier: {id}, password: \"{pw}\", base_url: \"{}\"}}",
+                portal.base()
+            )
+            .unwrap();
+        }
+        std::fs::write(&file, y).unwrap();
+    };
+    write(&[("kept", "ok:1"), ("gone", "ok:2")]);
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\n",
+        file.display()
+    ))
+    .await;
+    let value = |body: &str, id: &str| {
+        metric("ssp_balance")
+            .label("provider", "Vultr")
+            .label("identifier", id)
+            .get(body)
+    };
+    eventually(|| async { value(&app.metrics().await, "gone") == Some(2.0) }).await;
+    write(&[("kept", "ok:1"), ("new", "ok:3")]);
+    let (status, answer) = app.reload_with(&app.config_text).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("provider identifiers: 1 added, 0 changed, 1 removed, 1 unchanged"),
+        "{answer}"
+    );
+    eventually(|| async { value(&app.metrics().await, "new") == Some(3.0) }).await;
+    let body = app.metrics().await;
+    assert_eq!(value(&body, "gone"), None);
+    assert_eq!(value(&body, "kept"), Some(1.0));
+    let apps = get(app.http, "/apps?format=json").await.body_string();
+    assert!(!apps.contains("ssp/Vultr/gone"), "{apps}");
+    // An invalid file is refused whole: the running identifiers stay.
+    std::fs::write(&file, "service: {}\n").unwrap();
+    let (status, answer) = app.reload_with(&app.config_text).await;
+    assert_ne!(status, 200, "{answer}");
+    assert!(answer.contains("`/service`"), "{answer}");
+    assert_eq!(value(&app.metrics().await, "new"), Some(3.0));
+    app.stop().await;
+}

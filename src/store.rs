@@ -302,6 +302,15 @@ impl AppInfo {
     /// Polled targets: `up`, or `down` while the last poll failed (the last
     /// good data is still served until `stale_after`).
     pub fn status(&self) -> &'static str {
+        // A provider identifier before its first collection, or disabled,
+        // is not down: `providers::job` notes why it has no balance.
+        if self.kind == AppKind::Provider && self.up == Some(false) {
+            match self.last_error.as_deref() {
+                Some(e) if e.starts_with("init:") => return "init",
+                Some(e) if e.starts_with("disabled:") => return "disabled",
+                _ => {}
+            }
+        }
         match (self.up, &self.last_error) {
             (Some(true), _) => "up",
             (Some(false), _) => "down",

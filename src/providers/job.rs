@@ -149,7 +149,24 @@ impl ProviderJob {
         store: Arc<Store>,
     ) -> Option<ProviderJob> {
         let provider = super::lookup(&def.provider)?;
-        Some(ProviderJob {
+        Some(ProviderJob::with_provider(
+            def,
+            provider,
+            shared,
+            user_agents,
+            store,
+        ))
+    }
+
+    /// A job for `def` run by `provider` (whatever `def.provider` says).
+    pub fn with_provider(
+        def: Identifier,
+        provider: &'static dyn Provider,
+        shared: Arc<Shared>,
+        user_agents: &[String],
+        store: Arc<Store>,
+    ) -> ProviderJob {
+        ProviderJob {
             app: app_name(&def.provider, &def.identifier),
             source: format!("provider:{}", def.provider),
             user_agent: pick(user_agents, &def),
@@ -158,7 +175,7 @@ impl ProviderJob {
             shared,
             store,
             state: Mutex::new(State::default()),
-        })
+        }
     }
 
     /// The app name.
@@ -427,6 +444,9 @@ impl ProviderJob {
         String::from_utf8(out).expect("built from strings")
     }
 }
+
+#[cfg(test)]
+mod tests;
 
 fn family(out: &mut Vec<u8>, name: &str, help: &str) {
     out.extend_from_slice(format!("# HELP {name} {help}\n# TYPE {name} gauge\n").as_bytes());

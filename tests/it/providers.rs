@@ -240,6 +240,7 @@ async fn every_provider_and_scenario() {
     assert_eq!(ok["kind"], "provider");
     assert_eq!(ok["source"], "provider:Vultr");
     assert_eq!(ok["status"], "up");
+    assert_eq!(row("ssp/Vultr/paused")["status"], "disabled");
     let wrong = row("ssp/MegafonRussiaB2C/captcha");
     assert_eq!(wrong["status"], "down");
     assert!(

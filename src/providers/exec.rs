@@ -2,8 +2,11 @@
 //! collection's timeout (killed past it), gets the account in the
 //! environment (`SSP_IDENTIFIER`, `SSP_PASSWORD`: never on its command
 //! line, where `ps` would show it) and prints the balance on stdout.
-//! Exit status 0 and a number (comma decimals accepted): the balance;
-//! another exit status: `cannot_proceed`; no number: `parsing_error`.
+//! Exit status 0 and a number (comma decimals accepted): the balance; or
+//! exposition text whose unlabelled sample named like the balance family
+//! (`ssp_balance 12.5`) is the balance, its other series exported with the
+//! identifier's. Another exit status: `cannot_proceed`; no balance or
+//! invalid text: `parsing_error`.
 
 use std::process::Stdio;
 
@@ -68,12 +71,40 @@ impl Provider for Exec {
                 ));
             }
             let text = String::from_utf8_lossy(&out);
-            parse_amount(text.trim()).ok_or_else(|| {
-                fail(
-                    Code::ParsingError,
-                    format!("{program} printed no number on stdout"),
-                )
-            })
+            if let Some(v) = parse_amount(text.trim()) {
+                return Ok(v);
+            }
+            let (balance, extra) = split_exposition(&text, &s.metric_name)
+                .map_err(|m| fail(Code::ParsingError, format!("{program}: {m}")))?;
+            if !extra.trim().is_empty() {
+                *s.extra.lock().unwrap_or_else(|e| e.into_inner()) = Some(extra);
+            }
+            Ok(balance)
         })
     }
+}
+
+/// Splits a command's exposition text into the balance (the unlabelled
+/// sample `metric`) and the other families, which must be valid text.
+pub fn split_exposition(text: &str, metric: &str) -> Result<(f64, String), String> {
+    let mut balance = None;
+    let mut rest = String::new();
+    let help = format!("# HELP {metric} ");
+    let typ = format!("# TYPE {metric} ");
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix(metric).and_then(|r| r.strip_prefix(' ')) {
+            balance =
+                Some(parse_amount(v).ok_or_else(|| format!("{metric} {v:?} is not a number"))?);
+        } else if !t.starts_with(&help) && !t.starts_with(&typ) {
+            rest.push_str(line);
+            rest.push('\n');
+        }
+    }
+    let balance = balance.ok_or_else(|| {
+        format!("printed neither a number nor an exposition with a `{metric}` sample")
+    })?;
+    crate::exposition::parse(&rest, &crate::exposition::ParseLimits::default())
+        .map_err(|e| format!("invalid exposition text: {e}"))?;
+    Ok((balance, rest))
 }

@@ -81,6 +81,8 @@ struct State {
     last_success: Option<f64>,
     balance: Option<f64>,
     failed: Option<Code>,
+    /// Extra exposition text of the last success (`Exec`).
+    extra: Option<String>,
     /// Runs still to skip (rate-limit back-off), and the current streak.
     skip: u32,
     backoff: u32,
@@ -234,11 +236,12 @@ impl ProviderJob {
         };
         let elapsed = started.elapsed().as_secs_f64();
         match result {
-            Ok(balance) => {
+            Ok((balance, extra)) => {
                 let was_failed = {
                     let mut st = lock(&self.state);
                     st.last_success = Some(unix_now());
                     st.balance = Some(balance);
+                    st.extra = extra;
                     st.backoff = 0;
                     st.failed.take().is_some()
                 };
@@ -250,6 +253,7 @@ impl ProviderJob {
             Err(f) => {
                 let repeated = {
                     let mut st = lock(&self.state);
+                    st.extra = None;
                     if f.code == Code::RateLimit {
                         st.backoff = (st.backoff + 1).min(4);
                         st.skip = ((1u32 << st.backoff) - 1).min(MAX_BACKOFF_RUNS);
@@ -266,7 +270,7 @@ impl ProviderJob {
         }
     }
 
-    async fn collect_once(&self) -> Result<f64, Failure> {
+    async fn collect_once(&self) -> Result<(f64, Option<String>), Failure> {
         let password = self.def.password.read().map_err(|e| {
             fail(
                 Code::CannotProceed,
@@ -286,8 +290,12 @@ impl ProviderJob {
             user_agent: self.user_agent.clone(),
             command: self.def.command.clone(),
             timeout: self.shared.timeout,
+            metric_name: self.shared.metric_name.clone(),
+            extra: std::sync::Mutex::new(None),
         };
-        self.provider.collect(&session).await
+        let balance = self.provider.collect(&session).await?;
+        let extra = lock(&session.extra).take();
+        Ok((balance, extra))
     }
 
     /// A new client per collection: a fresh cookie jar, as the portals
@@ -330,15 +338,24 @@ impl ProviderJob {
     /// Renders and commits the identifier's series; a failure also marks
     /// the app down with its message.
     fn publish(&self, status: Status, failure: Option<&Failure>, duration: f64) {
-        let (balance, last_success) = {
+        let (balance, last_success, extra) = {
             let st = lock(&self.state);
-            (st.balance, st.last_success)
+            (st.balance, st.last_success, st.extra.clone())
         };
         let text = self.render(status, balance, last_success, duration);
-        let result = self
-            .store
-            .prepare_with(&self.app, &text, &Ingest::default())
-            .and_then(|p| self.store.commit(vec![p], AppKind::Provider, &self.source));
+        let commit = |text: &str| {
+            self.store
+                .prepare_with(&self.app, text, &Ingest::default())
+                .and_then(|p| self.store.commit(vec![p], AppKind::Provider, &self.source))
+        };
+        let result = match extra.filter(|_| status == Status::Ok) {
+            // A command's own series must not cost the balance.
+            Some(extra) => commit(&format!("{text}{extra}")).or_else(|e| {
+                warn!(app = %self.app, error = %e.message, "the command's series were refused; the balance alone is stored");
+                commit(&text)
+            }),
+            None => commit(&text),
+        };
         if let Err(e) = result {
             warn!(app = %self.app, error = %e.message, "cannot store the balance");
             return;

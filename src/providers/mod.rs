@@ -143,6 +143,11 @@ pub struct Session {
     pub command: Vec<String>,
     /// The collection's time limit (`Exec` uses it for its child).
     pub timeout: Duration,
+    /// The balance family's name (`service.metric_name`).
+    pub metric_name: String,
+    /// Exposition text exported with the balance (`Exec` only); validated
+    /// by the provider, committed with the identifier's series.
+    pub extra: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Session {

@@ -391,6 +391,8 @@ identifiers:
     - {identifier: fails, command: [/bin/sh, -c, "exit 3"]}
     - {identifier: text, command: [/bin/echo, "no balance today"]}
     - {identifier: hangs, command: [/bin/sleep, "30"]}
+    - {identifier: expo, command: [/usr/bin/printf, '# TYPE ssp_balance gauge\nssp_balance 1 234,5\n# TYPE isp_traffic_bytes gauge\nisp_traffic_bytes{month="11"} 42\n']}
+    - {identifier: badexpo, command: [/usr/bin/printf, 'ssp_balance 5\nnot exposition {{\n']}
 "#,
     )
     .unwrap();
@@ -399,7 +401,9 @@ identifiers:
         file.display()
     ))
     .await;
-    let ids = ["env", "negative", "fails", "text", "hangs"];
+    let ids = [
+        "env", "negative", "fails", "text", "hangs", "expo", "badexpo",
+    ];
     let deadline = tokio::time::Instant::now() + STEP;
     let body = loop {
         let body = app.metrics().await;

@@ -238,7 +238,18 @@ async fn logout() -> Response {
 
 // ---- Vultr: Authorization: Bearer <key> ----
 
+/// The user agent is one of `service.user_agents` (or ours when the list
+/// is empty), never reqwest's default.
+fn check_user_agent(headers: &HeaderMap) {
+    let ua = headers.get("user-agent").unwrap().to_str().unwrap();
+    assert!(
+        ua == "TestAgent/1.0" || ua.starts_with("exporter-proxy/"),
+        "user agent {ua:?}"
+    );
+}
+
 async fn vultr(headers: HeaderMap) -> Response {
+    check_user_agent(&headers);
     let sc = bearer(&headers, "authorization");
     match sc.as_str() {
         "hang" => hang().await,
@@ -304,6 +315,7 @@ async fn almatel_login(req: Request) -> Response {
 }
 
 async fn almatel_page(headers: HeaderMap) -> Response {
+    check_user_agent(&headers);
     let Some(sc) = cookie(&headers, "PHPSESSID") else {
         return ([("content-type", "text/html")], "<html>login form</html>").into_response();
     };
@@ -467,6 +479,7 @@ async fn wifire_login(headers: HeaderMap, body: String) -> Response {
 }
 
 async fn wifire_balance(headers: HeaderMap) -> Response {
+    check_user_agent(&headers);
     let sc = cookie(&headers, "sid").unwrap_or_default();
     balance_answer(&sc, |b| json!({"statusCode": 0, "accountBalance": b}))
 }

@@ -215,6 +215,7 @@ struct Running {
     tls: Option<Arc<rustls::ServerConfig>>,
     poller: Arc<Poller>,
     collectors: Arc<crate::collect::Collectors>,
+    providers: Arc<crate::providers::ProviderSet>,
 }
 
 /// The key that tells whether two receivers listen on the same socket.
@@ -268,6 +269,11 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     check(
         old.poll.max_concurrent == new.poll.max_concurrent,
         "poll.max_concurrent_polls",
+    );
+    check(
+        old.providers.as_ref().map(|p| p.max_concurrent)
+            == new.providers.as_ref().map(|p| p.max_concurrent),
+        "providers.max_concurrent",
     );
     check(
         old.web_config_file == new.web_config_file,
@@ -524,6 +530,16 @@ impl Running {
                 report.unchanged.len()
             ));
         }
+        let report = self.providers.apply(new.providers.as_ref()).await;
+        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
+            changes.push(format!(
+                "provider identifiers: {} added, {} changed, {} removed, {} unchanged",
+                report.added.len(),
+                report.replaced.len(),
+                report.removed.len(),
+                report.unchanged.len()
+            ));
+        }
         self.config = new;
         Ok(if changes.is_empty() {
             "configuration reloaded: nothing changed".to_owned()
@@ -593,6 +609,17 @@ pub async fn run_with_store(
     if !report.added.is_empty() {
         info!(collectors = ?report.added, "collecting");
     }
+    // Every identifier of the provider file: first collection at once, in
+    // the background (never delaying the HTTP server), then every interval.
+    let providers = Arc::new(crate::providers::ProviderSet::new(
+        store.clone(),
+        config.providers.as_ref().map_or(1, |p| p.max_concurrent),
+        shutdown.child_token(),
+    ));
+    let report = providers.apply(config.providers.as_ref()).await;
+    if !report.added.is_empty() {
+        info!(identifiers = ?report.added, "collecting balances");
+    }
     let registrar = match &config.poll.register {
         Some(rc) => {
             let r = Registrar::start(rc.clone(), config.app_label.clone(), poller.clone()).await;
@@ -631,6 +658,7 @@ pub async fn run_with_store(
         tls: bound.web.tls.as_ref().map(|t| t.server_config.clone()),
         poller: poller.clone(),
         collectors: collectors.clone(),
+        providers: providers.clone(),
         config: config.clone(),
     };
     let mut sockets = bound.sockets;
@@ -683,6 +711,7 @@ pub async fn run_with_store(
     tracker.close();
     poller.stop().await;
     collectors.stop().await;
+    providers.stop().await;
     let http = std::mem::take(&mut running.http);
     let drained = tokio::time::timeout(config.shutdown_grace, async {
         tracker.wait().await;

@@ -87,7 +87,29 @@ pub struct Config {
     pub allowed_networks: Option<crate::netacl::AllowedNetworks>,
     /// Config-driven API collectors (`[[collectors]]`, `collectors_file`).
     pub collectors: Vec<crate::collect::CollectorConfig>,
+    /// `[providers]`: self-service-portal balance collectors, when set.
+    pub providers: Option<ProvidersConfig>,
 }
+
+/// `[providers]`: the ssp-exporter provider file and how it is run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvidersConfig {
+    /// The ssp-exporter YAML or JSON file (`config_file`).
+    pub file: PathBuf,
+    /// Time limit of one collection (every request and the whole flow).
+    pub timeout: Duration,
+    /// Most collections running at once.
+    pub max_concurrent: usize,
+    /// The file's content, validated.
+    pub ssp: crate::providers::SspConfig,
+}
+
+/// Default `providers.timeout`: portals are slow, but a login flow that
+/// takes longer than this is hung.
+pub const DEFAULT_PROVIDER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `providers.max_concurrent`: a few logins at once, so one slow
+/// portal never delays the others, without hammering anyone.
+pub const DEFAULT_PROVIDER_CONCURRENCY: u64 = 4;
 
 /// Wire format accepted by a receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +282,11 @@ impl fmt::Debug for Secret {
 }
 
 impl Secret {
+    /// Wraps a secret read from elsewhere (a provider file).
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
     /// The secret itself, for use (never for logging).
     pub fn expose(&self) -> &str {
         &self.0
@@ -426,19 +453,30 @@ impl Config {
             path: Some(path.to_owned()),
             problems: vec![format!("cannot read file: {e}")],
         })?;
-        Config::parse(&text).map_err(|mut e| {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        Config::parse_in(&text, dir).map_err(|mut e| {
             e.path = Some(path.to_owned());
             e
         })
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text; a relative `providers.config_file`
+    /// is read relative to the current directory.
     pub fn parse(text: &str) -> Result<Loaded, ConfigError> {
+        Config::parse_in(text, Path::new(""))
+    }
+
+    /// [`Config::parse`] with relative file names taken relative to `dir`.
+    /// The provider file, when set, is read and validated here too.
+    pub fn parse_in(text: &str, dir: &Path) -> Result<Loaded, ConfigError> {
         let root: Table = toml::from_str(text).map_err(|e| ConfigError {
             path: None,
             problems: vec![format!("not valid TOML: {}", e.to_string().trim_end())],
         })?;
-        let mut cx = Cx::default();
+        let mut cx = Cx {
+            dir: dir.to_owned(),
+            ..Cx::default()
+        };
         let config = build(&root, &mut cx);
         if cx.problems.is_empty() {
             Ok(Loaded {
@@ -459,6 +497,8 @@ impl Config {
 struct Cx {
     problems: Vec<String>,
     warnings: Vec<String>,
+    /// Directory relative file names are taken from.
+    dir: PathBuf,
 }
 
 /// A TOML table being consumed key by key; the keys never asked for are
@@ -922,6 +962,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
             ));
         }
     }
+    let providers = build_providers(&mut top, cx);
     top.finish(cx);
 
     Some(Config {
@@ -942,7 +983,47 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         persistence,
         web_config_file,
         allowed_networks,
+        providers,
     })
+}
+
+/// `[providers]`: reads and validates the provider file it names.
+fn build_providers(top: &mut Section<'_>, cx: &mut Cx) -> Option<ProvidersConfig> {
+    let mut sec = top.sub("providers", cx);
+    if !sec.present() {
+        return None;
+    }
+    let file = sec.string("config_file", cx);
+    let timeout = sec
+        .duration("timeout", cx, false)
+        .unwrap_or(DEFAULT_PROVIDER_TIMEOUT);
+    let max_concurrent = sec
+        .int("max_concurrent", cx, 1, 1024)
+        .unwrap_or(DEFAULT_PROVIDER_CONCURRENCY) as usize;
+    sec.finish(cx);
+    let Some(file) = file else {
+        cx.problems.push(
+            "`providers.config_file`: missing: expected the ssp-exporter YAML or JSON file"
+                .to_owned(),
+        );
+        return None;
+    };
+    let file = cx.dir.join(file);
+    match crate::providers::config::load(&file) {
+        Ok(ssp) => Some(ProvidersConfig {
+            file,
+            timeout,
+            max_concurrent,
+            ssp,
+        }),
+        Err(problems) => {
+            for p in problems {
+                cx.problems
+                    .push(format!("`providers.config_file` ({}): {p}", file.display()));
+            }
+            None
+        }
+    }
 }
 
 /// `current_user` / `current_group` (and absence) mean "the process's own".

@@ -13,6 +13,7 @@
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
 //! * [`collect`]: config-driven API collectors (steps, mappings).
 //! * [`poll`]: polling other exporters, the job scheduler, self-registration.
+//! * [`providers`]: built-in self-service-portal balance collectors.
 //! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints.
 //! * [`pushgw`]: the Pushgateway-compatible push API.
 //! * [`sinks`]: forwarding to remote write and InfluxDB.
@@ -42,6 +43,7 @@ pub mod ingest;
 pub mod netacl;
 pub mod persist;
 pub mod poll;
+pub mod providers;
 
 pub mod pushgw;
 pub mod sinks;

@@ -44,6 +44,8 @@ pub enum AppKind {
     Registered,
     /// A config-driven API collector (`[[collectors]]`).
     Collector,
+    /// A built-in balance collector's identifier (`[providers]`).
+    Provider,
 }
 
 impl AppKind {
@@ -55,6 +57,7 @@ impl AppKind {
             AppKind::Gateway => "pushgateway",
             AppKind::Registered => "registered",
             AppKind::Collector => "collector",
+            AppKind::Provider => "provider",
         }
     }
 }
@@ -303,6 +306,15 @@ impl AppInfo {
     /// Polled targets: `up`, or `down` while the last poll failed (the last
     /// good data is still served until `stale_after`).
     pub fn status(&self) -> &'static str {
+        // A provider identifier before its first collection, or disabled,
+        // is not down: `providers::job` notes why it has no balance.
+        if self.kind == AppKind::Provider && self.up == Some(false) {
+            match self.last_error.as_deref() {
+                Some(e) if e.starts_with("init:") => return "init",
+                Some(e) if e.starts_with("disabled:") => return "disabled",
+                _ => {}
+            }
+        }
         match (self.up, &self.last_error) {
             (Some(true), _) => "up",
             (Some(false), _) => "down",
@@ -818,7 +830,10 @@ impl Store {
                     last_update: Some(pushed_at),
                     up: matches!(
                         kind,
-                        AppKind::Poll | AppKind::Registered | AppKind::Collector
+                        AppKind::Poll
+                            | AppKind::Registered
+                            | AppKind::Collector
+                            | AppKind::Provider
                     )
                     .then_some(true),
                     series: p.series,

@@ -33,6 +33,7 @@ fn defaults() -> Config {
         web_config_file: None,
         allowed_networks: None,
         collectors: Vec::new(),
+        providers: None,
     }
 }
 

@@ -1,0 +1,548 @@
+//! The built-in balance collectors against mock portals on loopback: every
+//! provider × scenario shows the right `ssp_balance` value (balance or
+//! sentinel), status series and `/apps` row, `/metrics` passes promtool,
+//! and no password appears anywhere.
+
+use std::fmt::Write as _;
+
+use crate::portals::Portal;
+use crate::support::*;
+
+/// Every provider with mocks.
+const PROVIDERS: [&str; 7] = [
+    "Vultr",
+    "ArubaCloud",
+    "AlmatelRussia",
+    "FreedomVrnRussia",
+    "MegafonRussiaB2C",
+    "T2RussiaB2C",
+    "WifireRussia",
+];
+
+/// Scenario (identifier, password) and the expected outcome per provider:
+/// `Ok(balance)` or the status.
+fn expected(provider: &str, scenario: &str) -> Result<f64, &'static str> {
+    // Where a 500 or a hang happens decides the code: on the first request
+    // a bad status is `no_answer`, on a later one `cannot_proceed`.
+    let e500_on_first = matches!(
+        provider,
+        "Vultr" | "ArubaCloud" | "AlmatelRussia" | "FreedomVrnRussia"
+    );
+    match scenario {
+        "ok" => Ok(12.5),
+        "zero" => Ok(0.0),
+        "negative" => Ok(-7.25),
+        "comma" => Ok(1234.56),
+        "wrong" => Err("cannot_proceed"),
+        "layout" | "nonjson" | "empty" => Err("parsing_error"),
+        "e500" if e500_on_first => Err("no_answer"),
+        "e500" => Err("cannot_proceed"),
+        "hang" => Err("no_answer"),
+        "captcha" => Err("captcha"),
+        "ratelimit" => Err("rate_limit"),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn password(scenario: &str) -> &'static str {
+    match scenario {
+        "ok" => "ok:12.5",
+        "zero" => "ok:0",
+        "negative" => "ok:-7.25",
+        "comma" => "ok:1 234,56",
+        "wrong" => "wrong",
+        "layout" => "layout",
+        "nonjson" => "nonjson",
+        "empty" => "empty",
+        "e500" => "e500",
+        "hang" => "hang",
+        "captcha" => "captcha",
+        "ratelimit" => "ratelimit",
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+fn scenarios(provider: &str) -> Vec<&'static str> {
+    let mut s = vec![
+        "ok", "zero", "negative", "comma", "wrong", "layout", "e500", "hang",
+    ];
+    // Almatel's balance is in HTML: no JSON body to break.
+    if provider != "AlmatelRussia" {
+        s.extend(["nonjson", "empty"]);
+    }
+    if provider == "MegafonRussiaB2C" {
+        s.extend(["captcha", "ratelimit"]);
+    }
+    s
+}
+
+/// Starts one mock per provider and writes the provider file; also a
+/// disabled identifier and one whose password comes from a file.
+async fn setup(dir: &std::path::Path) -> (Vec<Portal>, std::path::PathBuf) {
+    let mut portals = Vec::new();
+    let mut yaml = String::from(
+        "service:\n  metric_name: ssp_balance\n  messages:\n    init: -1000000\n    disabled: -1000001\n    no_answer: -1000002\n    captcha: -1000003\n    cannot_proceed: -1000004\n    rate_limit: -1000005\n    parsing_error: -1000006\n    connection_error: -1000007\n  user_agents:\n    - TestAgent/1.0\nidentifiers:\n",
+    );
+    for p in PROVIDERS {
+        let portal = Portal::start(p).await;
+        writeln!(yaml, "  {p}:").unwrap();
+        for sc in scenarios(p) {
+            writeln!(
+                yaml,
+                "    - {{identifier: {sc}, password: \"{}\", base_url: \"{}\", poll_interval: 5400, labels: {{currency: X}}}}",
+                password(sc),
+                portal.base()
+            )
+            .unwrap();
+        }
+        portals.push(portal);
+    }
+    // A password from a file, and a disabled identifier with other labels.
+    std::fs::write(dir.join("vultr.key"), "ok:3.5\n").unwrap();
+    let vultr = portals[0].base();
+    yaml = yaml.replacen(
+        "  Vultr:\n",
+        &format!("  Vultr:\n    - {{identifier: fromfile, password_file: vultr.key, base_url: \"{vultr}\", poll_interval: 1800}}\n    - {{identifier: paused, password: \"ok:1\", disabled: true, base_url: \"{vultr}\", labels: {{team: a}}}}\n"),
+        1,
+    );
+    let file = dir.join("ssp.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    (portals, file)
+}
+
+fn status_of(body: &str, provider: &str, identifier: &str) -> Option<String> {
+    body.lines()
+        .filter(|l| {
+            l.starts_with("ssp_status{")
+                && l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()) == Some(1.0)
+        })
+        .filter(|l| {
+            l.contains(&format!("provider=\"{provider}\""))
+                && l.contains(&format!("identifier=\"{identifier}\""))
+        })
+        .find_map(|l| {
+            let i = l.find("status=\"")? + 8;
+            Some(l[i..].split('"').next()?.to_owned())
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_and_scenario() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_portals, file) = setup(dir.path()).await;
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"2s\"\nmax_concurrent = 32\n",
+        file.display()
+    ))
+    .await;
+
+    // Every identifier leaves `init` (the hanging ones after the timeout).
+    let deadline = tokio::time::Instant::now() + STEP;
+    let body = loop {
+        let body = app.metrics().await;
+        let pending = PROVIDERS.iter().any(|p| {
+            scenarios(p)
+                .iter()
+                .any(|sc| status_of(&body, p, sc).as_deref() == Some("init"))
+        });
+        if !pending {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still init:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+
+    for p in PROVIDERS {
+        for sc in scenarios(p) {
+            let balance = metric("ssp_balance")
+                .label("provider", p)
+                .label("identifier", sc)
+                .label("poll_interval", "1h30m")
+                .label("currency", "X")
+                .get(&body)
+                .unwrap_or_else(|| panic!("no ssp_balance for {p}/{sc}"));
+            let up = metric("ssp_up")
+                .label("provider", p)
+                .label("identifier", sc)
+                .get(&body);
+            let status = status_of(&body, p, sc);
+            match expected(p, sc) {
+                Ok(want) => {
+                    assert_eq!(balance, want, "{p}/{sc}");
+                    assert_eq!(status.as_deref(), Some("ok"), "{p}/{sc}");
+                    assert_eq!(up, Some(1.0), "{p}/{sc}");
+                    let ts = metric("ssp_last_success_timestamp_seconds")
+                        .label("provider", p)
+                        .label("identifier", sc)
+                        .get(&body)
+                        .unwrap();
+                    assert!(ts > 1.7e9, "{p}/{sc}: {ts}");
+                }
+                Err(code) => {
+                    let sentinel = match code {
+                        "no_answer" => -1000002.0,
+                        "captcha" => -1000003.0,
+                        "cannot_proceed" => -1000004.0,
+                        "rate_limit" => -1000005.0,
+                        "parsing_error" => -1000006.0,
+                        _ => unreachable!(),
+                    };
+                    assert_eq!(
+                        (balance, status.as_deref()),
+                        (sentinel, Some(code)),
+                        "{p}/{sc}"
+                    );
+                    assert_eq!(up, Some(0.0), "{p}/{sc}");
+                }
+            }
+        }
+    }
+    // The password from a file, and the disabled identifier (shown, not dropped).
+    let v = |id: &str| {
+        metric("ssp_balance")
+            .label("provider", "Vultr")
+            .label("identifier", id)
+            .get(&body)
+    };
+    assert_eq!(v("fromfile"), Some(3.5));
+    assert_eq!(v("paused"), Some(-1000001.0));
+    assert_eq!(
+        status_of(&body, "Vultr", "paused").as_deref(),
+        Some("disabled")
+    );
+    // Label sets are consistent: the union of custom labels, empty when unset.
+    assert!(metric("ssp_balance")
+        .label("identifier", "ok")
+        .label("team", "")
+        .is_in(&body));
+    assert!(metric("ssp_balance")
+        .label("identifier", "paused")
+        .label("currency", "")
+        .label("team", "a")
+        .is_in(&body));
+    assert_eq!(body.matches("# TYPE ssp_balance gauge").count(), 1);
+    assert_contiguous_families(&body);
+    crate::interop::promtool_check(&body).await;
+
+    // /apps: one row per identifier, kind provider, source provider:<Name>.
+    let apps = get(app.http, "/apps?format=json").await.body_string();
+    let apps: serde_json::Value = serde_json::from_str(&apps).unwrap();
+    let rows = apps["apps"].as_array().expect("apps array");
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("no /apps row {name}: {apps}"))
+    };
+    let ok = row("ssp/Vultr/ok");
+    assert_eq!(ok["kind"], "provider");
+    assert_eq!(ok["source"], "provider:Vultr");
+    assert_eq!(ok["status"], "up");
+    assert_eq!(row("ssp/Vultr/paused")["status"], "disabled");
+    let wrong = row("ssp/MegafonRussiaB2C/captcha");
+    assert_eq!(wrong["status"], "down");
+    assert!(
+        wrong["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("captcha:"),
+        "{wrong}"
+    );
+    let t2 = row("ssp/T2RussiaB2C/wrong");
+    assert!(
+        t2["last_error"].as_str().unwrap().contains("one-time code"),
+        "{t2}"
+    );
+    // No secret anywhere.
+    let table = get(app.http, "/apps").await.body_string();
+    for text in [&body, &table, &apps.to_string()] {
+        assert!(!text.contains("ok:12.5"), "password leaked");
+        assert!(!text.contains("ok:3.5"), "password leaked");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_provider_file_lists_every_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssp.json");
+    std::fs::write(
+        &file,
+        r#"{"service": {"messages": {"init": "x"}}, "identifiers": {"Vultr": [{"password": 1, "poll_interval": -5}]}}"#,
+    )
+    .unwrap();
+    let toml = dir.path().join("config.toml");
+    std::fs::write(&toml, "[providers]\nconfig_file = \"ssp.json\"\n").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_exporter-proxy"))
+        .args(["-c", toml.to_str().unwrap(), "check-config"])
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    for path in [
+        "`/service`",
+        "`/service/messages/init`",
+        "`/identifiers/Vultr/0`",
+        "`/identifiers/Vultr/0/poll_interval`",
+    ] {
+        assert!(err.contains(path), "{path} not in:\n{err}");
+    }
+}
+
+/// HTTPS portals with a test CA: verified by default (an unknown CA is a
+/// `connection_error`), trusted with `ca_file`, accepted with `tls_verify: false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_portals_are_verified_unless_told_otherwise() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "portal test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+
+    let mut yaml = String::from(
+        "service: {messages: {init: -1000000, disabled: -1000001}, user_agents: []}\nidentifiers:\n",
+    );
+    let mut portals = Vec::new();
+    for p in ["Vultr", "ArubaCloud"] {
+        let portal = Portal::start_tls(p, &leaf.pem(), &key.serialize_pem()).await;
+        let base = portal.https_base();
+        yaml.push_str(&format!(
+            "  {p}:\n    - {{identifier: trusted, password: \"ok:5\", base_url: \"{base}\", ca_file: ca.pem}}\n    - {{identifier: unknown_ca, password: \"ok:5\", base_url: \"{base}\"}}\n    - {{identifier: unverified, password: \"ok:6\", base_url: \"{base}\", tls_verify: false}}\n"
+        ));
+        portals.push(portal);
+    }
+    let file = dir.path().join("ssp.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"5s\"\n",
+        file.display()
+    ))
+    .await;
+    let done = |body: &str| {
+        ["Vultr", "ArubaCloud"].iter().all(|p| {
+            ["trusted", "unknown_ca", "unverified"]
+                .iter()
+                .all(|id| status_of(body, p, id).is_some_and(|s| s != "init"))
+        })
+    };
+    let deadline = tokio::time::Instant::now() + STEP;
+    let body = loop {
+        let body = app.metrics().await;
+        if done(&body) {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still init:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    for p in ["Vultr", "ArubaCloud"] {
+        let v = |id: &str| {
+            metric("ssp_balance")
+                .label("provider", p)
+                .label("identifier", id)
+                .get(&body)
+        };
+        assert_eq!(v("trusted"), Some(5.0), "{p}");
+        assert_eq!(v("unverified"), Some(6.0), "{p}");
+        assert_eq!(v("unknown_ca"), Some(-1000007.0), "{p}");
+        assert_eq!(
+            status_of(&body, p, "unknown_ca").as_deref(),
+            Some("connection_error")
+        );
+    }
+    let apps = get(app.http, "/apps?format=json").await.body_string();
+    assert!(
+        apps.contains("certificate"),
+        "the TLS error is shown: {apps}"
+    );
+    app.stop().await;
+}
+
+/// The `Exec` provider: the command gets the account in its environment
+/// and prints the balance; a failure, no number or a hang map to codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_provider_runs_a_command_with_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssp.yaml");
+    std::fs::write(
+        &file,
+        r#"
+service: {messages: {init: -1000000, disabled: -1000001}, user_agents: []}
+identifiers:
+  Exec:
+    - {identifier: env, password: "1 234,5", command: [/bin/sh, -c, 'test "$SSP_IDENTIFIER" = env && echo "$SSP_PASSWORD"']}
+    - {identifier: negative, command: [/bin/echo, "-3.25"]}
+    - {identifier: fails, command: [/bin/sh, -c, "exit 3"]}
+    - {identifier: text, command: [/bin/echo, "no balance today"]}
+    - {identifier: hangs, command: [/bin/sleep, "30"]}
+    - {identifier: expo, command: [/usr/bin/printf, '# TYPE ssp_balance gauge\nssp_balance 1 234,5\n# TYPE isp_traffic_bytes gauge\nisp_traffic_bytes{month="11"} 42\n']}
+    - {identifier: badexpo, command: [/usr/bin/printf, 'ssp_balance 5\nnot exposition {{\n']}
+"#,
+    )
+    .unwrap();
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"1s\"\n",
+        file.display()
+    ))
+    .await;
+    let ids = [
+        "env", "negative", "fails", "text", "hangs", "expo", "badexpo",
+    ];
+    let deadline = tokio::time::Instant::now() + STEP;
+    let body = loop {
+        let body = app.metrics().await;
+        if ids
+            .iter()
+            .all(|id| status_of(&body, "Exec", id).is_some_and(|s| s != "init"))
+        {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still init:\n{body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let v = |id: &str| {
+        metric("ssp_balance")
+            .label("provider", "Exec")
+            .label("identifier", id)
+            .get(&body)
+    };
+    assert_eq!(v("env"), Some(1234.5));
+    assert_eq!(v("negative"), Some(-3.25));
+    assert_eq!(v("fails"), Some(-1000004.0));
+    assert_eq!(v("text"), Some(-1000006.0));
+    assert_eq!(v("hangs"), Some(-1000002.0));
+    assert_eq!(
+        status_of(&body, "Exec", "hangs").as_deref(),
+        Some("no_answer")
+    );
+    app.stop().await;
+}
+
+/// A rate-limited identifier backs off: after the first `rate_limit` it
+/// skips one run, after the second three; a success resets it. Driven run
+/// by run (no clock involved).
+#[tokio::test]
+async fn a_rate_limited_identifier_backs_off() {
+    use exporter_proxy::providers::config::{Identifier, Password};
+    use exporter_proxy::providers::job::{ProviderJob, Shared};
+    use exporter_proxy::store::{Store, StoreOptions};
+    let portal = Portal::start("MegafonRussiaB2C").await;
+    let cfg = exporter_proxy::config::Config::parse("").unwrap().config;
+    let store = std::sync::Arc::new(Store::new(
+        StoreOptions::from_config(&cfg),
+        exporter_proxy::telemetry::SelfMetrics::new(),
+    ));
+    let def = Identifier {
+        provider: "MegafonRussiaB2C".to_owned(),
+        identifier: "79201234567".to_owned(),
+        raw_identifier: serde_json::json!("79201234567"),
+        password: Password::Inline(exporter_proxy::config::Secret::new("ratelimit".to_owned())),
+        labels: Vec::new(),
+        tls_verify: true,
+        poll_interval: std::time::Duration::from_secs(60),
+        disabled: false,
+        base_url: Some(portal.base()),
+        ca_file: None,
+        command: Vec::new(),
+    };
+    let shared = std::sync::Arc::new(Shared {
+        metric_name: "ssp_balance".to_owned(),
+        messages: exporter_proxy::providers::config::DEFAULT_MESSAGES
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect(),
+        label_names: Default::default(),
+        timeout: STEP,
+    });
+    let job = ProviderJob::new(def, shared, &[], store.clone()).unwrap();
+    let mut attempts = Vec::new();
+    for _ in 0..6 {
+        job.collect().await;
+        attempts.push(portal.hits("/mlk/api/login"));
+    }
+    // Runs 1 and 3 log in; 2 and 4-6 are skipped.
+    assert_eq!(attempts, [1, 1, 2, 2, 2, 2]);
+    let body = String::from_utf8(store.render().to_bytes().to_vec()).unwrap();
+    assert!(
+        metric("ssp_status")
+            .label("status", "rate_limit")
+            .value("1.0")
+            .is_in(&body),
+        "{body}"
+    );
+}
+
+/// A reload applies the provider file: new identifiers start, removed ones
+/// disappear from /metrics and /apps, unchanged ones keep running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_the_provider_file() {
+    let portal = Portal::start("Vultr").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssp.yaml");
+    let write = |ids: &[(&str, &str)]| {
+        let mut y = String::from(
+            "service: {messages: {init: -1000000, disabled: -1000001}, user_agents: []}\nidentifiers:\n  Vultr:\n",
+        );
+        for (id, pw) in ids {
+            writeln!(
+                y,
+                "    - {{identifier: {id}, password: \"{pw}\", base_url: \"{}\"}}",
+                portal.base()
+            )
+            .unwrap();
+        }
+        std::fs::write(&file, y).unwrap();
+    };
+    write(&[("kept", "ok:1"), ("gone", "ok:2")]);
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\n",
+        file.display()
+    ))
+    .await;
+    let value = |body: &str, id: &str| {
+        metric("ssp_balance")
+            .label("provider", "Vultr")
+            .label("identifier", id)
+            .get(body)
+    };
+    eventually(|| async { value(&app.metrics().await, "gone") == Some(2.0) }).await;
+    write(&[("kept", "ok:1"), ("new", "ok:3")]);
+    let (status, answer) = app.reload_with(&app.config_text).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer.contains("provider identifiers: 1 added, 0 changed, 1 removed, 1 unchanged"),
+        "{answer}"
+    );
+    eventually(|| async { value(&app.metrics().await, "new") == Some(3.0) }).await;
+    let body = app.metrics().await;
+    assert_eq!(value(&body, "gone"), None);
+    assert_eq!(value(&body, "kept"), Some(1.0));
+    let apps = get(app.http, "/apps?format=json").await.body_string();
+    assert!(!apps.contains("ssp/Vultr/gone"), "{apps}");
+    // An invalid file is refused whole: the running identifiers stay.
+    std::fs::write(&file, "service: {}\n").unwrap();
+    let (status, answer) = app.reload_with(&app.config_text).await;
+    assert_ne!(status, 200, "{answer}");
+    assert!(answer.contains("`/service`"), "{answer}");
+    assert_eq!(value(&app.metrics().await, "new"), Some(3.0));
+    app.stop().await;
+}

@@ -236,6 +236,25 @@ async fn every_provider_and_scenario() {
             .find(|r| r["name"] == name)
             .unwrap_or_else(|| panic!("no /apps row {name}: {apps}"))
     };
+    // Every scenario of every provider has its row, consistent with /metrics.
+    for p in PROVIDERS {
+        for sc in scenarios(p) {
+            let r = row(&format!("ssp/{p}/{sc}"));
+            assert_eq!(r["kind"], "provider", "{p}/{sc}");
+            assert_eq!(r["source"], format!("provider:{p}"), "{p}/{sc}");
+            match expected(p, sc) {
+                Ok(_) => {
+                    assert_eq!(r["status"], "up", "{p}/{sc}: {r}");
+                    assert!(r.get("last_error").is_none(), "{p}/{sc}: {r}");
+                }
+                Err(code) => {
+                    assert_eq!(r["status"], "down", "{p}/{sc}: {r}");
+                    let err = r["last_error"].as_str().unwrap_or_default();
+                    assert!(err.starts_with(&format!("{code}:")), "{p}/{sc}: {r}");
+                }
+            }
+        }
+    }
     let ok = row("ssp/Vultr/ok");
     assert_eq!(ok["kind"], "provider");
     assert_eq!(ok["source"], "provider:Vultr");

@@ -565,3 +565,75 @@ async fn reload_applies_the_provider_file() {
     assert_eq!(value(&app.metrics().await, "new"), Some(3.0));
     app.stop().await;
 }
+
+/// The committed sample `examples/ssp/providers.yaml`, with its mock
+/// addresses and secrets swapped for the test's, runs against the mocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committed_sample_runs_against_the_mocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/ssp/providers.yaml"
+    ))
+    .unwrap();
+    let mut portals = Vec::new();
+    let mut out = String::new();
+    let mut current = String::new();
+    for line in sample.lines() {
+        if let Some(p) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            if !p.starts_with(' ') {
+                current = p.to_owned();
+            }
+        }
+        let line = if line.trim_start().starts_with("base_url:") {
+            let portal = Portal::start(&current).await;
+            let swapped = format!("      base_url: {}", portal.base());
+            portals.push(portal);
+            swapped
+        } else if line.starts_with("    - Mozilla/") {
+            // The mocks check that the user agent comes from the list.
+            "    - TestAgent/1.0".to_owned()
+        } else if line.trim_start().starts_with("password_env:") {
+            // Tests never change the process environment: inline instead.
+            "      password: \"ok:5\"".to_owned()
+        } else {
+            line.to_owned()
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    std::fs::write(dir.path().join("aruba.password"), "ok:7\n").unwrap();
+    let file = dir.path().join("providers.yaml");
+    std::fs::write(&file, out).unwrap();
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"5s\"\n",
+        file.display()
+    ))
+    .await;
+    let want = [
+        ("AlmatelRussia", "user123456", 5.0, "ok"),
+        ("ArubaCloud", "1234566@aruba.it", 7.0, "ok"),
+        ("FreedomVrnRussia", "5550001", 12.5, "ok"),
+        ("MegafonRussiaB2C", "79201234567", 790.1, "ok"),
+        ("T2RussiaB2C", "79001234567", -1000001.0, "disabled"),
+        ("Vultr", "username@domain.tld", 5.0, "ok"),
+        ("WifireRussia", "123456", 172.05, "ok"),
+        ("Exec", "custom", 42.5, "ok"),
+    ];
+    eventually(|| async {
+        let body = app.metrics().await;
+        want.iter()
+            .all(|(p, id, _, st)| status_of(&body, p, id).as_deref() == Some(st))
+    })
+    .await;
+    let body = app.metrics().await;
+    for (p, id, value, _) in want {
+        let got = metric("ssp_balance")
+            .label("provider", p)
+            .label("identifier", id)
+            .get(&body);
+        assert_eq!(got, Some(value), "{p}/{id}");
+    }
+    crate::interop::promtool_check(&body).await;
+    app.stop().await;
+}

@@ -99,10 +99,17 @@ fi
 rm -rf "$units"
 
 echo "== cargo test"
-cargo test --locked
+test_log=$(mktemp)
+cargo test --locked 2>&1 | tee "$test_log"
 
 echo "== benchmark smoke run (ep-bench, 3 apps x 20 series, no thresholds)"
 # Debug binaries, already built by cargo test; bounded in time.
 cargo build --locked --quiet --bins
 timeout 120 target/debug/ep-bench --scales 3x20 --clients 2 --max-pushes 40 --push-secs 1 \
     --latency-samples 10 --scrape-secs 0.3 --rounds 1 --change-samples 2 --load-secs 20
+
+# One closing line for the whole suite: the sum of every test binary's
+# "test result" line (the last one printed is the empty doc-test run).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$test_log"
+rm -f "$test_log"

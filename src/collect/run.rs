@@ -27,16 +27,9 @@ use super::metrics::{evaluate, Inputs, State};
 use super::spec::{Body, CollectorConfig, ExtractFrom, Part, Source, Step, Template};
 use crate::config::Secret;
 use crate::poll::scheduler::{Job, RunFuture};
-use crate::poll::target::Failure;
+use crate::poll::target::{check_status, fail, read_bounded, Failure};
 use crate::store::{AppKind, Ingest, Store};
 use crate::telemetry::{PollFailure, RejectReason};
-
-fn fail(reason: PollFailure, message: impl Into<String>) -> Failure {
-    Failure {
-        reason,
-        message: message.into(),
-    }
-}
 
 /// A response as the steps and the cache keep it.
 #[derive(Debug)]
@@ -320,35 +313,19 @@ impl CollectJob {
             b = b.header(reqwest::header::CONTENT_TYPE, ctype).body(body);
         }
         let mut resp = b.send().await.map_err(classify)?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(fail(
-                PollFailure::HttpStatus,
-                format!("HTTP status {status}, expected 2xx"),
-            ));
-        }
-        let limit = self.def.max_body_bytes;
-        let too_large = || {
-            fail(
-                PollFailure::TooLarge,
-                format!("body larger than max_body_bytes ({limit})"),
-            )
-        };
-        if resp.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
+        check_status(&resp)?;
         let headers = resp.headers().clone();
         let cookies = resp
             .cookies()
             .map(|c| (c.name().to_owned(), c.value().to_owned()))
             .collect();
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_bounded(
+            &mut resp,
+            self.def.max_body_bytes,
+            "max_body_bytes",
+            classify,
+        )
+        .await?;
         let body = String::from_utf8(body)
             .map_err(|_| fail(PollFailure::InvalidBody, "the response is not UTF-8"))?;
         Ok(Fetched {
@@ -551,28 +528,8 @@ fn extract(
     }
 }
 
-/// Maps a reqwest error to a reason; the message never holds the URL
-/// (it may carry a secret in its query).
+/// Maps a reqwest error like the poller does, but without the URL (it may
+/// carry a secret in its query).
 fn classify(e: reqwest::Error) -> Failure {
-    let reason = if e.is_timeout() {
-        PollFailure::Timeout
-    } else if e.is_connect() {
-        PollFailure::Connect
-    } else if e.is_decode() {
-        PollFailure::InvalidBody
-    } else {
-        PollFailure::Request
-    };
-    let e = e.without_url();
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(&e);
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    fail(reason, s)
+    crate::poll::target::classify(e.without_url())
 }

@@ -37,11 +37,53 @@ pub struct Failure {
     pub message: String,
 }
 
-fn fail(reason: PollFailure, message: impl Into<String>) -> Failure {
+/// A failure with its reason and message.
+pub(crate) fn fail(reason: PollFailure, message: impl Into<String>) -> Failure {
     Failure {
         reason,
         message: message.into(),
     }
+}
+
+/// A non-2xx status is a failure.
+pub(crate) fn check_status(resp: &reqwest::Response) -> Result<(), Failure> {
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(fail(
+            PollFailure::HttpStatus,
+            format!("HTTP status {status}, expected 2xx"),
+        ))
+    }
+}
+
+/// Reads the body, at most `limit` bytes counted after decompression (a
+/// small compressed body cannot expand past it); `key` names the setting
+/// in the message. `classify` maps transport errors.
+pub(crate) async fn read_bounded(
+    resp: &mut reqwest::Response,
+    limit: usize,
+    key: &str,
+    classify: impl Fn(reqwest::Error) -> Failure,
+) -> Result<Vec<u8>, Failure> {
+    let too_large = || {
+        fail(
+            PollFailure::TooLarge,
+            format!("body larger than {key} ({limit} bytes)"),
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(&classify)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[derive(Debug, Default)]
@@ -194,37 +236,19 @@ impl PollJob {
             }
         }
         let mut resp = req.send().await.map_err(classify)?;
-        let status = resp.status();
-        if !status.is_success() {
-            return Err(fail(
-                PollFailure::HttpStatus,
-                format!("HTTP status {status}, expected 2xx"),
-            ));
-        }
-        let limit = self.def.max_body_bytes;
-        let too_large = || {
-            fail(
-                PollFailure::TooLarge,
-                format!("body larger than max_body_size ({limit} bytes)"),
-            )
-        };
-        if resp.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
+        check_status(&resp)?;
         let om = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/openmetrics-text"));
-        let mut body = Vec::new();
-        // Counted after gzip decompression: a small compressed body cannot
-        // expand past the limit.
-        while let Some(chunk) = resp.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_bounded(
+            &mut resp,
+            self.def.max_body_bytes,
+            "max_body_size",
+            classify,
+        )
+        .await?;
         let text = String::from_utf8(body).map_err(|e| {
             fail(
                 PollFailure::InvalidBody,
@@ -305,7 +329,7 @@ fn build_client(def: &TargetConfig) -> Result<reqwest::Client, String> {
 }
 
 /// Maps a reqwest error to a reason, with its whole source chain as message.
-fn classify(e: reqwest::Error) -> Failure {
+pub(crate) fn classify(e: reqwest::Error) -> Failure {
     let reason = if e.is_timeout() {
         PollFailure::Timeout
     } else if e.is_connect() {

@@ -210,20 +210,12 @@ impl Default for StoreOptions {
     }
 }
 
-/// One family of one application, encoded once at ingest.
-#[derive(Debug)]
-struct FamilyBlock {
-    name: String,
-    typ: MetricType,
-    help: Option<String>,
-    /// The sample lines, ready to be concatenated into `/metrics`.
-    body: Bytes,
-    /// Series identities, in the order of the lines of `body`.
-    keys: Vec<u64>,
-}
+/// One family of one application, encoded once at ingest: its sample lines,
+/// ready to be concatenated into `/metrics`, and their series keys in order.
+type FamilyBlock = exposition::EncodedFamily;
 
 /// A push that parsed and validated on its own, not yet applied.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Prepared {
     app: String,
     families: Vec<Arc<FamilyBlock>>,
@@ -332,6 +324,25 @@ struct AppEntry {
     deadline: Option<tokio::time::Instant>,
 }
 
+/// How to take back one application of a batch that failed part-way.
+enum Undo {
+    /// The entry replaced one of the same series in place; the indexes did
+    /// not change.
+    Swapped(String, AppEntry),
+    /// The indexes were updated: remove the new entry, put back the old one.
+    Indexed(String, Option<AppEntry>),
+}
+
+/// Whether two sets of families hold the same series under the same family
+/// names and types (values may differ).
+fn same_families(old: &[Arc<FamilyBlock>], new: &[Arc<FamilyBlock>]) -> bool {
+    old.len() == new.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(o, n)| o.name == n.name && o.typ == n.typ && o.keys == n.keys)
+}
+
 /// Global index entry of one family name.
 struct FamilyIndex {
     typ: MetricType,
@@ -346,51 +357,7 @@ struct State {
     reserved: HashMap<String, String>,
     /// Series identity → owning application. 64-bit hashes: a false
     /// collision needs ~4·10⁹ series to become likely, far beyond our limits.
-    series: HashMap<u64, Arc<str>, SeriesKeyHasher>,
-}
-
-/// Hashers for the series index. Its keys are already xxh3 hashes, so
-/// running SipHash over them again was wasted work (three lookups per series
-/// per push); but xxh3 is unkeyed, so a per-process random seed is folded in
-/// with one 64×64→128-bit multiply to keep crafted series from piling into
-/// one bucket.
-#[derive(Clone)]
-struct SeriesKeyHasher(u64);
-
-impl Default for SeriesKeyHasher {
-    fn default() -> Self {
-        use std::hash::BuildHasher;
-        SeriesKeyHasher(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64))
-    }
-}
-
-impl std::hash::BuildHasher for SeriesKeyHasher {
-    type Hasher = FoldHasher;
-
-    fn build_hasher(&self) -> FoldHasher {
-        FoldHasher(self.0)
-    }
-}
-
-/// See [`SeriesKeyHasher`].
-struct FoldHasher(u64);
-
-impl std::hash::Hasher for FoldHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed; stay correct for anything else.
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, x: u64) {
-        let m = u128::from(x ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
-        self.0 = (m as u64) ^ ((m >> 64) as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
+    series: HashMap<u64, Arc<str>, exposition::SeriesKeyHasher>,
 }
 
 /// A rendered `/metrics` body for one generation of the store.
@@ -549,6 +516,30 @@ impl Store {
         text: &str,
         opts: &Ingest<'_>,
     ) -> Result<Prepared, PushError> {
+        self.prepare_inner(app, text, opts, true)
+    }
+
+    /// [`Store::prepare_with`] without the encoding parser: everything goes
+    /// through [`exposition::parse`] and is encoded afterwards. The two must
+    /// agree; this is the reference the tests and the fuzzer hold the fast
+    /// path to.
+    #[doc(hidden)]
+    pub fn prepare_reference(
+        &self,
+        app: &str,
+        text: &str,
+        opts: &Ingest<'_>,
+    ) -> Result<Prepared, PushError> {
+        self.prepare_inner(app, text, opts, false)
+    }
+
+    fn prepare_inner(
+        &self,
+        app: &str,
+        text: &str,
+        opts: &Ingest<'_>,
+        fast: bool,
+    ) -> Result<Prepared, PushError> {
         validate_app_name(app)?;
         let converted;
         let text = if opts.openmetrics {
@@ -570,26 +561,14 @@ impl Store {
             max_series: self.options.max_series_per_app,
             ..ParseLimits::default()
         };
-        let mut exp = exposition::parse(text, &limits).map_err(|e| {
+        let parse_error = |e: exposition::ParseError| {
             let reason = if e.message.starts_with("too many series") {
                 RejectReason::TooManySeries
             } else {
                 RejectReason::ParseError
             };
             PushError::new(reason, app, e.to_string())
-        })?;
-        let normalised = normalise_bounds(&mut exp);
-        if !opts.default.is_empty() {
-            for s in exp.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
-                for (k, v) in opts.default {
-                    if !s.labels.iter().any(|(n, _)| n == k) {
-                        s.labels.push(((*k).to_owned(), (*v).to_owned()));
-                    }
-                }
-            }
-        }
-        let mut series = 0;
-        let mut families = Vec::with_capacity(exp.families.len());
+        };
         let mut extra: Vec<(&str, &str)> =
             Vec::with_capacity(1 + opts.set.len() + opts.labels.len());
         if let Some(l) = self.options.app_label.as_deref() {
@@ -605,22 +584,53 @@ impl Store {
                 extra.push((k.as_str(), v.as_str()));
             }
         }
+        let extra = extra.as_slice();
+
+        // The push path: one pass from text to encoded blocks. Target labels
+        // (which rename clashing sample labels) and the rare input it leaves
+        // to the full parser take the way below.
+        if fast && opts.labels.is_empty() {
+            let encode = exposition::EncodeOptions {
+                extra,
+                default: opts.default,
+                go_float_bounds: true,
+            };
+            let result = match exposition::parse_encoded(text, &limits, &encode) {
+                Ok(Some(families)) => Some(finish_prepare(app, families)),
+                Ok(None) => None,
+                Err(e) => Some(Err(parse_error(e))),
+            };
+            if let Some(result) = result {
+                // Under test, every push is also prepared the reference way,
+                // so all store tests hold the two paths to the same result.
+                #[cfg(test)]
+                assert_eq!(
+                    result,
+                    self.prepare_inner(app, text, opts, false),
+                    "the encoding path and the reference differ on app {app:?}, text:\n{text}"
+                );
+                return result;
+            }
+        }
+
+        let mut exp = exposition::parse(text, &limits).map_err(parse_error)?;
+        let normalised = normalise_bounds(&mut exp);
+        if !opts.default.is_empty() {
+            for s in exp.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
+                for (k, v) in opts.default {
+                    if !s.labels.iter().any(|(n, _)| n == k) {
+                        s.labels.push(((*k).to_owned(), (*v).to_owned()));
+                    }
+                }
+            }
+        }
         if !opts.labels.is_empty() {
             rename_clashing_labels(app, &mut exp, opts.labels)?;
         }
-        let extra = extra.as_slice();
+        let mut series = 0;
+        let mut families = Vec::with_capacity(exp.families.len());
         for fam in exp.families {
-            if fam.name.starts_with(crate::telemetry::PREFIX) {
-                return Err(PushError::new(
-                    RejectReason::Conflict,
-                    app,
-                    format!(
-                        "family {} uses the prefix {} reserved for the proxy's own metrics",
-                        fam.name,
-                        crate::telemetry::PREFIX
-                    ),
-                ));
-            }
+            check_prefix(app, &fam.name)?;
             let block = encode_block(fam.name, fam.typ, fam.help, &fam.samples, extra);
             series += block.keys.len();
             families.push(block);
@@ -661,14 +671,7 @@ impl Store {
                 }
             }
         }
-        families.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(Prepared {
-            app: app.to_owned(),
-            families: families.into_iter().map(Arc::new).collect(),
-            series,
-            ttl: None,
-            pushed_at: None,
-        })
+        finish_prepare(app, families)
     }
 
     /// Replaces the one-sample gauge family `name` of an existing app with
@@ -793,21 +796,24 @@ impl Store {
                 check_own_names(&p.app, &p.families)?;
             }
         }
-        let mut undo: Vec<(String, Option<AppEntry>)> = Vec::with_capacity(batch.len());
+        let mut undo: Vec<Undo> = Vec::with_capacity(batch.len());
         let mut total = 0;
         for p in batch {
-            if let Err(e) = state.check(&p, kind, &self.options) {
-                for (app, old) in undo.into_iter().rev() {
-                    state.remove_app(&app);
-                    if let Some(old) = old {
-                        state.insert_app(old);
-                    }
+            // A replace push of the same series (the usual case: new values)
+            // leaves the global indexes as they are: they depend only on the
+            // app's family names, types and series, which were checked when
+            // they came.
+            let same_series = state.apps.get(&p.app).is_some_and(|old| {
+                old.info.kind == kind && same_families(&old.families, &p.families)
+            });
+            if !same_series {
+                if let Err(e) = state.check(&p, kind, &self.options) {
+                    state.roll_back(undo);
+                    return Err(e);
                 }
-                return Err(e);
             }
             total += p.series;
             let app = p.app.clone();
-            let old = state.remove_app(&app);
             let pushed_at = p.pushed_at.unwrap_or(now);
             let ttl = p.ttl.unwrap_or(match kind {
                 AppKind::Push | AppKind::Gateway => self.options.default_ttl,
@@ -822,7 +828,7 @@ impl Store {
                     Some(tokio::time::Instant::now() + d.saturating_sub(age))
                 }
             };
-            state.insert_app(AppEntry {
+            let entry = AppEntry {
                 info: AppInfo {
                     name: p.app,
                     kind,
@@ -844,10 +850,22 @@ impl Store {
                 },
                 families: p.families,
                 deadline,
-            });
-            undo.push((app, old));
+            };
+            match state.apps.get_mut(&app) {
+                Some(slot) if same_series => {
+                    let old = std::mem::replace(slot, entry);
+                    undo.push(Undo::Swapped(app, old));
+                }
+                _ => {
+                    let old = state.remove_app(&app);
+                    state.insert_app(entry);
+                    undo.push(Undo::Indexed(app, old));
+                }
+            }
         }
         drop(state);
+        // `undo` holds the replaced sets: they are freed here, outside the lock.
+        drop(undo);
         self.bump();
         Ok(total)
     }
@@ -1133,6 +1151,37 @@ impl Store {
     }
 }
 
+/// Refuses families under the prefix of the proxy's own metrics.
+fn check_prefix(app: &str, family: &str) -> Result<(), PushError> {
+    if family.starts_with(crate::telemetry::PREFIX) {
+        return Err(PushError::new(
+            RejectReason::Conflict,
+            app,
+            format!(
+                "family {family} uses the prefix {} reserved for the proxy's own metrics",
+                crate::telemetry::PREFIX
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The prepared push of `families` (in order of first appearance).
+fn finish_prepare(app: &str, mut families: Vec<FamilyBlock>) -> Result<Prepared, PushError> {
+    for f in &families {
+        check_prefix(app, &f.name)?;
+    }
+    let series = families.iter().map(|f| f.keys.len()).sum();
+    families.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Prepared {
+        app: app.to_owned(),
+        families: families.into_iter().map(Arc::new).collect(),
+        series,
+        ttl: None,
+        pushed_at: None,
+    })
+}
+
 /// Rewrites `le` of histogram buckets and `quantile` of summaries in Go's
 /// float format (`le="1.0"` → `le="1"`), as the Pushgateway and Prometheus
 /// do, so that clients in different languages produce the same series.
@@ -1361,6 +1410,25 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Takes back the applications of a batch, last first.
+    fn roll_back(&mut self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            match step {
+                Undo::Swapped(app, old) => {
+                    if let Some(slot) = self.apps.get_mut(&app) {
+                        *slot = old;
+                    }
+                }
+                Undo::Indexed(app, old) => {
+                    self.remove_app(&app);
+                    if let Some(old) = old {
+                        self.insert_app(old);
+                    }
+                }
+            }
+        }
     }
 
     fn remove_app(&mut self, app: &str) -> Option<AppEntry> {

@@ -173,7 +173,7 @@ pub(super) fn series_hash(
 /// The hashed bytes are the name, then per label 0xFF, name, 0xFE, value. Those two
 /// bytes never occur in UTF-8, so this is an unambiguous encoding of the series. Short
 /// series (nearly all) are laid out on the stack; longer ones in `buf`.
-fn hash_sorted<'a, I>(buf: &mut Vec<u8>, name: &str, labels: I) -> u64
+pub(super) fn hash_sorted<'a, I>(buf: &mut Vec<u8>, name: &str, labels: I) -> u64
 where
     I: Iterator<Item = (&'a str, &'a str)> + Clone,
 {

@@ -10,11 +10,15 @@
 //! The encoder ([`encode_header`], [`encode_sample`], [`encode()`]) escapes label values
 //! and HELP text itself and can inject extra labels (such as `app="x"`) while writing.
 //!
+//! Pushes take a shortcut through both: [`parse_encoded`] checks the text exactly as
+//! [`parse()`] does but writes each family's sample lines as the encoder would, in one
+//! pass, with the series keys the store indexes ([`EncodedFamily`]).
+//!
 //! Polled exporters may answer in OpenMetrics: [`openmetrics_to_text`] rewrites such a
 //! body into 0.0.4 text first, which then goes through the same parser.
 //!
-//! This module does no IO and knows nothing of the async runtime: it works on `&str`
-//! and `Vec<u8>` only, so the push path and tests drive the same pure functions.
+//! This module does no IO and knows nothing of the async runtime: it works on `&str`,
+//! `Vec<u8>` and `Bytes` only, so the push path and tests drive the same pure functions.
 
 #![forbid(unsafe_code)]
 
@@ -31,7 +35,7 @@ pub use encode::{
     format_value, series_key,
 };
 pub use openmetrics::{looks_like_openmetrics, openmetrics_to_text};
-pub use parse::parse;
+pub use parse::{parse, parse_encoded};
 
 /// The type of a metric family, as declared by its `# TYPE` line.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -150,6 +154,78 @@ impl PartialEq for Sample {
     }
 }
 
+/// How [`parse_encoded`] writes the sample lines of an exposition.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EncodeOptions<'a> {
+    /// Labels written first on every line, replacing a sample label of the same name
+    /// (as the `extra` of [`encode_sample`]).
+    pub extra: &'a [(&'a str, &'a str)],
+    /// Labels added to samples that lack a label of that name.
+    pub default: &'a [(&'a str, &'a str)],
+    /// Write the `le` of histogram buckets and the `quantile` of summaries in Go's
+    /// float format ([`format_go_float`]: `le="1.0"` becomes `le="1"`).
+    pub go_float_bounds: bool,
+}
+
+/// One family as [`parse_encoded`] returns it: its metadata and its sample lines,
+/// encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodedFamily {
+    /// The family name.
+    pub name: String,
+    /// The HELP text, unescaped.
+    pub help: Option<String>,
+    /// The declared type.
+    pub typ: MetricType,
+    /// The family's sample lines as [`encode_sample`] writes them, in input order.
+    pub body: bytes::Bytes,
+    /// The [`series_key`] of each line of `body`, in order.
+    pub keys: Vec<u64>,
+}
+
+/// Hashers for maps keyed by series keys. The keys are already xxh3 hashes, so
+/// running SipHash over them again is wasted work; but xxh3 is unkeyed, so a
+/// per-map random seed is folded in with one 64×64→128-bit multiply to keep
+/// crafted series from piling into one bucket.
+#[derive(Clone)]
+pub struct SeriesKeyHasher(u64);
+
+impl Default for SeriesKeyHasher {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        SeriesKeyHasher(std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64))
+    }
+}
+
+impl std::hash::BuildHasher for SeriesKeyHasher {
+    type Hasher = FoldHasher;
+
+    fn build_hasher(&self) -> FoldHasher {
+        FoldHasher(self.0)
+    }
+}
+
+/// See [`SeriesKeyHasher`].
+pub struct FoldHasher(u64);
+
+impl std::hash::Hasher for FoldHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed; stay correct for anything else.
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        let m = u128::from(x ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+        self.0 = (m as u64) ^ ((m >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// Why a text exposition was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
@@ -210,18 +286,47 @@ pub fn is_valid_label_name(name: &str) -> bool {
     }
 }
 
+/// Character classes of name bytes, one lookup per byte in the parser's hot loops.
+const METRIC_START: u8 = 1;
+const METRIC_CHAR: u8 = 2;
+const LABEL_START: u8 = 4;
+const LABEL_CHAR: u8 = 8;
+
+static NAME_CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let alpha = c.is_ascii_alphabetic() || c == b'_';
+        let digit = c.is_ascii_digit();
+        let mut class = 0;
+        if alpha || c == b':' {
+            class |= METRIC_START | METRIC_CHAR;
+        }
+        if digit {
+            class |= METRIC_CHAR | LABEL_CHAR;
+        }
+        if alpha {
+            class |= LABEL_START | LABEL_CHAR;
+        }
+        t[b] = class;
+        b += 1;
+    }
+    t
+};
+
 fn is_metric_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+    NAME_CLASSES[usize::from(b)] & METRIC_START != 0
 }
 
 fn is_metric_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
+    NAME_CLASSES[usize::from(b)] & METRIC_CHAR != 0
 }
 
 fn is_label_name_start(b: u8) -> bool {
-    b.is_ascii_alphabetic() || b == b'_'
+    NAME_CLASSES[usize::from(b)] & LABEL_START != 0
 }
 
 fn is_label_name_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    NAME_CLASSES[usize::from(b)] & LABEL_CHAR != 0
 }

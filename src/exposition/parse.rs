@@ -8,16 +8,28 @@
 //!
 //! The input is scanned once, line by line with `memchr`; family names are looked up as
 //! slices of the input, so only the data that ends up in the [`Exposition`] is copied.
+//!
+//! The same scanner drives two outputs: [`parse()`] builds owned [`Sample`]s, for callers
+//! that inspect values; [`parse_encoded`] is the push path and writes each sample line
+//! straight into its family's encoded block, hashing its series on the way, without a
+//! string per name, label or value. Both share every check, so they accept the same input
+//! with the same errors; the push path hands the few inputs it does not handle (escapes
+//! in label values, repeated series) to [`parse()`].
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::ops::Range;
 
+use bytes::Bytes;
 use memchr::{memchr, memchr2};
 
-use super::encode::{escape_label_value, series_hash};
+use super::encode::{escape_label_value, format_go_float, hash_sorted, series_hash};
 use super::{
     is_label_name_char, is_label_name_start, is_metric_name_char, is_metric_name_start,
-    is_valid_metric_name, Exposition, Family, MetricType, ParseError, ParseLimits, Sample,
+    is_valid_metric_name, EncodeOptions, EncodedFamily, Exposition, Family, MetricType, ParseError,
+    ParseLimits, Sample, SeriesKeyHasher,
 };
 
 /// Found-text in error messages is cut to this many characters: enough to recognise the
@@ -33,17 +45,73 @@ const MAX_SERIES_CHARS: usize = 120;
 /// with all of its samples in input order, even when the input interleaved families.
 /// The first problem found is returned with its 1-based line number.
 pub fn parse(text: &str, limits: &ParseLimits) -> Result<Exposition, ParseError> {
-    let mut parser = Parser::new(limits);
-    let mut start = 0;
-    let mut line_no = 0;
-    while start < text.len() {
-        let end = memchr(b'\n', &text.as_bytes()[start..]).map_or(text.len(), |i| start + i);
-        line_no += 1;
-        // '\n' is ASCII, so `start` and `end` are char boundaries.
-        parser.line(line_no, &text[start..end])?;
-        start = end + 1;
+    let mut parser = Parser::new(limits, None);
+    match parser.run(text) {
+        Ok(()) => {}
+        Err(Stop::Invalid(e)) => return Err(e),
+        // Only the encoding path falls back, and this parser has no sink.
+        Err(Stop::Fallback) => unreachable!("a parser without a sink never falls back"),
     }
-    parser.finish()
+    let (families, _) = parser.finish()?;
+    Ok(Exposition { families })
+}
+
+/// Parses and validates like [`parse()`], but writes every sample line straight into
+/// its family's encoded block, as [`encode_sample`](super::encode_sample) would write
+/// it with the options' labels, and computes its [`series_key`](super::series_key) on
+/// the way. No [`Sample`] is built: names and label values are copied from the input
+/// into the block, never into strings of their own, which makes this the push path's
+/// parser.
+///
+/// Series are unique in the result *after* the options applied (labels set, bounds
+/// rewritten). Accepts and refuses exactly what [`parse()`] does, with the same
+/// errors, except that it returns `Ok(None)` for input it leaves to [`parse()`]: a
+/// label value with an escape sequence, a sample with more than 16 labels, or a
+/// series that repeats (whose error only the full parser words).
+pub fn parse_encoded(
+    text: &str,
+    limits: &ParseLimits,
+    options: &EncodeOptions<'_>,
+) -> Result<Option<Vec<EncodedFamily>>, ParseError> {
+    // Sample lines are rarely shorter than this; a low guess costs a regrowth.
+    let lines = text.len() / 40 + 1;
+    let per_line: usize = options
+        .extra
+        .iter()
+        .chain(options.default)
+        .map(|(k, v)| k.len() + v.len() + 4)
+        .sum();
+    let sink = BlockSink {
+        options,
+        buf: Vec::with_capacity(text.len() + lines * per_line),
+        segments: Vec::new(),
+        keys: Vec::new(),
+        seen: HashSet::with_capacity_and_hasher(lines, SeriesKeyHasher::default()),
+        open: None,
+        hash_buf: Vec::new(),
+    };
+    let mut parser = Parser::new(limits, Some(sink));
+    match parser.run(text) {
+        Ok(()) => {}
+        Err(Stop::Invalid(e)) => return Err(e),
+        Err(Stop::Fallback) => return Ok(None),
+    }
+    let (families, sink) = parser.finish()?;
+    Ok(sink.map(|sink| sink.into_families(families)))
+}
+
+/// Why a parser stopped before the end of its input.
+enum Stop {
+    /// The input is invalid.
+    Invalid(ParseError),
+    /// The encoding path met input it leaves to the full parser.
+    Fallback,
+}
+
+impl From<ParseError> for Stop {
+    fn from(e: ParseError) -> Stop {
+        Stop::Invalid(e)
+    }
 }
 
 /// Bookkeeping for one family that does not belong in the output.
@@ -55,6 +123,8 @@ struct Meta {
     decl_line: usize,
     /// Whether a TYPE line was seen; an implicit untyped family may still get one.
     typed: bool,
+    /// Number of samples accepted into the family so far.
+    samples: usize,
 }
 
 /// Where an already accepted series lives, to detect and report duplicates.
@@ -63,6 +133,40 @@ struct SeenSeries {
     family: usize,
     sample: usize,
     line: usize,
+}
+
+/// Most labels a sample line may have (options' labels included) on the encoding
+/// path; beyond that it falls back to the full parser.
+const MAX_ENCODED_LABELS: usize = 16;
+
+/// Where [`parse_encoded`] writes sample lines.
+///
+/// All lines go into one buffer, as a run per family: input that keeps each family's
+/// samples together (nearly all input) gives one run per family, and each family's
+/// block is then a slice of the one buffer, shared rather than copied.
+struct BlockSink<'o> {
+    options: &'o EncodeOptions<'o>,
+    buf: Vec<u8>,
+    /// Per family: the ranges of `buf` holding its lines, in order.
+    segments: Vec<Vec<Range<usize>>>,
+    /// Per family: the series key of each line.
+    keys: Vec<Vec<u64>>,
+    /// Every key so far, to find repeated series.
+    seen: HashSet<u64, SeriesKeyHasher>,
+    /// The family whose last range ends at the end of `buf`.
+    open: Option<usize>,
+    hash_buf: Vec<u8>,
+}
+
+/// One parsed sample line, borrowing the input; its labels are in `Parser::labels`.
+struct Line<'a> {
+    name: &'a str,
+    /// Whether a label value has an escape sequence (its raw text differs from its
+    /// value).
+    escaped: bool,
+    value: f64,
+    value_text: &'a str,
+    timestamp: Option<i64>,
 }
 
 struct Parser<'a, 'l> {
@@ -84,10 +188,15 @@ struct Parser<'a, 'l> {
     series: usize,
     hash_buf: Vec<u8>,
     hash_order: Vec<usize>,
+    /// Names and raw (still escaped) values of the labels of the sample line at hand;
+    /// kept between lines to reuse the allocation.
+    labels: Vec<(&'a str, &'a str)>,
+    /// Set by [`parse_encoded`]: samples are encoded here instead of collected.
+    sink: Option<BlockSink<'l>>,
 }
 
 impl<'a, 'l> Parser<'a, 'l> {
-    fn new(limits: &'l ParseLimits) -> Parser<'a, 'l> {
+    fn new(limits: &'l ParseLimits, sink: Option<BlockSink<'l>>) -> Parser<'a, 'l> {
         Parser {
             limits,
             families: Vec::new(),
@@ -99,11 +208,27 @@ impl<'a, 'l> Parser<'a, 'l> {
             series: 0,
             hash_buf: Vec::new(),
             hash_order: Vec::new(),
+            labels: Vec::new(),
+            sink,
         }
     }
 
+    /// Feeds every line of `text`.
+    fn run(&mut self, text: &'a str) -> Result<(), Stop> {
+        let mut start = 0;
+        let mut line_no = 0;
+        while start < text.len() {
+            let end = memchr(b'\n', &text.as_bytes()[start..]).map_or(text.len(), |i| start + i);
+            line_no += 1;
+            // '\n' is ASCII, so `start` and `end` are char boundaries.
+            self.line(line_no, &text[start..end])?;
+            start = end + 1;
+        }
+        Ok(())
+    }
+
     /// Handles one line, given without its `\n`.
-    fn line(&mut self, no: usize, raw: &'a str) -> Result<(), ParseError> {
+    fn line(&mut self, no: usize, raw: &'a str) -> Result<(), Stop> {
         if self.limits.max_line_bytes != 0 && raw.len() > self.limits.max_line_bytes {
             return Err(err(
                 no,
@@ -112,13 +237,14 @@ impl<'a, 'l> Parser<'a, 'l> {
                     raw.len(),
                     self.limits.max_line_bytes
                 ),
-            ));
+            )
+            .into());
         }
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         let line = skip_blanks(line);
         match line.as_bytes().first() {
             None => Ok(()),
-            Some(b'#') => self.comment(no, &line[1..]),
+            Some(b'#') => Ok(self.comment(no, &line[1..])?),
             Some(_) => self.sample(no, line),
         }
     }
@@ -177,7 +303,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             if meta.typed {
                 return Err(err(no, format!("second TYPE line for family {name}")));
             }
-            if !family.samples.is_empty() {
+            if meta.samples != 0 {
                 return Err(err(
                     no,
                     format!(
@@ -207,6 +333,7 @@ impl<'a, 'l> Parser<'a, 'l> {
                 first_line: no,
                 decl_line: no,
                 typed: false,
+                samples: 0,
             });
             self.families.len() - 1
         })
@@ -252,12 +379,42 @@ impl<'a, 'l> Parser<'a, 'l> {
     }
 
     /// Parses a sample line (leading blanks already skipped) and files the sample.
-    fn sample(&mut self, no: usize, line: &'a str) -> Result<(), ParseError> {
+    fn sample(&mut self, no: usize, line: &'a str) -> Result<(), Stop> {
+        let mut labels = std::mem::take(&mut self.labels);
+        labels.clear();
+        let result = self
+            .scan_sample(no, line, &mut labels)
+            .map_err(Stop::from)
+            .and_then(|parsed| self.file_sample(no, parsed, &labels));
+        self.labels = labels;
+        result
+    }
+
+    /// Parses a sample line into `labels` and the returned [`Line`], checking
+    /// everything that needs only the line itself.
+    fn scan_sample(
+        &self,
+        no: usize,
+        line: &'a str,
+        labels: &mut Vec<(&'a str, &'a str)>,
+    ) -> Result<Line<'a>, ParseError> {
         let bytes = line.as_bytes();
-        let name_end = bytes
-            .iter()
-            .position(|&b| !is_metric_name_char(b))
-            .unwrap_or(bytes.len());
+        // Consecutive samples mostly share their name: the last one is known valid.
+        let name_end = match self.last {
+            Some((last, _))
+                if bytes.starts_with(last.as_bytes())
+                    && !bytes
+                        .get(last.len())
+                        .copied()
+                        .is_some_and(is_metric_name_char) =>
+            {
+                last.len()
+            }
+            _ => bytes
+                .iter()
+                .position(|&b| !is_metric_name_char(b))
+                .unwrap_or(bytes.len()),
+        };
         let name = &line[..name_end];
         let name_ok = !name.is_empty()
             && is_metric_name_start(bytes[0])
@@ -282,10 +439,10 @@ impl<'a, 'l> Parser<'a, 'l> {
         }
 
         let mut pos = skip_blanks_at(bytes, name_end);
-        let mut labels = Vec::new();
+        let mut escaped = false;
         if bytes.get(pos) == Some(&b'{') {
             // Like Go's parser, allow the value to follow `}` without a blank.
-            pos = parse_labels(no, line, pos + 1, name, &mut labels)?;
+            (pos, escaped) = parse_labels(no, line, pos + 1, name, labels)?;
             pos = skip_blanks_at(bytes, pos);
         }
 
@@ -296,7 +453,7 @@ impl<'a, 'l> Parser<'a, 'l> {
                 format!("missing value for {name}: expected a float value, found end of line"),
             ));
         }
-        let (value, value_text) = parse_float(value_tok).map_err(|why| {
+        let (value, value_text) = parse_float(value_tok, self.sink.is_none()).map_err(|why| {
             err(
                 no,
                 format!("invalid value for {name}: expected a float value, found {why}"),
@@ -328,26 +485,51 @@ impl<'a, 'l> Parser<'a, 'l> {
                 ),
             ));
         }
+        Ok(Line {
+            name,
+            escaped,
+            value,
+            value_text,
+            timestamp,
+        })
+    }
 
+    /// Counts a scanned sample, checks it against its family and files it.
+    fn file_sample(
+        &mut self,
+        no: usize,
+        line: Line<'a>,
+        labels: &[(&'a str, &'a str)],
+    ) -> Result<(), Stop> {
+        let name = line.name;
         self.series += 1;
         if self.limits.max_series != 0 && self.series > self.limits.max_series {
             return Err(err(
                 no,
                 format!("too many series: more than {}", self.limits.max_series),
-            ));
+            )
+            .into());
         }
 
         let index = self.resolve(no, name);
-        check_type(no, &self.families[index], name, &labels)?;
-        let sample = Sample {
-            name: name.to_owned(),
-            labels,
-            value,
-            value_text,
-            timestamp,
-        };
-        self.check_duplicate(no, index, &sample)?;
-        self.families[index].samples.push(sample);
+        check_type(no, &self.families[index], name, labels)?;
+        if let Some(sink) = &mut self.sink {
+            sink.encode(index, &self.families[index], &line, labels)?;
+        } else {
+            let sample = Sample {
+                name: name.to_owned(),
+                labels: labels
+                    .iter()
+                    .map(|&(n, v)| (n.to_owned(), unescape_label_value(v).into_owned()))
+                    .collect(),
+                value: line.value,
+                value_text: line.value_text.to_owned(),
+                timestamp: line.timestamp,
+            };
+            self.check_duplicate(no, index, &sample)?;
+            self.families[index].samples.push(sample);
+        }
+        self.meta[index].samples += 1;
         Ok(())
     }
 
@@ -404,7 +586,7 @@ impl<'a, 'l> Parser<'a, 'l> {
 
     /// Checks what can only be checked once all declarations are known, and hands out
     /// the result.
-    fn finish(self) -> Result<Exposition, ParseError> {
+    fn finish(self) -> Result<(Vec<Family>, Option<BlockSink<'l>>), ParseError> {
         // Reserved sample name -> the family that reserves it.
         let mut owners: HashMap<String, usize> = HashMap::new();
         for (index, family) in self.families.iter().enumerate() {
@@ -434,25 +616,215 @@ impl<'a, 'l> Parser<'a, 'l> {
                 }
             }
         }
-        Ok(Exposition {
-            families: self.families,
-        })
+        Ok((self.families, self.sink))
     }
 }
 
-/// Parses the label set after `{`, appending to `labels`; returns the position after `}`.
-fn parse_labels(
+impl BlockSink<'_> {
+    /// Writes one sample line into the block of family `index`.
+    fn encode(
+        &mut self,
+        index: usize,
+        family: &Family,
+        line: &Line<'_>,
+        labels: &[(&str, &str)],
+    ) -> Result<(), Stop> {
+        if line.escaped {
+            // Values are written and hashed as they appear in the input, which is
+            // only right while the input's text is the value.
+            return Err(Stop::Fallback);
+        }
+        let options = self.options;
+        let name = line.name;
+
+        // A bucket bound or quantile rewritten in Go's float format.
+        let bound = match family.typ {
+            _ if !options.go_float_bounds => None,
+            MetricType::Histogram if name.strip_suffix("_bucket") == Some(&family.name) => {
+                Some("le")
+            }
+            MetricType::Summary if name == family.name => Some("quantile"),
+            _ => None,
+        };
+        let mut rewritten = (usize::MAX, String::new());
+        if let Some(i) = bound.and_then(|b| labels.iter().position(|(n, _)| *n == b)) {
+            let v = labels[i].1;
+            if !is_go_float(v) {
+                if let Ok(f) = v.parse::<f64>() {
+                    rewritten = (i, format_go_float(f));
+                }
+            }
+        }
+
+        // The labels in the order they are written: the options' own first, then
+        // the sample's, then the defaults it lacks.
+        let mut all = [("", ""); MAX_ENCODED_LABELS];
+        let mut n = 0;
+        let set = |k: &str| options.extra.iter().any(|&(e, _)| e == k);
+        for &label in options.extra {
+            put(&mut all, &mut n, label)?;
+        }
+        for (i, &(k, v)) in labels.iter().enumerate() {
+            if !set(k) {
+                let v = if i == rewritten.0 { &rewritten.1 } else { v };
+                put(&mut all, &mut n, (k, v))?;
+            }
+        }
+        for (j, &(k, v)) in options.default.iter().enumerate() {
+            let present = labels.iter().any(|&(l, _)| l == k)
+                || options.default[..j].iter().any(|&(d, _)| d == k);
+            if !present && !set(k) {
+                put(&mut all, &mut n, (k, v))?;
+            }
+        }
+        let all = &mut all[..n];
+
+        if self.segments.len() <= index {
+            self.segments.resize_with(index + 1, Vec::new);
+            self.keys.resize_with(index + 1, Vec::new);
+        }
+        let start = self.buf.len();
+        if self.open != Some(index) {
+            self.segments[index].push(start..start);
+            self.open = Some(index);
+        }
+        let out = &mut self.buf;
+        out.extend_from_slice(name.as_bytes());
+        for (i, (k, v)) in all.iter().enumerate() {
+            out.push(if i == 0 { b'{' } else { b',' });
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"=\"");
+            escape_label_value(out, v);
+            out.push(b'"');
+        }
+        if !all.is_empty() {
+            out.push(b'}');
+        }
+        out.push(b' ');
+        out.extend_from_slice(line.value_text.as_bytes());
+        if let Some(ts) = line.timestamp {
+            write!(out, " {ts}").expect("writing to a Vec<u8> cannot fail");
+        }
+        out.push(b'\n');
+        let end = out.len();
+        if let Some(last) = self.segments[index].last_mut() {
+            last.end = end;
+        }
+
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let key = hash_sorted(&mut self.hash_buf, name, all.iter().copied());
+        if !self.seen.insert(key) {
+            // A repeated series, or (practically never) two series with one hash:
+            // the full parser tells which, and words the error.
+            return Err(Stop::Fallback);
+        }
+        self.keys[index].push(key);
+        Ok(())
+    }
+
+    /// Cuts the buffer into one block per family (`families` in order of first
+    /// appearance).
+    fn into_families(self, families: Vec<Family>) -> Vec<EncodedFamily> {
+        let mut buf = self.buf;
+        // HELP and TYPE lines are not copied, and the labels' room was a guess.
+        if buf.capacity() - buf.len() > buf.len() / 8 {
+            buf.shrink_to_fit();
+        }
+        let all = Bytes::from(buf);
+        let mut segments = self.segments.into_iter();
+        let mut keys = self.keys.into_iter();
+        families
+            .into_iter()
+            .map(|family| {
+                let ranges = segments.next().unwrap_or_default();
+                let body = match ranges.as_slice() {
+                    [] => Bytes::new(),
+                    [one] => all.slice(one.clone()),
+                    many => {
+                        let mut body = Vec::with_capacity(many.iter().map(|r| r.len()).sum());
+                        for r in many {
+                            body.extend_from_slice(&all[r.clone()]);
+                        }
+                        Bytes::from(body)
+                    }
+                };
+                let mut keys = keys.next().unwrap_or_default();
+                if keys.capacity() - keys.len() > keys.len() / 8 {
+                    keys.shrink_to_fit();
+                }
+                EncodedFamily {
+                    name: family.name,
+                    help: family.help,
+                    typ: family.typ,
+                    body,
+                    keys,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Appends a label to the `n` labels of `all`, falling back when it is full.
+fn put<'s>(
+    all: &mut [(&'s str, &'s str)],
+    n: &mut usize,
+    label: (&'s str, &'s str),
+) -> Result<(), Stop> {
+    let slot = all.get_mut(*n).ok_or(Stop::Fallback)?;
+    *slot = label;
+    *n += 1;
+    Ok(())
+}
+
+/// Whether `v` is already what [`format_go_float`] writes for its value, decided without
+/// formatting it: `+Inf`, `-Inf`, `NaN`, or a plain decimal without superfluous zeros,
+/// with at most 15 significant digits (so that it is the shortest text of its value)
+/// and a decimal exponent in -4..6 (where Go writes no exponent).
+pub(super) fn is_go_float(v: &str) -> bool {
+    if matches!(v, "+Inf" | "-Inf" | "NaN") {
+        return true;
+    }
+    let digits = v.strip_prefix('-').unwrap_or(v);
+    let (int, frac) = match digits.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) {
+        return false;
+    }
+    if let Some(frac) = frac {
+        if !all_digits(frac) || frac.ends_with('0') {
+            return false;
+        }
+    }
+    match frac {
+        _ if int != "0" => {
+            !int.starts_with('0') && int.len() <= 6 && int.len() + frac.map_or(0, str::len) <= 15
+        }
+        None => true,
+        Some(frac) => {
+            let zeros = frac.len() - frac.trim_start_matches('0').len();
+            zeros <= 3 && frac.len() - zeros <= 15
+        }
+    }
+}
+
+/// Parses the label set after `{`, appending names and raw (still escaped) values to
+/// `labels`; returns the position after `}` and whether a value has an escape sequence.
+fn parse_labels<'a>(
     no: usize,
-    line: &str,
+    line: &'a str,
     mut pos: usize,
     metric: &str,
-    labels: &mut Vec<(String, String)>,
-) -> Result<usize, ParseError> {
+    labels: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(usize, bool), ParseError> {
     let bytes = line.as_bytes();
+    let mut escaped = false;
     loop {
         pos = skip_blanks_at(bytes, pos);
         match bytes.get(pos) {
-            Some(b'}') => return Ok(pos + 1),
+            Some(b'}') => return Ok((pos + 1, escaped)),
             None => {
                 return Err(err(
                     no,
@@ -514,20 +886,21 @@ fn parse_labels(
                 ),
             ));
         }
-        let (value, after) = parse_label_value(no, line, pos + 1, metric, name)?;
-        if labels.iter().any(|(n, _)| n == name) {
+        let (value, after, has_escape) = parse_label_value(no, line, pos + 1, metric, name)?;
+        escaped |= has_escape;
+        if labels.iter().any(|(n, _)| *n == name) {
             return Err(err(
                 no,
                 format!("duplicate label name {name} in {metric}: expected each label once"),
             ));
         }
-        labels.push((name.to_owned(), value));
+        labels.push((name, value));
 
         pos = skip_blanks_at(bytes, after);
         match bytes.get(pos) {
             // A trailing comma before `}` is allowed: the next round sees the `}`.
             Some(b',') => pos += 1,
-            Some(b'}') => return Ok(pos + 1),
+            Some(b'}') => return Ok((pos + 1, escaped)),
             _ => {
                 return Err(err(
                     no,
@@ -541,17 +914,18 @@ fn parse_labels(
     }
 }
 
-/// Reads a label value starting after its opening quote; returns the unescaped value
-/// and the position after the closing quote.
-fn parse_label_value(
+/// Reads a label value starting after its opening quote, checking its escape
+/// sequences; returns its raw text, the position after the closing quote and whether
+/// the text has an escape sequence.
+fn parse_label_value<'a>(
     no: usize,
-    line: &str,
+    line: &'a str,
     start: usize,
     metric: &str,
     label: &str,
-) -> Result<(String, usize), ParseError> {
+) -> Result<(&'a str, usize, bool), ParseError> {
     let bytes = line.as_bytes();
-    let mut value = String::new();
+    let mut escaped = false;
     let mut run = start;
     loop {
         let Some(i) = memchr2(b'"', b'\\', &bytes[run..]) else {
@@ -561,30 +935,46 @@ fn parse_label_value(
             ));
         };
         let special = run + i;
-        // Both bytes are ASCII, so these slices fall on char boundaries.
-        value.push_str(&line[run..special]);
         if bytes[special] == b'"' {
-            return Ok((value, special + 1));
+            // Both bytes are ASCII, so these slices fall on char boundaries.
+            return Ok((&line[start..special], special + 1, escaped));
         }
-        let escaped = line[special + 1..].chars().next();
-        value.push(match escaped {
-            Some('\\') => '\\',
-            Some('"') => '"',
-            Some('n') => '\n',
-            _ => {
-                let seq = escaped.map_or_else(|| "\\".to_owned(), |c| format!("\\{c}"));
-                return Err(err(
-                    no,
-                    format!(
-                        "invalid escape sequence {} in the value of label {label} in {metric}: \
-                         expected \\\\, \\\" or \\n",
-                        quote(&seq)
-                    ),
-                ));
-            }
-        });
+        escaped = true;
+        let next = line[special + 1..].chars().next();
+        if !matches!(next, Some('\\' | '"' | 'n')) {
+            let seq = next.map_or_else(|| "\\".to_owned(), |c| format!("\\{c}"));
+            return Err(err(
+                no,
+                format!(
+                    "invalid escape sequence {} in the value of label {label} in {metric}: \
+                     expected \\\\, \\\" or \\n",
+                    quote(&seq)
+                ),
+            ));
+        }
         run = special + 2;
     }
+}
+
+/// The value of a label from its raw text, whose escape sequences
+/// [`parse_label_value`] checked.
+fn unescape_label_value(raw: &str) -> Cow<'_, str> {
+    if memchr(b'\\', raw.as_bytes()).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    let mut value = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        value.push(match c {
+            '\\' => match chars.next() {
+                Some('n') => '\n',
+                Some(other) => other,
+                None => '\\',
+            },
+            c => c,
+        });
+    }
+    Cow::Owned(value)
 }
 
 /// Unescapes HELP text, which knows only `\\` and `\n`.
@@ -622,13 +1012,13 @@ fn check_type(
     no: usize,
     family: &Family,
     name: &str,
-    labels: &[(String, String)],
+    labels: &[(&str, &str)],
 ) -> Result<(), ParseError> {
     let label = |wanted: &str| {
         labels
             .iter()
-            .find(|(n, _)| n == wanted)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| *n == wanted)
+            .map(|(_, v)| unescape_label_value(v))
     };
     let float_label = |wanted: &str, what: &str| -> Result<(), ParseError> {
         let Some(value) = label(wanted) else {
@@ -637,7 +1027,7 @@ fn check_type(
                 format!("{what} {name} has no {wanted} label: expected {wanted}=\"<float>\""),
             ));
         };
-        parse_float(value).map(|_| ()).map_err(|why| {
+        parse_float(&value, false).map(|_| ()).map_err(|why| {
             err(
                 no,
                 format!("invalid {wanted} label of {name}: expected a float value, found {why}"),
@@ -663,25 +1053,31 @@ fn check_type(
 /// and `NaN` in any case. Hex floats and out-of-range numbers are rejected.
 ///
 /// Returns the value and its canonical text; on failure, the found-text for the error.
-fn parse_float(tok: &str) -> Result<(f64, String), String> {
+/// Without `need_value`, the value returned for a finite number is 0 when knowing that
+/// it is finite needed no conversion (a plain decimal without exponent, of fewer than
+/// 300 characters, is always finite).
+fn parse_float(tok: &str, need_value: bool) -> Result<(f64, &str), String> {
     let unsigned = tok.strip_prefix(['+', '-']).unwrap_or(tok);
     let negative = tok.starts_with('-');
     if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
         return Ok(if negative {
-            (f64::NEG_INFINITY, "-Inf".to_owned())
+            (f64::NEG_INFINITY, "-Inf")
         } else {
-            (f64::INFINITY, "+Inf".to_owned())
+            (f64::INFINITY, "+Inf")
         });
     }
     // Go accepts NaN only without a sign.
     if tok.eq_ignore_ascii_case("nan") {
-        return Ok((f64::NAN, "NaN".to_owned()));
+        return Ok((f64::NAN, "NaN"));
     }
     if !is_decimal_float(unsigned) {
         return Err(found(tok));
     }
+    if !need_value && tok.len() < 300 && !tok.contains(['e', 'E']) {
+        return Ok((0.0, tok));
+    }
     match tok.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok((v, tok.to_owned())),
+        Ok(v) if v.is_finite() => Ok((v, tok)),
         _ => Err(format!("{} (out of range)", found(tok))),
     }
 }

@@ -6,10 +6,51 @@
 
 use super::*;
 
+/// Holds [`parse_encoded`] (without options) to [`parse`] followed by [`encode_sample`]
+/// and [`series_key`]: the same families, bytes and keys, or the same error. It may
+/// leave input to the full parser only for an escape sequence in a label value, a line
+/// with more than 16 labels, or a repeated series.
+#[track_caller]
+fn check_encoded(input: &str, limits: &ParseLimits) {
+    let may_fall_back = |full: &Result<Exposition, ParseError>| {
+        input.contains('\\')
+            || input.lines().any(|l| l.matches('=').count() > 16)
+            || matches!(full, Err(e) if e.message.starts_with("duplicate series"))
+    };
+    let full = parse(input, limits);
+    match (
+        parse_encoded(input, limits, &EncodeOptions::default()),
+        &full,
+    ) {
+        (Ok(Some(got)), Ok(exp)) => {
+            assert_eq!(got.len(), exp.families.len(), "input:\n{input}");
+            for (g, f) in got.iter().zip(&exp.families) {
+                assert_eq!((&g.name, &g.help, g.typ), (&f.name, &f.help, f.typ));
+                let mut body = Vec::new();
+                for s in &f.samples {
+                    encode_sample(&mut body, s, &[]);
+                }
+                assert_eq!(
+                    String::from_utf8_lossy(&g.body),
+                    String::from_utf8_lossy(&body),
+                    "input:\n{input}"
+                );
+                let keys: Vec<u64> = f.samples.iter().map(|s| series_key(s, &[])).collect();
+                assert_eq!(g.keys, keys, "input:\n{input}");
+            }
+        }
+        (Err(got), Err(want)) => assert_eq!(got, *want, "input:\n{input}"),
+        (Ok(None), full) if may_fall_back(full) => {}
+        (got, full) => panic!("parse_encoded gave {got:?}, parse gave {full:?}; input:\n{input}"),
+    }
+}
+
 /// Parses `input`, encodes the result and compares it with `expected`; then checks that
 /// `expected` parses back to the same exposition and encodes to itself.
 #[track_caller]
 fn check(input: &str, expected: &str) {
+    check_encoded(input, &ParseLimits::default());
+    check_encoded(expected, &ParseLimits::default());
     let exp = parse(input, &ParseLimits::default())
         .unwrap_or_else(|e| panic!("parse failed: {e}\ninput:\n{input}"));
     let got = encode(&exp);
@@ -28,6 +69,7 @@ fn check_err(input: &str, expected: &str) {
 
 #[track_caller]
 fn check_err_with(input: &str, limits: &ParseLimits, expected: &str) {
+    check_encoded(input, limits);
     match parse(input, limits) {
         Ok(exp) => panic!("expected error {expected:?}, parsed:\n{}", encode(&exp)),
         Err(e) => assert_eq!(e.to_string(), expected, "input:\n{input}"),
@@ -35,6 +77,7 @@ fn check_err_with(input: &str, limits: &ParseLimits, expected: &str) {
 }
 
 fn parse_ok(input: &str) -> Exposition {
+    check_encoded(input, &ParseLimits::default());
     parse(input, &ParseLimits::default()).unwrap_or_else(|e| panic!("parse failed: {e}"))
 }
 
@@ -1044,4 +1087,56 @@ fn openmetrics_errors_name_the_line() {
     assert_eq!(e.line, 1);
     assert!(!looks_like_openmetrics("a 1\n"));
     assert!(looks_like_openmetrics("a 1\n# EOF\n\n"));
+}
+
+#[test]
+fn the_go_float_shortcut_never_disagrees_with_format_go_float() {
+    // `is_go_float` lets the encoding path skip formatting a bound; it must
+    // only say yes where `format_go_float` would write the same text.
+    let mut texts: Vec<String> = ["+Inf", "-Inf", "NaN", "inf", "+inf", "nan", "1e5", "1E5"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let ints = [
+        "0", "1", "12", "100", "999999", "123456", "1234567", "01", "00",
+    ];
+    let fracs = [
+        None,
+        Some("5"),
+        Some("50"),
+        Some("0"),
+        Some("0001"),
+        Some("00001"),
+        Some("000123"),
+        Some("123456789012345"),
+        Some("1234567890123456"),
+        Some("99999999999999"),
+        Some(""),
+    ];
+    for sign in ["", "-", "+"] {
+        for int in ints {
+            for frac in fracs {
+                texts.push(match frac {
+                    Some(f) => format!("{sign}{int}.{f}"),
+                    None => format!("{sign}{int}"),
+                });
+            }
+        }
+    }
+    let mut yes = 0;
+    for t in &texts {
+        let Ok(v) = t.parse::<f64>() else { continue };
+        if parse::is_go_float(t) {
+            yes += 1;
+            assert_eq!(format_go_float(v), *t, "the shortcut accepted {t:?}");
+        }
+    }
+    assert!(yes > 40, "only {yes} texts took the shortcut");
+    // Go's own spelling of common bounds takes the shortcut.
+    for v in [
+        0.005, 0.01, 0.25, 1.0, 2.5, 10.0, 100.0, 0.0001, 999_999.0, -3.0,
+    ] {
+        let go = format_go_float(v);
+        assert!(parse::is_go_float(&go), "{go} does not take the shortcut");
+    }
 }

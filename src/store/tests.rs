@@ -622,6 +622,265 @@ fn commit_rollback_restores_an_existing_app() {
 }
 
 #[test]
+fn commit_rollback_restores_an_app_replaced_in_place() {
+    let s = store();
+    push(&s, "a", "# TYPE up gauge\nup{x=\"1\"} 1\n");
+    push(&s, "c", "# TYPE taken gauge\ntaken 1\n");
+    let rows = s.apps();
+    let before = pushed(&s);
+    let batch = vec![
+        // The same series with a new value: replaced without touching the
+        // indexes, then taken back.
+        prepare(&s, "a", "# TYPE up gauge\nup{x=\"1\"} 2\n"),
+        prepare(&s, "b", "# TYPE taken counter\ntaken 2\n"),
+    ];
+    let err = s.commit(batch, AppKind::Push, "new").unwrap_err();
+    assert_eq!(err.app, "b");
+    assert_eq!(pushed(&s), before);
+    assert_eq!(s.apps(), rows, "the old row of `a` is restored as it was");
+    // The index still knows `a`'s series ...
+    check_refused(
+        &s,
+        "x",
+        "# TYPE up gauge\nup{x=\"1\"} 3\n",
+        RejectReason::Conflict,
+        "series up{x=\"1\"} is already pushed by app \"a\" (set `receiver.app_label` to tell apps apart)",
+    );
+    // ... and the in-place path applies when nothing conflicts.
+    push(&s, "a", "# TYPE up gauge\nup{x=\"1\"} 4\n");
+    check(
+        &s,
+        "# TYPE taken gauge\ntaken 1\n# TYPE up gauge\nup{x=\"1\"} 4\n",
+    );
+}
+
+#[test]
+fn a_replace_with_other_series_or_types_updates_the_indexes() {
+    let s = store();
+    push(&s, "a", "# TYPE m gauge\nm{x=\"1\"} 1\n");
+    // Same family and type, another series: the old one is freed.
+    push(&s, "a", "# TYPE m gauge\nm{x=\"2\"} 1\n");
+    push(&s, "b", "# TYPE m gauge\nm{x=\"1\"} 1\n");
+    // Same series, another type: refused against `b`, as a new push would be.
+    check_refused(
+        &s,
+        "a",
+        "# TYPE m counter\nm{x=\"2\"} 1\n",
+        RejectReason::Conflict,
+        "family m has type counter here but type gauge in app \"b\"",
+    );
+}
+
+/// A small deterministic generator (xorshift64*), so that failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+/// Random expositions in many spellings: blanks, CRLF, trailing commas,
+/// escapes, bound spellings, timestamps, repeated series and declarations,
+/// reserved prefixes. Half of them use only valid values and no escapes, so
+/// that enough of them are accepted.
+fn random_exposition(rng: &mut Rng) -> String {
+    let clean = rng.below(2) == 0;
+    // The first `valid` items of each list below are valid and escape-free.
+    let pick = |rng: &mut Rng, items: &[&'static str], valid: usize| {
+        rng.pick(if clean { &items[..valid] } else { items })
+    };
+    const FAMILIES: &[(&str, &str)] = &[
+        ("c_total", "counter"),
+        ("g", "gauge"),
+        ("h", "histogram"),
+        ("s", "summary"),
+        ("u", "untyped"),
+        ("h_bucket", "gauge"),
+        ("exporter_proxy_x", "gauge"),
+    ];
+    const LABELS: &[&str] = &["app", "job", "instance", "le", "quantile", "x", "y"];
+    const VALUES: &[&str] = &[
+        "1",
+        "1.0",
+        "0.5",
+        "+Inf",
+        "-Inf",
+        "1e3",
+        "",
+        "x y",
+        "0.25000",
+        "NaN",
+        "007",
+        "-0",
+        "123456789",
+        "a\\\"b",
+        "a\\nb",
+    ];
+    const NUMBERS: &[&str] = &[
+        "1",
+        "1.0",
+        "-2.50",
+        "+Inf",
+        "-inf",
+        "NaN",
+        "nan",
+        ".5",
+        "Infinity",
+        "1e3",
+        "12345678901234567890",
+        "0x10",
+        "",
+        "1e400",
+    ];
+    const TIMESTAMPS: &[&str] = &["", "", "", " 123", " +5", " 007", " -0", " x", " 1.5"];
+    const BLANKS: &[&str] = &["", "", "", " ", "\t", "  "];
+    let mut out = String::new();
+    // Clean input declares each family once, before its samples.
+    let mut helped = std::collections::HashSet::new();
+    let mut sampled = std::collections::HashSet::new();
+    for line in 0..rng.below(12) {
+        let (family, typ) = FAMILIES[rng.below(if clean { 5 } else { FAMILIES.len() })];
+        let declare = !clean || !sampled.contains(family);
+        match rng.below(10) {
+            0 if !clean || helped.insert(family) => {
+                out.push_str(&format!("# HELP {family} Some \\ help\\n.\n"));
+            }
+            1 if declare => {
+                sampled.insert(family);
+                out.push_str(&format!("# TYPE {family} {typ}\n"));
+            }
+            2 => out.push_str("# a comment\n\n"),
+            _ => {
+                sampled.insert(family);
+                let name = match (typ, rng.below(4)) {
+                    ("histogram", 0) => format!("{family}_sum"),
+                    ("histogram", 1) => format!("{family}_count"),
+                    ("histogram", _) => format!("{family}_bucket"),
+                    ("summary", 0) => format!("{family}_sum"),
+                    ("summary", 1) => format!("{family}_count"),
+                    _ => family.to_owned(),
+                };
+                out.push_str(rng.pick(BLANKS));
+                out.push_str(&name);
+                let mut labels: Vec<String> = Vec::new();
+                for _ in 0..rng.below(5) {
+                    let label = rng.pick(LABELS);
+                    if !clean || !labels.iter().any(|l| l.starts_with(&format!("{label}="))) {
+                        labels.push(format!("{label}=\"{}\"", pick(rng, VALUES, 12)));
+                    }
+                }
+                if clean {
+                    // Bounds where they belong, and mostly distinct series.
+                    let bound = rng.pick(&["1", "1.0", "0.50", "+Inf", "1e-5", "2.5e6"]);
+                    labels.retain(|l| !l.starts_with("le=") && !l.starts_with("quantile="));
+                    if name.ends_with("_bucket") {
+                        labels.push(format!("le=\"{bound}\""));
+                    } else if typ == "summary" && name == family {
+                        labels.push(format!("quantile=\"{bound}\""));
+                    }
+                    if rng.below(2) == 0 {
+                        labels.retain(|l| !l.starts_with("x="));
+                        labels.insert(0, format!("x=\"{line}\""));
+                    }
+                }
+                if !labels.is_empty() || rng.below(4) == 0 {
+                    out.push_str(rng.pick(BLANKS));
+                    out.push('{');
+                    for (i, l) in labels.iter().enumerate() {
+                        if i > 0 {
+                            out.push(',');
+                        }
+                        out.push_str(rng.pick(BLANKS));
+                        out.push_str(l);
+                    }
+                    if !labels.is_empty() && rng.below(6) == 0 {
+                        out.push(',');
+                    }
+                    out.push('}');
+                }
+                out.push_str(if rng.below(8) == 0 { "\t" } else { " " });
+                out.push_str(pick(rng, NUMBERS, 10));
+                out.push_str(pick(rng, TIMESTAMPS, 7));
+                out.push_str(rng.pick(BLANKS));
+                out.push_str(if rng.below(10) == 0 { "\r\n" } else { "\n" });
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_encoding_path_agrees_with_the_reference_on_random_input() {
+    // `prepare_with` compares itself with `prepare_reference` under test and
+    // panics on any difference; this feeds it many spellings under every
+    // combination of labels the push paths set.
+    let stores = [
+        store(),
+        store_with(StoreOptions {
+            app_label: Some("app".to_owned()),
+            max_series_per_app: 6,
+            ..StoreOptions::default()
+        }),
+    ];
+    let set: &[(&str, &str)] = &[("job", "j"), ("instance", "")];
+    let default: &[(&str, &str)] = &[("instance", ""), ("y", "a\"b")];
+    let options = [
+        Ingest::default(),
+        Ingest {
+            set,
+            ..Ingest::default()
+        },
+        Ingest {
+            default,
+            ..Ingest::default()
+        },
+        Ingest {
+            set,
+            default,
+            ..Ingest::default()
+        },
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let (mut accepted, mut refused, mut encoded) = (0, 0, 0);
+    for _ in 0..4000 {
+        let text = random_exposition(&mut rng);
+        let direct = exposition::parse_encoded(
+            &text,
+            &ParseLimits::default(),
+            &exposition::EncodeOptions::default(),
+        );
+        if matches!(direct, Ok(Some(f)) if f.iter().any(|f| !f.keys.is_empty())) {
+            encoded += 1;
+        }
+        for s in &stores {
+            for o in &options {
+                match s.prepare_with("app1", &text, o) {
+                    Ok(_) => accepted += 1,
+                    Err(_) => refused += 1,
+                }
+            }
+        }
+    }
+    // Both outcomes are well represented, so both were compared.
+    assert!(accepted > 3000, "only {accepted} accepted");
+    assert!(refused > 3000, "only {refused} refused");
+    // And the encoding path, not the fallback, handled many of them.
+    assert!(encoded > 800, "only {encoded} went the encoding path");
+}
+
+#[test]
 fn commit_conflict_within_the_batch() {
     let s = store();
     let batch = vec![

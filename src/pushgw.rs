@@ -285,14 +285,19 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     }
     let store = s.store.clone();
     let merge = method == Method::POST;
-    let result = tokio::task::spawn_blocking(move || {
+    // A compressed body may inflate up to the limit: always off the worker.
+    let work = if parts.headers.contains_key(CONTENT_ENCODING) {
+        limit
+    } else {
+        body.len()
+    };
+    let result = crate::ingest::cpu(work, move || {
         let text = body_text(&parts.headers, &body, limit)
             .map_err(|(code, msg)| (code, RejectReason::InvalidEnvelope, msg))?;
         apply(&store, &api, &key, &app, &text, merge, &peer)
             .map_err(|e| (StatusCode::BAD_REQUEST, e.reason, e.to_string()))
     })
-    .await
-    .expect("push handling does not panic");
+    .await;
     match result {
         Ok(()) => {
             s.store.metrics().count_push(LISTENER, "text", true);

@@ -160,6 +160,8 @@ struct BlockSink<'o> {
 
 /// One parsed sample line, borrowing the input; its labels are in `Parser::labels`.
 struct Line<'a> {
+    /// The whole line, without leading blanks and line ending.
+    text: &'a str,
     name: &'a str,
     /// Whether a label value has an escape sequence (its raw text differs from its
     /// value).
@@ -167,6 +169,12 @@ struct Line<'a> {
     value: f64,
     value_text: &'a str,
     timestamp: Option<i64>,
+    /// The text between the braces when it is exactly what the encoder writes for
+    /// the sample's labels (`a="1",b="2"`: no blanks, no trailing comma).
+    labels_text: Option<&'a str>,
+    /// The text after the name and labels when it is exactly what the encoder
+    /// writes for the value and timestamp (` 1.5` or ` 1.5 1700000000000`).
+    tail: Option<&'a str>,
 }
 
 struct Parser<'a, 'l> {
@@ -440,13 +448,27 @@ impl<'a, 'l> Parser<'a, 'l> {
 
         let mut pos = skip_blanks_at(bytes, name_end);
         let mut escaped = false;
+        let mut labels_text = None;
         if bytes.get(pos) == Some(&b'{') {
+            let open = pos;
             // Like Go's parser, allow the value to follow `}` without a blank.
             (pos, escaped) = parse_labels(no, line, pos + 1, name, labels)?;
-            pos = skip_blanks_at(bytes, pos);
+            // The shortest text of these labels is the encoder's, and the only
+            // text of that length.
+            let shortest = labels
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>()
+                .saturating_sub(1);
+            if open == name_end && !labels.is_empty() && pos - open - 2 == shortest {
+                labels_text = Some(&line[open + 1..pos - 1]);
+            }
         }
+        let tail_start = pos;
+        pos = skip_blanks_at(bytes, pos);
+        let single_blank = pos == tail_start + 1 && bytes[tail_start] == b' ';
 
-        let (value_tok, rest) = split_token(&line[pos..]);
+        let (value_tok, after_value) = split_token(&line[pos..]);
         if value_tok.is_empty() {
             return Err(err(
                 no,
@@ -460,7 +482,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             )
         })?;
 
-        let (ts_tok, rest) = split_token(skip_blanks(rest));
+        let (ts_tok, rest) = split_token(skip_blanks(after_value));
         let timestamp = if ts_tok.is_empty() {
             None
         } else {
@@ -475,22 +497,39 @@ impl<'a, 'l> Parser<'a, 'l> {
                 )
             })?)
         };
-        let rest = skip_blanks(rest);
-        if !rest.is_empty() {
+        let after = skip_blanks(rest);
+        if !after.is_empty() {
             return Err(err(
                 no,
                 format!(
                     "unexpected text after the timestamp of {name}: expected end of line, found {}",
-                    found(rest)
+                    found(after)
                 ),
             ));
         }
+        // The tail is the encoder's when it has single blanks, nothing after the
+        // value or timestamp, the value's canonical text and a timestamp as an
+        // integer prints.
+        let tail_canonical = single_blank
+            && value_text == value_tok
+            && match timestamp {
+                None => after_value.is_empty(),
+                Some(ts) => {
+                    after_value.len() == ts_tok.len() + 1
+                        && after_value.starts_with(' ')
+                        && is_integer_text(ts_tok)
+                        && (ts != 0 || ts_tok == "0")
+                }
+            };
         Ok(Line {
+            text: line,
             name,
             escaped,
             value,
             value_text,
             timestamp,
+            labels_text,
+            tail: tail_canonical.then(|| &line[tail_start..]),
         })
     }
 
@@ -664,12 +703,16 @@ impl BlockSink<'_> {
         for &label in options.extra {
             put(&mut all, &mut n, label)?;
         }
+        let mut own_kept = true;
         for (i, &(k, v)) in labels.iter().enumerate() {
-            if !set(k) {
+            if set(k) {
+                own_kept = false;
+            } else {
                 let v = if i == rewritten.0 { &rewritten.1 } else { v };
                 put(&mut all, &mut n, (k, v))?;
             }
         }
+        let own_end = n;
         for (j, &(k, v)) in options.default.iter().enumerate() {
             let present = labels.iter().any(|&(l, _)| l == k)
                 || options.default[..j].iter().any(|&(d, _)| d == k);
@@ -678,6 +721,11 @@ impl BlockSink<'_> {
             }
         }
         let all = &mut all[..n];
+        // The sample's labels as the input spelled them, when that is how they
+        // are written: one copy instead of one per piece.
+        let own_text = line
+            .labels_text
+            .filter(|_| own_kept && rewritten.0 == usize::MAX);
 
         if self.segments.len() <= index {
             self.segments.resize_with(index + 1, Vec::new);
@@ -689,21 +737,50 @@ impl BlockSink<'_> {
             self.open = Some(index);
         }
         let out = &mut self.buf;
-        out.extend_from_slice(name.as_bytes());
-        for (i, (k, v)) in all.iter().enumerate() {
-            out.push(if i == 0 { b'{' } else { b',' });
-            out.extend_from_slice(k.as_bytes());
-            out.extend_from_slice(b"=\"");
-            escape_label_value(out, v);
-            out.push(b'"');
-        }
-        if !all.is_empty() {
-            out.push(b'}');
-        }
-        out.push(b' ');
-        out.extend_from_slice(line.value_text.as_bytes());
-        if let Some(ts) = line.timestamp {
-            write!(out, " {ts}").expect("writing to a Vec<u8> cannot fail");
+        match (own_text, line.tail) {
+            // The whole line is already what the encoder writes.
+            (Some(_), Some(_)) if n == labels.len() => out.extend_from_slice(line.text.as_bytes()),
+            _ => {
+                out.extend_from_slice(name.as_bytes());
+                let extra_end = options.extra.len();
+                let label = |out: &mut Vec<u8>, i: usize, (k, v): (&str, &str)| {
+                    out.push(if i == 0 { b'{' } else { b',' });
+                    out.extend_from_slice(k.as_bytes());
+                    out.extend_from_slice(b"=\"");
+                    escape_label_value(out, v);
+                    out.push(b'"');
+                };
+                for (i, &l) in all[..extra_end].iter().enumerate() {
+                    label(out, i, l);
+                }
+                match own_text {
+                    Some(own) => {
+                        out.push(if extra_end == 0 { b'{' } else { b',' });
+                        out.extend_from_slice(own.as_bytes());
+                    }
+                    None => {
+                        for (i, &l) in all[extra_end..own_end].iter().enumerate() {
+                            label(out, extra_end + i, l);
+                        }
+                    }
+                }
+                for (i, &l) in all[own_end..].iter().enumerate() {
+                    label(out, own_end + i, l);
+                }
+                if !all.is_empty() {
+                    out.push(b'}');
+                }
+                match line.tail {
+                    Some(tail) => out.extend_from_slice(tail.as_bytes()),
+                    None => {
+                        out.push(b' ');
+                        out.extend_from_slice(line.value_text.as_bytes());
+                        if let Some(ts) = line.timestamp {
+                            write!(out, " {ts}").expect("writing to a Vec<u8> cannot fail");
+                        }
+                    }
+                }
+            }
         }
         out.push(b'\n');
         let end = out.len();
@@ -711,7 +788,11 @@ impl BlockSink<'_> {
             last.end = end;
         }
 
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // Label names are short and mostly differ in their first byte: compare
+        // that inline before calling out to a full comparison.
+        if !all.is_sorted_by(|a, b| by_name(a, b).is_le()) {
+            all.sort_unstable_by(by_name);
+        }
         let key = hash_sorted(&mut self.hash_buf, name, all.iter().copied());
         if !self.seen.insert(key) {
             // A repeated series, or (practically never) two series with one hash:
@@ -762,6 +843,21 @@ impl BlockSink<'_> {
             })
             .collect()
     }
+}
+
+/// Orders labels by name.
+fn by_name(a: &(&str, &str), b: &(&str, &str)) -> std::cmp::Ordering {
+    let first = |s: &str| s.as_bytes().first().copied();
+    first(a.0).cmp(&first(b.0)).then_with(|| a.0.cmp(b.0))
+}
+
+/// Whether `s` is an integer as Rust and Go print one: an optional `-`, then `0` or
+/// digits without a leading zero.
+fn is_integer_text(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
 }
 
 /// Appends a label to the `n` labels of `all`, falling back when it is full.
@@ -888,7 +984,9 @@ fn parse_labels<'a>(
         }
         let (value, after, has_escape) = parse_label_value(no, line, pos + 1, metric, name)?;
         escaped |= has_escape;
-        if labels.iter().any(|(n, _)| *n == name) {
+        if labels.iter().any(|(n, _)| {
+            n.len() == name.len() && n.as_bytes()[0] == name.as_bytes()[0] && *n == name
+        }) {
             return Err(err(
                 no,
                 format!("duplicate label name {name} in {metric}: expected each label once"),

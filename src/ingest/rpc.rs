@@ -13,7 +13,7 @@ use futures::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio_util::compat::TokioAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn, Instrument};
+use tracing::{debug, warn, Instrument};
 
 use crate::generated::metric_data_capnp::metrics_receiver;
 use crate::store::{AppKind, Store, Ttl};
@@ -72,7 +72,7 @@ impl metrics_receiver::Server for Receiver {
         match outcome {
             Ok(series) => {
                 m.count_push(LISTENER, "capnp", true);
-                info!(source = %self.source, series, "rpc push accepted");
+                debug!(source = %self.source, series, "rpc push accepted");
                 r.set_accepted(true);
             }
             Err(e) => {

@@ -596,7 +596,12 @@ impl Store {
                 go_float_bounds: true,
             };
             let result = match exposition::parse_encoded(text, &limits, &encode) {
-                Ok(Some(families)) => Some(finish_prepare(app, families)),
+                Ok(Some(families)) => Some(
+                    families
+                        .iter()
+                        .try_for_each(|f| check_prefix(app, &f.name))
+                        .map(|()| finish_prepare(app, families)),
+                ),
                 Ok(None) => None,
                 Err(e) => Some(Err(parse_error(e))),
             };
@@ -671,7 +676,7 @@ impl Store {
                 }
             }
         }
-        finish_prepare(app, families)
+        Ok(finish_prepare(app, families))
     }
 
     /// Replaces the one-sample gauge family `name` of an existing app with
@@ -1166,20 +1171,17 @@ fn check_prefix(app: &str, family: &str) -> Result<(), PushError> {
     Ok(())
 }
 
-/// The prepared push of `families` (in order of first appearance).
-fn finish_prepare(app: &str, mut families: Vec<FamilyBlock>) -> Result<Prepared, PushError> {
-    for f in &families {
-        check_prefix(app, &f.name)?;
-    }
+/// The prepared push of `families` (checked, in order of first appearance).
+fn finish_prepare(app: &str, mut families: Vec<FamilyBlock>) -> Prepared {
     let series = families.iter().map(|f| f.keys.len()).sum();
     families.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Prepared {
+    Prepared {
         app: app.to_owned(),
         families: families.into_iter().map(Arc::new).collect(),
         series,
         ttl: None,
         pushed_at: None,
-    })
+    }
 }
 
 /// Rewrites `le` of histogram buckets and `quantile` of summaries in Go's

@@ -39,6 +39,8 @@ fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are checked.
+command -v c++ >/dev/null || missing+=(g++)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing Debian packages: ${missing[*]}"
     as_root apt-get update -q
@@ -67,6 +69,11 @@ cargo fmt --all -- --check
 
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
+
+echo "== the fuzz targets still build against the library"
+# fuzz/ is a workspace of its own, outside `cargo test`: without this, an API
+# change leaves its targets broken until the next fuzzing run.
+cargo check --locked --quiet --manifest-path fuzz/Cargo.toml --bins
 
 echo "== committed capnp code matches schema/"
 saved=$(mktemp -d)

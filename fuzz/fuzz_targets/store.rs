@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
             max_series_per_app: 64,
             max_apps: 3,
             app_label: (flags & 1 == 1).then(|| "app".to_owned()),
+            ..StoreOptions::default()
         },
         SelfMetrics::new(),
     );
@@ -53,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
-        let body = store.render().body.clone();
+        let body = store.render().to_bytes();
         let body = std::str::from_utf8(&body).expect("/metrics is UTF-8");
         if let Err(e) = parse(body, &ParseLimits::default()) {
             panic!("/metrics is not a valid exposition: {e}\n{body}");

@@ -25,7 +25,7 @@ use crate::poll::register::Registrar;
 use crate::poll::Poller;
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::SelfMetrics;
-use crate::web::WebConfig;
+use crate::http::web::WebConfig;
 
 /// Time aborted connections get to send their error reply at shutdown.
 const ABORT_REPLY_TIME: std::time::Duration = std::time::Duration::from_secs(1);
@@ -182,8 +182,6 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> a
     run_with_store(bound, config, store, shutdown).await
 }
 
-/// A reload request from `POST /-/reload`: the reply carries the outcome.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
 
 /// A socket file we created: path and inode.
 type SocketFile = (PathBuf, u64);
@@ -340,7 +338,7 @@ impl Running {
 
     fn spawn_http(&mut self, listener: TcpListener) {
         let stop = self.shutdown.child_token();
-        let task = tokio::spawn(crate::web::serve::serve(
+        let task = tokio::spawn(crate::http::serve::serve(
             listener,
             self.router.clone(),
             self.tls.clone(),
@@ -630,19 +628,19 @@ pub async fn run_with_store(
         None => None,
     };
 
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<crate::http::ReloadRequest>(4);
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
         push_api: config
             .push_api
-            .then(|| Arc::new(crate::pushgw::PushApi::new(config.push_api_ttl))),
+            .then(|| Arc::new(crate::http::pushgw::PushApi::new(config.push_api_ttl))),
         max_push_bytes: config.limits.max_push_bytes,
         registrar,
         reload: Some(reload_tx),
     });
     let router = match &bound.web.basic_auth {
-        Some(auth) => crate::web::auth::layer(router, auth.clone()),
+        Some(auth) => crate::http::auth::layer(router, auth.clone()),
         None => router,
     };
     let mut running = Running {

@@ -25,6 +25,8 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use crate::secret::SecretSource;
+
 use crate::store::Ttl;
 
 /// Default per-push byte limit: large enough for a 100k-series application,
@@ -79,7 +81,7 @@ pub struct Config {
     /// self-registration (`[poll.register]`).
     pub poll: PollConfig,
     /// `exporter.web_config_file`: TLS and basic auth of the HTTP port
-    /// (Prometheus web configuration format; see [`crate::web`]). The
+    /// (Prometheus web configuration format; see [`crate::http::web`]). The
     /// `--web.config.file` flag overrides it.
     pub web_config_file: Option<PathBuf>,
     /// `receiver.allowed_networks`: peers of the TCP receivers (stream and
@@ -259,71 +261,6 @@ pub enum Auth {
         /// The password.
         password: SecretSource,
     },
-}
-
-/// Where a secret is read from. Only the location is kept in the config,
-/// so `Debug` shows no secret.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SecretSource {
-    /// A file; surrounding whitespace is trimmed.
-    File(PathBuf),
-    /// An environment variable.
-    Env(String),
-}
-
-/// A secret value: never printed, `Debug` shows `[redacted]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl Secret {
-    /// Wraps a secret read from elsewhere (a provider file).
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-
-    /// The secret itself, for use (never for logging).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Longest secret file read, so a wrong path (a log file) is refused quickly.
-const MAX_SECRET_BYTES: u64 = 64 * 1024;
-
-impl SecretSource {
-    /// Reads the secret. The error names the file or variable, never the value.
-    pub fn read(&self) -> Result<Secret, String> {
-        match self {
-            SecretSource::File(path) => {
-                let meta = std::fs::metadata(path)
-                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-                if meta.len() > MAX_SECRET_BYTES {
-                    return Err(format!(
-                        "secret file {} is larger than {MAX_SECRET_BYTES} bytes",
-                        path.display()
-                    ));
-                }
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-                let t = text.trim();
-                if t.is_empty() {
-                    return Err(format!("secret file {} is empty", path.display()));
-                }
-                Ok(Secret(t.to_owned()))
-            }
-            SecretSource::Env(var) => match std::env::var(var) {
-                Ok(v) if !v.trim().is_empty() => Ok(Secret(v.trim().to_owned())),
-                Ok(_) => Err(format!("environment variable {var} is empty")),
-                Err(_) => Err(format!("environment variable {var} is not set")),
-            },
-        }
-    }
 }
 
 /// An IP network such as `127.0.0.0/8`.

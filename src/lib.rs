@@ -41,12 +41,12 @@ pub mod healthcheck;
 pub mod http;
 pub mod ingest;
 pub mod netacl;
+pub mod outbound;
 pub mod persist;
+pub mod secret;
 pub mod poll;
 pub mod providers;
 
-pub mod pushgw;
 pub mod sinks;
 pub mod store;
 pub mod telemetry;
-pub mod web;

@@ -8,7 +8,7 @@
 //! * [`value`]: number parsing (strings, comma decimals, booleans, value
 //!   maps, scale).
 //! * [`metrics`]: the mappings, delta counters, summaries and histograms.
-//! * [`run`]: one collector as a [`Job`](crate::poll::scheduler::Job) of the
+//! * [`run`]: one collector as a [`Job`](crate::outbound::scheduler::Job) of the
 //!   poller's scheduler: steps, cookie jar, cache, store, self-metrics.
 
 pub mod metrics;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::poll::scheduler::{Reconciled, Scheduler};
+use crate::outbound::scheduler::{Reconciled, Scheduler};
 use crate::store::Store;
 pub use run::CollectJob;
 pub use spec::CollectorConfig;

@@ -25,8 +25,8 @@ use tracing::{debug, info, warn};
 
 use super::metrics::{evaluate, Inputs, State};
 use super::spec::{Body, CollectorConfig, ExtractFrom, Part, Source, Step, Template};
-use crate::config::Secret;
-use crate::poll::scheduler::{Job, RunFuture};
+use crate::secret::Secret;
+use crate::outbound::scheduler::{Job, RunFuture};
 use crate::poll::target::{check_status, fail, read_bounded, Failure};
 use crate::store::{AppKind, Ingest, Store};
 use crate::telemetry::{PollFailure, RejectReason};

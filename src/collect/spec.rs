@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use super::path::{type_name, Path};
 use super::value::NumberFormat;
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 
 /// Default time between two cycles.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);

@@ -229,7 +229,7 @@ path = "x"
         "{dbg}"
     );
     assert!(
-        format!("{:?}", crate::config::SecretSource::Env("X".into()).read()).contains("not set")
+        format!("{:?}", crate::secret::SecretSource::Env("X".into()).read()).contains("not set")
     );
 }
 

@@ -9,7 +9,6 @@
 //! added and removed one by one.
 
 pub mod register;
-pub mod scheduler;
 pub mod target;
 
 use std::collections::BTreeSet;
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::TargetConfig;
 use crate::store::{AppKind, Store};
-use scheduler::{Reconciled, Scheduler};
+use crate::outbound::scheduler::{Reconciled, Scheduler};
 use target::PollJob;
 
 /// Every polled target of the proxy.

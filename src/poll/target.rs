@@ -14,7 +14,7 @@ use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::scheduler::{Job, RunFuture};
+use crate::outbound::scheduler::{Job, RunFuture};
 use crate::config::{Auth, TargetConfig};
 use crate::exposition;
 use crate::store::{AppKind, Ingest, Store};

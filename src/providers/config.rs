@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::{Secret, SecretSource};
+use crate::secret::{Secret, SecretSource};
 
 /// The schema every provider file is validated against.
 pub const SCHEMA: &str = include_str!("../../schema/ssp-exporter.schema.json");

@@ -21,7 +21,7 @@ use super::config::{human_interval, Identifier, SspConfig};
 use super::{fail, Code, Failure, Provider, Session};
 use crate::config::ProvidersConfig;
 use crate::exposition::{escape_label_value, format_value};
-use crate::poll::scheduler::{Job, Reconciled, RunFuture, Scheduler};
+use crate::outbound::scheduler::{Job, Reconciled, RunFuture, Scheduler};
 use crate::store::{AppKind, Ingest, Store};
 
 /// Used when `service.user_agents` is empty.

@@ -5,7 +5,7 @@
 //! * one module per portal ([`vultr`], [`aruba`], [`almatel`], [`freedom`],
 //!   [`megafon`], [`t2`], [`wifire`]) and [`exec`] for custom logic, each
 //!   implementing [`Provider`]; [`template`] is a starting point for a new one.
-//! * [`job`]: an identifier as a scheduler [`crate::poll::scheduler::Job`]
+//! * [`job`]: an identifier as a scheduler [`crate::outbound::scheduler::Job`]
 //!   that renders its series and commits them to the store as the app
 //!   `ssp/<Provider>/<identifier>` (kind `provider`, source `provider:<Name>`).
 //!
@@ -33,7 +33,7 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 pub use config::{Identifier, SspConfig};
 pub use job::ProviderSet;
 

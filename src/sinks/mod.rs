@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::SecretSource;
+use crate::secret::SecretSource;
 use crate::exposition::Sample;
 use crate::store::Store;
 use crate::telemetry::SinkOutcome;

@@ -474,7 +474,7 @@ async fn a_rate_limited_identifier_backs_off() {
         provider: "MegafonRussiaB2C".to_owned(),
         identifier: "79201234567".to_owned(),
         raw_identifier: serde_json::json!("79201234567"),
-        password: Password::Inline(exporter_proxy::config::Secret::new("ratelimit".to_owned())),
+        password: Password::Inline(exporter_proxy::secret::Secret::new("ratelimit".to_owned())),
         labels: Vec::new(),
         tls_verify: true,
         poll_interval: std::time::Duration::from_secs(60),

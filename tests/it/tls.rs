@@ -608,7 +608,7 @@ async fn a_request_in_flight_over_tls_finishes_during_shutdown() {
 /// An HTTPS exporter on loopback: `/metrics` behind basic auth `poller:secret`.
 async fn https_exporter(pki: &Pki) -> (std::net::SocketAddr, CancellationToken) {
     use axum::http::{header::AUTHORIZATION, HeaderMap, StatusCode};
-    let web = exporter_proxy::web::WebConfig::load(&pki.web_config(TLS)).unwrap();
+    let web = exporter_proxy::http::web::WebConfig::load(&pki.web_config(TLS)).unwrap();
     let tls = web.tls.expect("tls configured").server_config.clone();
     let router = axum::Router::new().route(
         "/metrics",
@@ -625,7 +625,7 @@ async fn https_exporter(pki: &Pki) -> (std::net::SocketAddr, CancellationToken) 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(exporter_proxy::web::serve::serve(
+    tokio::spawn(exporter_proxy::http::serve::serve(
         listener,
         router,
         Some(tls),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::Secret;
+use crate::secret::Secret;
 use crate::providers::config::{Password, DEFAULT_MESSAGES};
 use crate::store::StoreOptions;
 use crate::telemetry::SelfMetrics;

@@ -20,12 +20,10 @@
 //! (certificates, key, CA, hashes) and reports every problem at once, so a
 //! bad file stops the start-up with exit code 64 like a bad config.
 //!
-//! * [`auth`]: the basic-auth layer and its verification cache.
-//! * [`serve`]: the HTTP/HTTPS accept loop (handshakes in their own tasks,
+//! * [`auth`](super::auth): the basic-auth layer and its verification cache.
+//! * [`serve`](super::serve): the HTTP/HTTPS accept loop (handshakes in their own tasks,
 //!   graceful shutdown).
 
-pub mod auth;
-pub mod serve;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,7 +37,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-pub use auth::BasicAuth;
+pub use super::auth::BasicAuth;
 
 /// The validated web configuration.
 #[derive(Clone, Default)]

@@ -30,7 +30,7 @@ use base64::Engine;
 use tracing::{info, warn};
 
 use crate::exposition;
-use crate::http::HttpState;
+use super::HttpState;
 use crate::store::{AppKind, Ingest, PushError, Ttl};
 use crate::telemetry::RejectReason;
 

@@ -13,9 +13,18 @@
 //! | GET | `/-/healthy` | 200 while the process runs |
 //! | GET | `/-/ready` | 200 once every listener is bound, 503 before |
 //! | POST | `/-/reload` | re-read the config file and apply it whole or not at all |
-//! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | Pushgateway-compatible push API ([`crate::pushgw`]) |
+//! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | Pushgateway-compatible push API ([`pushgw`]) |
 //!
 //! Anything else is 404; a known path with another method is 405.
+//!
+//! The HTTP port lives in this folder: the router and pages (this file), the
+//! push API ([`pushgw`]), the web configuration with TLS and basic auth
+//! ([`web`], [`auth`]) and the accept loop ([`serve`]).
+
+pub mod auth;
+pub mod pushgw;
+pub mod serve;
+pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +43,9 @@ use serde::{Deserialize, Serialize};
 use crate::poll::register::{Registrar, MAX_REQUEST_BYTES};
 use crate::store::{AppInfo, Store};
 
+/// A reload request from `POST /-/reload`: the reply carries the outcome.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
 /// Content type of the text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -45,13 +57,13 @@ pub struct HttpState {
     /// Set once every listener is bound and serving.
     pub ready: Arc<AtomicBool>,
     /// The Pushgateway-compatible push API, when enabled.
-    pub push_api: Option<Arc<crate::pushgw::PushApi>>,
+    pub push_api: Option<Arc<pushgw::PushApi>>,
     /// Largest accepted push body.
     pub max_push_bytes: usize,
     /// Self-registration, when `[poll.register]` is enabled.
     pub registrar: Option<Arc<Registrar>>,
     /// Where `POST /-/reload` sends its requests (`None`: reload disabled).
-    pub reload: Option<tokio::sync::mpsc::Sender<crate::app::ReloadRequest>>,
+    pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
 }
 
 /// Builds the router.
@@ -65,9 +77,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/-/reload", axum::routing::post(reload))
         .route(
             "/metrics/{*grouping}",
-            put(crate::pushgw::handle)
-                .post(crate::pushgw::handle)
-                .delete(crate::pushgw::handle)
+            put(pushgw::handle)
+                .post(pushgw::handle)
+                .delete(pushgw::handle)
                 .get(not_found),
         )
         .route("/register", get(register_list).post(register_post))

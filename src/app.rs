@@ -19,13 +19,13 @@ use tracing::{info, warn};
 
 use crate::activation::Activated;
 use crate::config::{Config, Endpoint, ReceiverConfig};
+use crate::http::web::WebConfig;
 use crate::http::{self, HttpState};
 use crate::ingest::{self, unix, Ctx, Listener};
 use crate::poll::register::Registrar;
 use crate::poll::Poller;
 use crate::store::{Store, StoreOptions};
 use crate::telemetry::SelfMetrics;
-use crate::http::web::WebConfig;
 
 /// Time aborted connections get to send their error reply at shutdown.
 const ABORT_REPLY_TIME: std::time::Duration = std::time::Duration::from_secs(1);
@@ -181,7 +181,6 @@ pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> a
     let store = Arc::new(Store::new(StoreOptions::from_config(&config), metrics));
     run_with_store(bound, config, store, shutdown).await
 }
-
 
 /// A socket file we created: path and inode.
 type SocketFile = (PathBuf, u64);

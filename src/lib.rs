@@ -43,9 +43,9 @@ pub mod ingest;
 pub mod netacl;
 pub mod outbound;
 pub mod persist;
-pub mod secret;
 pub mod poll;
 pub mod providers;
+pub mod secret;
 
 pub mod sinks;
 pub mod store;

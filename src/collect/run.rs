@@ -25,9 +25,9 @@ use tracing::{debug, info, warn};
 
 use super::metrics::{evaluate, Inputs, State};
 use super::spec::{Body, CollectorConfig, ExtractFrom, Part, Source, Step, Template};
-use crate::secret::Secret;
 use crate::outbound::scheduler::{Job, RunFuture};
 use crate::poll::target::{check_status, fail, read_bounded, Failure};
+use crate::secret::Secret;
 use crate::store::{AppKind, Ingest, Store};
 use crate::telemetry::{PollFailure, RejectReason};
 

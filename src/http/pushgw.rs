@@ -29,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use tracing::{info, warn};
 
-use crate::exposition;
 use super::HttpState;
+use crate::exposition;
 use crate::store::{AppKind, Ingest, PushError, Ttl};
 use crate::telemetry::RejectReason;
 

@@ -24,7 +24,6 @@
 //! * [`serve`](super::serve): the HTTP/HTTPS accept loop (handshakes in their own tasks,
 //!   graceful shutdown).
 
-
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};

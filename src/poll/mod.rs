@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TargetConfig;
-use crate::store::{AppKind, Store};
 use crate::outbound::scheduler::{Reconciled, Scheduler};
+use crate::store::{AppKind, Store};
 use target::PollJob;
 
 /// Every polled target of the proxy.

@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::secret::SecretSource;
 use crate::exposition::Sample;
+use crate::secret::SecretSource;
 use crate::store::Store;
 use crate::telemetry::SinkOutcome;
 

@@ -1,6 +1,6 @@
 use super::*;
-use crate::secret::Secret;
 use crate::providers::config::{Password, DEFAULT_MESSAGES};
+use crate::secret::Secret;
 use crate::store::StoreOptions;
 use crate::telemetry::SelfMetrics;
 

@@ -18,13 +18,14 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::activation::Activated;
-use crate::config::{Config, Endpoint, ReceiverConfig};
+use crate::config::Config;
 use crate::http::web::WebConfig;
 use crate::http::{self, HttpState};
+use crate::ingest::config::{Endpoint, ReceiverConfig};
 use crate::ingest::{self, unix, Ctx, Listener};
 use crate::poll::register::Registrar;
 use crate::poll::Poller;
-use crate::store::{Store, StoreOptions};
+use crate::store::Store;
 use crate::telemetry::SelfMetrics;
 
 /// Time aborted connections get to send their error reply at shutdown.
@@ -178,7 +179,7 @@ pub struct Handles {
 /// Serves on the bound sockets until `shutdown` is cancelled, then drains.
 pub async fn run(bound: Bound, config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let metrics = SelfMetrics::new();
-    let store = Arc::new(Store::new(StoreOptions::from_config(&config), metrics));
+    let store = Arc::new(Store::new(config.store_options(), metrics));
     run_with_store(bound, config, store, shutdown).await
 }
 

@@ -9,8 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{Config, Endpoint, WireFormat};
+use crate::config::Config;
 use crate::ingest::codec;
+use crate::ingest::config::{Endpoint, WireFormat};
 
 /// Connect, read and write timeout of the client commands.
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use exporter_proxy::activation::Activated;
 use exporter_proxy::cli::{self, Target};
-use exporter_proxy::config::{Config, WireFormat};
+use exporter_proxy::config::Config;
 use exporter_proxy::http::web::WebConfig;
+use exporter_proxy::ingest::config::WireFormat;
 use exporter_proxy::{app, healthcheck, telemetry};
 use tokio_util::sync::CancellationToken;
 

@@ -1,11 +1,28 @@
-//! Allowed networks for the TCP push receivers (`[receiver]
-//! allowed_networks`): a list of CIDR blocks checked against each peer
-//! address right after `accept()`. Pure: no IO.
+//! Allowed networks (`receiver.allowed_networks`, `poll.register.allowed_networks`):
+//! CIDR blocks (the `ipnet` crate's type, the only one in the crate) checked
+//! against each peer address right after `accept()`. Pure: no IO.
 
 use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+/// Parses one CIDR block (`"10.0.0.0/8"`, `"::1/128"`) or a bare address
+/// (a single host). Host bits are ignored, as Go's `net.ParseCIDR` does.
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    match s.parse::<IpNet>() {
+        Ok(n) => Ok(n.trunc()),
+        Err(_) => s.parse::<IpAddr>().map(IpNet::from).map_err(|_| {
+            format!("expected a network such as \"10.0.0.0/8\" or \"::1/128\", found {s:?}")
+        }),
+    }
+}
+
+/// Whether `peer` is in `net`; IPv4-mapped IPv6 addresses count as IPv4.
+pub fn contains(net: &IpNet, peer: IpAddr) -> bool {
+    net.contains(&peer.to_canonical())
+}
 
 /// A non-empty list of networks a peer must belong to.
 #[derive(Clone, PartialEq, Eq)]
@@ -23,22 +40,11 @@ impl AllowedNetworks {
                     .to_owned(),
             );
         }
-        let mut nets = Vec::with_capacity(entries.len());
-        for (i, e) in entries.iter().enumerate() {
-            let e = e.as_ref().trim();
-            let net = match e.parse::<IpNet>() {
-                Ok(n) => n.trunc(),
-                Err(_) => match e.parse::<IpAddr>() {
-                    Ok(a) => IpNet::from(a),
-                    Err(_) => {
-                        return Err(format!(
-                            "element {i}: expected a network such as \"10.0.0.0/8\" or \"::1/128\", found {e:?}"
-                        ))
-                    }
-                },
-            };
-            nets.push(net);
-        }
+        let nets = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| parse_network(e.as_ref()).map_err(|e| format!("element {i}: {e}")))
+            .collect::<Result<_, _>>()?;
         Ok(AllowedNetworks(nets))
     }
 
@@ -46,8 +52,7 @@ impl AllowedNetworks {
     /// addresses (`::ffff:10.1.2.3`, as seen on a dual-stack `[::]`
     /// listener) are matched as the IPv4 address they carry.
     pub fn allows(&self, peer: IpAddr) -> bool {
-        let peer = peer.to_canonical();
-        self.0.iter().any(|n| n.contains(&peer))
+        self.0.iter().any(|n| contains(n, peer))
     }
 
     /// The networks, as written in canonical form.

@@ -186,24 +186,17 @@ pub struct StoreOptions {
     pub default_ttl: Ttl,
 }
 
-impl StoreOptions {
-    /// The store options a configuration asks for.
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        StoreOptions {
-            max_series_per_app: c.limits.max_series_per_app,
-            max_apps: c.limits.max_apps,
-            app_label: c.app_label.clone(),
-            default_ttl: c.default_ttl,
-        }
-    }
-}
+/// Default series limit per application (Pushgateway users report trouble
+/// around a few hundred thousand series in total; one app rarely needs more).
+pub const DEFAULT_MAX_SERIES_PER_APP: usize = 100_000;
+/// Default limit on distinct applications in the store.
+pub const DEFAULT_MAX_APPS: usize = 10_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        let l = crate::config::Limits::default();
         StoreOptions {
-            max_series_per_app: l.max_series_per_app,
-            max_apps: l.max_apps,
+            max_series_per_app: DEFAULT_MAX_SERIES_PER_APP,
+            max_apps: DEFAULT_MAX_APPS,
             app_label: None,
             default_ttl: Ttl::Never,
         }

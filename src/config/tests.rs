@@ -7,6 +7,8 @@
 //! [`check_problems`], which compares the exact list of problems.
 
 use super::*;
+use crate::poll::config::*;
+use crate::secret::SecretSource;
 use crate::store::Ttl;
 
 /// The configuration an empty document produces.

@@ -35,7 +35,7 @@ fn state(ready: bool) -> HttpState {
         store: Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new())),
         ready: Arc::new(AtomicBool::new(ready)),
         push_api: None,
-        max_push_bytes: crate::config::DEFAULT_MAX_PUSH_BYTES as usize,
+        max_push_bytes: crate::ingest::config::DEFAULT_MAX_PUSH_BYTES as usize,
         registrar: None,
         reload: None,
     }

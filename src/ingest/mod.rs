@@ -11,6 +11,7 @@
 //! timeout between reads, and a per-listener connection limit.
 
 pub mod codec;
+pub mod config;
 pub mod rpc;
 pub mod unix;
 
@@ -28,11 +29,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn, Instrument};
 
-use crate::config::{Limits, WireFormat};
 use crate::netacl::AllowedNetworks;
 use crate::store::{AppKind, PushError, Store};
 use crate::telemetry::RejectReason;
 use codec::AppPush;
+use config::{Limits, WireFormat};
 
 /// How long we try to deliver a refusal to a client over the connection
 /// limit before dropping it: short, as such clients are the overload.

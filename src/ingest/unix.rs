@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::UnixListener;
 
-use crate::config::UnixSocketConfig;
+use super::config::UnixSocketConfig;
 
 /// Errors while creating the socket; each names the path.
 #[derive(Debug, thiserror::Error)]

@@ -8,6 +8,7 @@
 //! app name; configured targets are reconciled as a whole, registered ones
 //! added and removed one by one.
 
+pub mod config;
 pub mod register;
 pub mod target;
 
@@ -16,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TargetConfig;
 use crate::outbound::scheduler::{Reconciled, Scheduler};
+use crate::poll::config::TargetConfig;
 use crate::store::{AppKind, Store};
 use target::PollJob;
 

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Poller;
-use crate::config::{check_labels, check_url, RegisterConfig, TargetConfig};
+use crate::poll::config::{check_labels, check_url, RegisterConfig, TargetConfig};
 
 /// Largest accepted registration document.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -447,8 +447,12 @@ impl Registrar {
 
     /// Checks the peer and the token.
     fn admit(&self, peer: Option<IpAddr>, authorization: Option<&str>) -> Result<(), Refusal> {
-        let allowed =
-            peer.is_some_and(|ip| self.cfg.allowed_networks.iter().any(|n| n.contains(ip)));
+        let allowed = peer.is_some_and(|ip| {
+            self.cfg
+                .allowed_networks
+                .iter()
+                .any(|n| crate::netacl::contains(n, ip))
+        });
         if !allowed {
             let who = peer.map_or_else(|| "an unknown address".to_owned(), |p| p.to_string());
             return Err(refuse(

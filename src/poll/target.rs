@@ -14,9 +14,9 @@ use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::config::{Auth, TargetConfig};
 use crate::exposition;
 use crate::outbound::scheduler::{Job, RunFuture};
+use crate::poll::config::{Auth, TargetConfig};
 use crate::store::{AppKind, Ingest, Store};
 use crate::telemetry::{PollFailure, RejectReason};
 

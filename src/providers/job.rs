@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::config::{human_interval, Identifier, SspConfig};
+use super::ProvidersConfig;
 use super::{fail, Code, Failure, Provider, Session};
-use crate::config::ProvidersConfig;
 use crate::exposition::{escape_label_value, format_value};
 use crate::outbound::scheduler::{Job, Reconciled, RunFuture, Scheduler};
 use crate::store::{AppKind, Ingest, Store};

@@ -334,5 +334,25 @@ pub fn parse_amount(s: &str) -> Option<f64> {
     t.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
+/// `[providers]`: the ssp-exporter provider file and how it is run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvidersConfig {
+    /// The ssp-exporter YAML or JSON file (`config_file`).
+    pub file: std::path::PathBuf,
+    /// Time limit of one collection (every request and the whole flow).
+    pub timeout: std::time::Duration,
+    /// Most collections running at once.
+    pub max_concurrent: usize,
+    /// The file's content, validated.
+    pub ssp: SspConfig,
+}
+
+/// Default `providers.timeout`: portals are slow, but a login flow that
+/// takes longer than this is hung.
+pub const DEFAULT_PROVIDER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Default `providers.max_concurrent`: a few logins at once, so one slow
+/// portal never delays the others, without hammering anyone.
+pub const DEFAULT_PROVIDER_CONCURRENCY: u64 = 4;
+
 #[cfg(test)]
 mod tests;

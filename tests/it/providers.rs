@@ -463,11 +463,11 @@ identifiers:
 async fn a_rate_limited_identifier_backs_off() {
     use exporter_proxy::providers::config::{Identifier, Password};
     use exporter_proxy::providers::job::{ProviderJob, Shared};
-    use exporter_proxy::store::{Store, StoreOptions};
+    use exporter_proxy::store::Store;
     let portal = Portal::start("MegafonRussiaB2C").await;
     let cfg = exporter_proxy::config::Config::parse("").unwrap().config;
     let store = std::sync::Arc::new(Store::new(
-        StoreOptions::from_config(&cfg),
+        cfg.store_options(),
         exporter_proxy::telemetry::SelfMetrics::new(),
     ));
     let def = Identifier {

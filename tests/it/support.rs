@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use exporter_proxy::app;
 use exporter_proxy::config::Config;
-use exporter_proxy::store::{Store, StoreOptions};
+use exporter_proxy::store::Store;
 use exporter_proxy::telemetry::SelfMetrics;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -112,10 +112,7 @@ receiver_tcp_socket = "127.0.0.1:0"
         let http = bound.http_addr();
         let tcp = bound.receiver_addr("tcp").unwrap();
         let rpc = bound.rpc_addr().unwrap();
-        let store = Arc::new(Store::new(
-            StoreOptions::from_config(&config),
-            SelfMetrics::new(),
-        ));
+        let store = Arc::new(Store::new(config.store_options(), SelfMetrics::new()));
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app::run_with_store(
             bound,

@@ -1,7 +1,6 @@
 use super::*;
 use crate::providers::config::{Password, DEFAULT_MESSAGES};
 use crate::secret::Secret;
-use crate::store::StoreOptions;
 use crate::telemetry::SelfMetrics;
 
 /// Panics in the middle of a collection.
@@ -39,10 +38,7 @@ impl Provider for Hangs {
 
 fn job(provider: &'static dyn Provider, disabled: bool) -> (ProviderJob, Arc<Store>) {
     let cfg = crate::config::Config::parse("").unwrap().config;
-    let store = Arc::new(Store::new(
-        StoreOptions::from_config(&cfg),
-        SelfMetrics::new(),
-    ));
+    let store = Arc::new(Store::new(cfg.store_options(), SelfMetrics::new()));
     let def = Identifier {
         provider: provider.name().to_owned(),
         identifier: "acc\"1".to_owned(),

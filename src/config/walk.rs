@@ -1,0 +1,248 @@
+//! The TOML walker: a table consumed key by key, every problem collected
+//! with its dotted key path, keys never asked for reported as unknown.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use toml::{Table, Value};
+
+use crate::store::Ttl;
+
+/// Collected problems and warnings.
+#[derive(Default)]
+pub(super) struct Cx {
+    pub(super) problems: Vec<String>,
+    pub(super) warnings: Vec<String>,
+    /// Directory relative file names are taken from.
+    pub(super) dir: PathBuf,
+}
+
+/// A TOML table being consumed key by key; the keys never asked for are
+/// reported as unknown by [`Section::finish`].
+pub(super) struct Section<'t> {
+    pub(super) path: String,
+    pub(super) table: Option<&'t Table>,
+    pub(super) used: BTreeSet<&'static str>,
+}
+
+impl<'t> Section<'t> {
+    pub(super) fn root(table: &'t Table) -> Self {
+        Section {
+            path: String::new(),
+            table: Some(table),
+            used: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    pub(super) fn present(&self) -> bool {
+        self.table.is_some()
+    }
+
+    pub(super) fn has(&self, key: &str) -> bool {
+        self.table.is_some_and(|t| t.contains_key(key))
+    }
+
+    pub(super) fn raw(&mut self, key: &'static str) -> Option<&'t Value> {
+        self.used.insert(key);
+        self.table.and_then(|t| t.get(key))
+    }
+
+    pub(super) fn sub(&mut self, key: &'static str, cx: &mut Cx) -> Section<'t> {
+        let path = self.key_path(key);
+        let table = match self.raw(key) {
+            None => None,
+            Some(Value::Table(t)) => Some(t),
+            Some(other) => {
+                cx.problems.push(format!(
+                    "`{path}`: expected a table, found {}",
+                    other.type_str()
+                ));
+                None
+            }
+        };
+        Section {
+            path,
+            table,
+            used: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn get<T>(
+        &mut self,
+        key: &'static str,
+        cx: &mut Cx,
+        conv: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Option<T> {
+        let v = self.raw(key)?;
+        match conv(v) {
+            Ok(t) => Some(t),
+            Err(msg) => {
+                cx.problems.push(format!("`{}`: {msg}", self.key_path(key)));
+                None
+            }
+        }
+    }
+
+    pub(super) fn bool(&mut self, key: &'static str, cx: &mut Cx) -> Option<bool> {
+        self.get(key, cx, |v| {
+            v.as_bool().ok_or_else(|| expected("a boolean", v))
+        })
+    }
+
+    pub(super) fn string(&mut self, key: &'static str, cx: &mut Cx) -> Option<String> {
+        self.get(key, cx, |v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| expected("a string", v))
+        })
+    }
+
+    pub(super) fn int(
+        &mut self,
+        key: &'static str,
+        cx: &mut Cx,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
+        self.get(key, cx, |v| {
+            let n = v.as_integer().ok_or_else(|| expected("an integer", v))?;
+            u64::try_from(n)
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| format!("expected an integer from {min} to {max}, found {n}"))
+        })
+    }
+
+    pub(super) fn addr(&mut self, key: &'static str, cx: &mut Cx) -> Option<SocketAddr> {
+        self.get(key, cx, |v| {
+            let s = v.as_str().ok_or_else(|| expected("an address string", v))?;
+            s.parse::<SocketAddr>().map_err(|_| {
+                format!("expected an IP address and port such as \"127.0.0.1:6554\" or \"[::1]:6554\", found {s:?}")
+            })
+        })
+    }
+
+    /// A duration: integer seconds (as the original) or a string such as
+    /// `"500ms"`, `"30s"`, `"1h30m"`.
+    pub(super) fn duration(
+        &mut self,
+        key: &'static str,
+        cx: &mut Cx,
+        allow_zero: bool,
+    ) -> Option<Duration> {
+        self.get(key, cx, |v| {
+            let d = match v {
+                Value::Integer(n) if *n >= 0 => Duration::from_secs(*n as u64),
+                Value::String(s) => humantime::parse_duration(s).map_err(|e| {
+                    format!("expected a duration such as \"30s\" or \"1m30s\", found {s:?} ({e})")
+                })?,
+                other => {
+                    return Err(expected(
+                        "seconds or a duration string such as \"30s\"",
+                        other,
+                    ))
+                }
+            };
+            if d.is_zero() && !allow_zero {
+                return Err("must be greater than zero".to_owned());
+            }
+            Ok(d)
+        })
+    }
+
+    /// A TTL: `"never"`, integer seconds (> 0) or a duration string.
+    pub(super) fn ttl(&mut self, key: &'static str, cx: &mut Cx) -> Option<Ttl> {
+        self.get(key, cx, |v| match v {
+            Value::Integer(n) if *n > 0 => Ok(Ttl::After(Duration::from_secs(*n as u64))),
+            Value::Integer(_) => {
+                Err("expected a positive number of seconds, or \"never\"".to_owned())
+            }
+            Value::String(s) => Ttl::parse(s),
+            other => Err(expected(
+                "\"never\", seconds or a duration string such as \"5m\"",
+                other,
+            )),
+        })
+    }
+
+    pub(super) fn size(&mut self, key: &'static str, cx: &mut Cx) -> Option<u64> {
+        self.get(key, cx, |v| {
+            let n = match v {
+                Value::Integer(n) if *n > 0 => *n as u64,
+                Value::String(s) => parse_size(s)?,
+                other => {
+                    return Err(expected(
+                        "a positive byte count or a size such as \"16MiB\"",
+                        other,
+                    ))
+                }
+            };
+            if n == 0 {
+                return Err("must be greater than zero".to_owned());
+            }
+            Ok(n)
+        })
+    }
+
+    pub(super) fn mode(&mut self, key: &'static str, cx: &mut Cx) -> Option<u32> {
+        self.get(key, cx, |v| {
+            let n = match v {
+                Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
+                    .map_err(|_| format!("expected an octal mode such as \"0660\", found {s:?}"))?,
+                Value::Integer(n) => u32::try_from(*n).map_err(|_| format!("invalid mode {n}"))?,
+                other => return Err(expected("an octal mode string such as \"0660\"", other)),
+            };
+            if n > 0o777 {
+                return Err(format!("mode {n:o} has bits beyond 0777"));
+            }
+            Ok(n)
+        })
+    }
+
+    /// Reports every key that no one asked for.
+    pub(super) fn finish(self, cx: &mut Cx) {
+        let Some(t) = self.table else { return };
+        for key in t.keys() {
+            if !self.used.contains(key.as_str()) {
+                cx.problems
+                    .push(format!("`{}`: unknown key", self.key_path(key)));
+            }
+        }
+    }
+}
+
+pub(super) fn expected(what: &str, v: &Value) -> String {
+    format!("expected {what}, found {}", v.type_str())
+}
+
+pub(super) fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let num: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a size such as \"16MiB\", found {s:?}"))?;
+    let mult = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use B, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    num.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}

@@ -585,7 +585,8 @@ pub async fn run_with_store(
         shutdown.clone(),
     ));
     for sink in &config.sinks {
-        crate::sinks::spawn(sink.clone(), store.clone(), shutdown.clone(), &tracker)?;
+        crate::sinks::spawn(sink.clone(), store.clone(), shutdown.clone(), &tracker)
+            .map_err(anyhow::Error::msg)?;
     }
 
     // Polls stop at shutdown at once: nothing to drain.

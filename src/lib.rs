@@ -35,6 +35,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod exposition;
+pub mod fsutil;
 #[allow(missing_docs)]
 pub mod generated;
 pub mod healthcheck;
@@ -50,3 +51,4 @@ pub mod secret;
 pub mod sinks;
 pub mod store;
 pub mod telemetry;
+pub mod ttl;

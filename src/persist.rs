@@ -15,7 +15,6 @@
 //! JSON) is moved aside to `<file>.corrupt-<unix time>` and the proxy starts
 //! empty rather than refusing to start.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,31 +164,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<SavedApp>, String> {
         .collect()
 }
 
-/// Writes `bytes` to `path` atomically: temp file, fsync, rename, dir fsync.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("the snapshot path has no file name"))?;
-    let mut tmp_name = name.to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
+pub use crate::fsutil::write_atomically;
 
 /// Reads the snapshot at `path`: `Ok(None)` when there is none.
 pub fn read(path: &Path) -> Result<Option<Vec<SavedApp>>, SnapshotError> {

@@ -15,7 +15,7 @@
 //! unexpanded), and reqwest errors are stripped of their URL.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -25,8 +25,9 @@ use tracing::{debug, info, warn};
 
 use super::metrics::{evaluate, Inputs, State};
 use super::spec::{Body, CollectorConfig, ExtractFrom, Part, Source, Step, Template};
+use crate::outbound::health::{fail, JobRef};
 use crate::outbound::scheduler::{Job, RunFuture};
-use crate::poll::target::{check_status, fail, read_bounded, Failure};
+use crate::outbound::{self, ClientOptions, Cookies, Failure, Health, Outcome};
 use crate::secret::Secret;
 use crate::store::{AppKind, Ingest, Store};
 use crate::telemetry::{PollFailure, RejectReason};
@@ -47,12 +48,6 @@ struct Inner {
     state: State,
 }
 
-#[derive(Debug, Default)]
-struct Health {
-    last_success: Option<Instant>,
-    up: Option<bool>,
-}
-
 type Client = (reqwest::Client, Arc<reqwest::cookie::Jar>);
 
 /// A collector as a scheduler job.
@@ -62,7 +57,7 @@ pub struct CollectJob {
     client: OnceLock<Result<Client, String>>,
     /// Runs of one job never overlap: the lock is never contended.
     inner: tokio::sync::Mutex<Inner>,
-    health: Mutex<Health>,
+    health: Health,
 }
 
 impl std::fmt::Debug for CollectJob {
@@ -107,7 +102,7 @@ impl CollectJob {
             store,
             client: OnceLock::new(),
             inner: tokio::sync::Mutex::new(Inner::default()),
-            health: Mutex::new(Health::default()),
+            health: Health::default(),
         }
     }
 
@@ -129,42 +124,27 @@ impl CollectJob {
                 ),
             )),
         };
-        let elapsed = started.elapsed();
         let name = &self.def.name;
-        let metrics = self.store.metrics();
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        let was_up = health.up;
-        match result {
-            Ok(series) => {
-                health.last_success = Some(Instant::now());
-                health.up = Some(true);
-                drop(health);
-                metrics.poll_result(name, elapsed, Ok(()));
-                if was_up != Some(true) {
-                    info!(collector = %name, series, "collector is up");
-                }
+        let source = self.def.source();
+        let job = JobRef {
+            name,
+            kind: AppKind::Collector,
+            source: &source,
+            stale_after: self.def.stale_after,
+        };
+        let ok = result.as_ref().map(|_| ());
+        match (
+            self.health.record(&self.store, job, started.elapsed(), ok),
+            &result,
+        ) {
+            (Outcome::CameUp, Ok(series)) => info!(collector = %name, series, "collector is up"),
+            (Outcome::WentDown, Err(f)) => {
+                warn!(collector = %name, reason = f.reason.as_str(), error = %f.message, "collector failed")
             }
-            Err(f) => {
-                let stale = health
-                    .last_success
-                    .is_none_or(|t| t.elapsed() >= self.def.stale_after);
-                health.up = Some(false);
-                drop(health);
-                metrics.poll_result(name, elapsed, Err(f.reason));
-                let message = format!("{}: {}", f.reason.as_str(), f.message);
-                self.store.record_poll_failure(
-                    name,
-                    AppKind::Collector,
-                    &self.def.source(),
-                    &message,
-                    stale,
-                );
-                if was_up != Some(false) {
-                    warn!(collector = %name, reason = f.reason.as_str(), error = %f.message, "collector failed");
-                } else {
-                    debug!(collector = %name, reason = f.reason.as_str(), error = %f.message, "collector failed again");
-                }
+            (Outcome::StillDown, Err(f)) => {
+                debug!(collector = %name, reason = f.reason.as_str(), error = %f.message, "collector failed again")
             }
+            _ => {}
         }
     }
 
@@ -172,15 +152,12 @@ impl CollectJob {
         self.client
             .get_or_init(|| {
                 let jar = Arc::new(reqwest::cookie::Jar::default());
-                reqwest::Client::builder()
-                    .user_agent(concat!("exporter-proxy/", env!("CARGO_PKG_VERSION")))
-                    .gzip(true)
-                    .redirect(reqwest::redirect::Policy::limited(5))
-                    .cookie_provider(jar.clone())
-                    .danger_accept_invalid_certs(self.def.insecure_skip_verify)
-                    .build()
-                    .map(|c| (c, jar))
-                    .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+                outbound::build_client(&ClientOptions {
+                    insecure_skip_verify: self.def.insecure_skip_verify,
+                    cookies: Cookies::Jar(jar.clone()),
+                    ..ClientOptions::default()
+                })
+                .map(|c| (c, jar))
             })
             .as_ref()
             .map_err(|e| fail(PollFailure::Request, e.clone()))
@@ -312,20 +289,16 @@ impl CollectJob {
         if let Some((ctype, body)) = req.body {
             b = b.header(reqwest::header::CONTENT_TYPE, ctype).body(body);
         }
-        let mut resp = b.send().await.map_err(classify)?;
-        check_status(&resp)?;
+        let mut resp = b.send().await.map_err(Failure::transport)?;
+        outbound::check_status(resp.status()).map_err(Failure::status)?;
         let headers = resp.headers().clone();
         let cookies = resp
             .cookies()
             .map(|c| (c.name().to_owned(), c.value().to_owned()))
             .collect();
-        let body = read_bounded(
-            &mut resp,
-            self.def.max_body_bytes,
-            "max_body_bytes",
-            classify,
-        )
-        .await?;
+        let body = outbound::read_bounded(&mut resp, self.def.max_body_bytes)
+            .await
+            .map_err(|e| Failure::body(e, "max_body_bytes"))?;
         let body = String::from_utf8(body)
             .map_err(|_| fail(PollFailure::InvalidBody, "the response is not UTF-8"))?;
         Ok(Fetched {
@@ -526,10 +499,4 @@ fn extract(
             Ok(m.unwrap_or_default().to_owned())
         }
     }
-}
-
-/// Maps a reqwest error like the poller does, but without the URL (it may
-/// carry a secret in its query).
-fn classify(e: reqwest::Error) -> Failure {
-    crate::poll::target::classify(e.without_url())
 }

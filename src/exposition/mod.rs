@@ -233,6 +233,18 @@ pub struct ParseError {
     pub line: usize,
     /// What was expected and what was found, lowercase, without the line number.
     pub message: String,
+    /// What kind of problem, for callers that branch on it.
+    pub kind: ParseErrorKind,
+}
+
+/// The kinds of [`ParseError`] a caller may treat differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ParseErrorKind {
+    /// Not valid exposition text, or against a rule of ours.
+    #[default]
+    Invalid,
+    /// More series than [`ParseLimits::max_series`].
+    TooManySeries,
 }
 
 impl fmt::Display for ParseError {

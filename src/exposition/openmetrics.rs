@@ -264,5 +264,6 @@ fn err(line: usize, message: &str) -> ParseError {
     ParseError {
         line,
         message: message.to_owned(),
+        kind: super::ParseErrorKind::Invalid,
     }
 }

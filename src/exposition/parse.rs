@@ -29,7 +29,7 @@ use super::encode::{escape_label_value, format_go_float, hash_sorted, series_has
 use super::{
     is_label_name_char, is_label_name_start, is_metric_name_char, is_metric_name_start,
     is_valid_metric_name, EncodeOptions, EncodedFamily, Exposition, Family, MetricType, ParseError,
-    ParseLimits, Sample, SeriesKeyHasher,
+    ParseErrorKind, ParseLimits, Sample, SeriesKeyHasher,
 };
 
 /// Found-text in error messages is cut to this many characters: enough to recognise the
@@ -543,10 +543,11 @@ impl<'a, 'l> Parser<'a, 'l> {
         let name = line.name;
         self.series += 1;
         if self.limits.max_series != 0 && self.series > self.limits.max_series {
-            return Err(err(
-                no,
-                format!("too many series: more than {}", self.limits.max_series),
-            )
+            return Err(ParseError {
+                line: no,
+                message: format!("too many series: more than {}", self.limits.max_series),
+                kind: ParseErrorKind::TooManySeries,
+            }
             .into());
         }
 
@@ -1240,7 +1241,11 @@ fn describe_series(sample: &Sample) -> String {
 }
 
 fn err(line: usize, message: String) -> ParseError {
-    ParseError { line, message }
+    ParseError {
+        line,
+        message,
+        kind: ParseErrorKind::Invalid,
+    }
 }
 
 /// The found-text of an error: quoted and cut to [`MAX_FOUND_CHARS`], or `end of line`.

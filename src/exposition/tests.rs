@@ -766,6 +766,7 @@ fn parse_error_display_and_error_trait() {
     let err = ParseError {
         line: 7,
         message: "something wrong".to_owned(),
+        kind: ParseErrorKind::Invalid,
     };
     assert_eq!(err.to_string(), "line 7: something wrong");
     let boxed: Box<dyn std::error::Error> = Box::new(err);

@@ -9,7 +9,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::generated::metric_data_capnp::inbound_metrics;
-use crate::store::Ttl;
+use crate::ttl::Ttl;
 
 /// Most segments we accept in one Cap'n Proto message. pycapnp and the Rust
 /// writer produce one segment for messages below ~8 KiB and a handful above;

@@ -638,7 +638,7 @@ impl Registrar {
         };
         let bytes = serde_json::to_vec_pretty(&file).expect("registry serialises");
         let result =
-            tokio::task::spawn_blocking(move || crate::persist::write_atomically(&path, &bytes))
+            tokio::task::spawn_blocking(move || crate::fsutil::write_atomically(&path, &bytes))
                 .await;
         match result {
             Ok(Ok(())) => {}

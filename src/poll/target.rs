@@ -7,7 +7,7 @@
 //! `/apps`; the last good data stays until `stale_after` has passed since
 //! the last success, then the failed poll drops it.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
@@ -15,7 +15,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::exposition;
+use crate::outbound::health::{fail, JobRef};
 use crate::outbound::scheduler::{Job, RunFuture};
+use crate::outbound::{self, ClientOptions, Failure, Health, Outcome};
 use crate::poll::config::{Auth, TargetConfig};
 use crate::store::{AppKind, Ingest, Store};
 use crate::telemetry::{PollFailure, RejectReason};
@@ -28,78 +30,13 @@ pub const ACCEPT_HEADER: &str = "text/plain;version=0.0.4;q=1.0,application/open
 /// target cannot stall the I/O workers.
 const BLOCKING_PARSE_BYTES: usize = 256 * 1024;
 
-/// A failed poll: its closed reason and a message for `/apps` and the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    /// The label value.
-    pub reason: PollFailure,
-    /// What happened, naming the target's URL or status.
-    pub message: String,
-}
-
-/// A failure with its reason and message.
-pub(crate) fn fail(reason: PollFailure, message: impl Into<String>) -> Failure {
-    Failure {
-        reason,
-        message: message.into(),
-    }
-}
-
-/// A non-2xx status is a failure.
-pub(crate) fn check_status(resp: &reqwest::Response) -> Result<(), Failure> {
-    let status = resp.status();
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(fail(
-            PollFailure::HttpStatus,
-            format!("HTTP status {status}, expected 2xx"),
-        ))
-    }
-}
-
-/// Reads the body, at most `limit` bytes counted after decompression (a
-/// small compressed body cannot expand past it); `key` names the setting
-/// in the message. `classify` maps transport errors.
-pub(crate) async fn read_bounded(
-    resp: &mut reqwest::Response,
-    limit: usize,
-    key: &str,
-    classify: impl Fn(reqwest::Error) -> Failure,
-) -> Result<Vec<u8>, Failure> {
-    let too_large = || {
-        fail(
-            PollFailure::TooLarge,
-            format!("body larger than {key} ({limit} bytes)"),
-        )
-    };
-    if resp.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(&classify)? {
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-#[derive(Debug, Default)]
-struct Health {
-    last_success: Option<Instant>,
-    /// `None` before the first poll.
-    up: Option<bool>,
-}
-
 /// A target as a scheduler job.
 pub struct PollJob {
     def: TargetConfig,
     kind: AppKind,
     store: Arc<Store>,
     client: OnceLock<Result<reqwest::Client, String>>,
-    health: Mutex<Health>,
+    health: Health,
 }
 
 impl std::fmt::Debug for PollJob {
@@ -146,7 +83,7 @@ impl PollJob {
             kind,
             store,
             client: OnceLock::new(),
-            health: Mutex::new(Health::default()),
+            health: Health::default(),
         }
     }
 
@@ -179,37 +116,32 @@ impl PollJob {
             Ok((body, om)) => self.ingest(body, om).await,
             Err(e) => Err(e),
         };
-        let elapsed = started.elapsed();
-        let metrics = self.store.metrics();
+        let job = JobRef {
+            name: &self.def.name,
+            kind: self.kind,
+            source: &self.def.url,
+            stale_after: self.def.stale_after,
+        };
         let name = &self.def.name;
-        let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-        let was_up = health.up;
-        match result {
-            Ok(series) => {
-                health.last_success = Some(Instant::now());
-                health.up = Some(true);
-                drop(health);
-                metrics.poll_result(name, elapsed, Ok(()));
-                if was_up != Some(true) {
-                    info!(target_name = %name, url = %self.def.url, series, "target is up");
-                }
+        match (
+            self.health.record(
+                &self.store,
+                job,
+                started.elapsed(),
+                result.as_ref().map(|_| ()),
+            ),
+            &result,
+        ) {
+            (Outcome::CameUp, Ok(series)) => {
+                info!(target_name = %name, url = %self.def.url, series, "target is up")
             }
-            Err(f) => {
-                let stale = health
-                    .last_success
-                    .is_none_or(|t| t.elapsed() >= self.def.stale_after);
-                health.up = Some(false);
-                drop(health);
-                metrics.poll_result(name, elapsed, Err(f.reason));
-                let message = format!("{}: {}", f.reason.as_str(), f.message);
-                self.store
-                    .record_poll_failure(name, self.kind, &self.def.url, &message, stale);
-                if was_up != Some(false) {
-                    warn!(target_name = %name, url = %self.def.url, reason = f.reason.as_str(), error = %f.message, "poll failed");
-                } else {
-                    debug!(target_name = %name, reason = f.reason.as_str(), error = %f.message, "poll failed again");
-                }
+            (Outcome::WentDown, Err(f)) => {
+                warn!(target_name = %name, url = %self.def.url, reason = f.reason.as_str(), error = %f.message, "poll failed")
             }
+            (Outcome::StillDown, Err(f)) => {
+                debug!(target_name = %name, reason = f.reason.as_str(), error = %f.message, "poll failed again")
+            }
+            _ => {}
         }
     }
 
@@ -235,20 +167,16 @@ impl PollJob {
                 req = req.basic_auth(username, Some(pw.expose()));
             }
         }
-        let mut resp = req.send().await.map_err(classify)?;
-        check_status(&resp)?;
+        let mut resp = req.send().await.map_err(Failure::transport)?;
+        outbound::check_status(resp.status()).map_err(Failure::status)?;
         let om = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/openmetrics-text"));
-        let body = read_bounded(
-            &mut resp,
-            self.def.max_body_bytes,
-            "max_body_size",
-            classify,
-        )
-        .await?;
+        let body = outbound::read_bounded(&mut resp, self.def.max_body_bytes)
+            .await
+            .map_err(|e| Failure::body(e, "max_body_size"))?;
         let text = String::from_utf8(body).map_err(|e| {
             fail(
                 PollFailure::InvalidBody,
@@ -304,54 +232,11 @@ impl PollJob {
 
 /// One client per target: TLS options differ between targets.
 fn build_client(def: &TargetConfig) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("exporter-proxy/", env!("CARGO_PKG_VERSION")))
-        .gzip(true)
-        .redirect(reqwest::redirect::Policy::limited(5))
+    outbound::build_client(&ClientOptions {
+        ca_file: def.ca_file.as_deref().map(|p| (p, "tls.ca_file")),
+        insecure_skip_verify: def.insecure_skip_verify,
         // One target, one connection: no need for a pool.
-        .pool_max_idle_per_host(1)
-        .danger_accept_invalid_certs(def.insecure_skip_verify);
-    if let Some(path) = &def.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read tls.ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("tls.ca_file {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "tls.ca_file {} holds no certificate",
-                path.display()
-            ));
-        }
-        b = b.tls_certs_only(certs);
-    }
-    b.build()
-        .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))
-}
-
-/// Maps a reqwest error to a reason, with its whole source chain as message.
-pub(crate) fn classify(e: reqwest::Error) -> Failure {
-    let reason = if e.is_timeout() {
-        PollFailure::Timeout
-    } else if e.is_connect() {
-        PollFailure::Connect
-    } else if e.is_decode() {
-        PollFailure::InvalidBody
-    } else {
-        PollFailure::Request
-    };
-    fail(reason, chain(&e))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
+        max_idle_per_host: Some(1),
+        ..ClientOptions::default()
+    })
 }

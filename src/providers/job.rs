@@ -302,37 +302,17 @@ impl ProviderJob {
     /// expect a full login (and no session outlives its collection).
     fn client(&self) -> Result<reqwest::Client, Failure> {
         let t = self.shared.timeout;
-        let mut b = reqwest::Client::builder()
-            .user_agent(self.user_agent.clone())
-            .cookie_store(true)
-            .timeout(t)
-            .connect_timeout(t.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::limited(10))
-            .danger_accept_invalid_certs(!self.def.tls_verify);
-        if let Some(path) = &self.def.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                fail(
-                    Code::ConnectionError,
-                    format!("cannot read ca_file {}: {e}", path.display()),
-                )
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| {
-                    fail(
-                        Code::ConnectionError,
-                        format!("ca_file {} holds no PEM certificate", path.display()),
-                    )
-                })?;
-            b = b.tls_certs_only(certs);
-        }
-        b.build().map_err(|e| {
-            fail(
-                Code::ConnectionError,
-                format!("cannot set up the HTTP client: {e}"),
-            )
+        crate::outbound::build_client(&crate::outbound::ClientOptions {
+            user_agent: Some(&self.user_agent),
+            ca_file: self.def.ca_file.as_deref().map(|p| (p, "ca_file")),
+            insecure_skip_verify: !self.def.tls_verify,
+            timeout: Some(t),
+            connect_timeout: Some(t.min(Duration::from_secs(10))),
+            max_redirects: 10,
+            cookies: crate::outbound::Cookies::Store,
+            ..crate::outbound::ClientOptions::default()
         })
+        .map_err(|e| fail(Code::ConnectionError, e))
     }
 
     /// Renders and commits the identifier's series; a failure also marks

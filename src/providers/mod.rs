@@ -193,9 +193,9 @@ pub async fn send_unchecked(req: RequestBuilder, what: &str) -> Result<Response,
 
 /// The failure for a status, if it is one.
 pub fn check_status(status: StatusCode, step: Step, what: &str) -> Result<(), Failure> {
-    if status.is_success() {
+    let Err(crate::outbound::BadStatus(status)) = crate::outbound::check_status(status) else {
         return Ok(());
-    }
+    };
     let code = match status.as_u16() {
         401 | 403 => Code::CannotProceed,
         429 => Code::RateLimit,
@@ -206,42 +206,25 @@ pub fn check_status(status: StatusCode, step: Step, what: &str) -> Result<(), Fa
 }
 
 fn request_error(e: reqwest::Error, what: &str) -> Failure {
-    let code = if e.is_timeout() {
-        Code::NoAnswer
-    } else {
-        Code::ConnectionError
+    let code = match crate::outbound::classify(&e) {
+        crate::outbound::Transport::Timeout => Code::NoAnswer,
+        _ => Code::ConnectionError,
     };
     // Without the URL: the chain alone names the cause; the step names the URL.
-    let e = e.without_url();
-    fail(code, format!("{what}: {}", chain(&e)))
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
+    fail(code, format!("{what}: {}", crate::outbound::error_chain(e)))
 }
 
 /// Reads a body as text, at most [`MAX_BODY_BYTES`].
 pub async fn text(mut resp: Response, what: &str) -> Result<String, Failure> {
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| request_error(e, what))? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(fail(
+    let body = crate::outbound::read_bounded(&mut resp, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            crate::outbound::BodyError::TooLarge { limit } => fail(
                 Code::ParsingError,
-                format!("{what}: body larger than {MAX_BODY_BYTES} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
+                format!("{what}: body larger than {limit} bytes"),
+            ),
+            crate::outbound::BodyError::Transport(e) => request_error(e, what),
+        })?;
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 

@@ -28,7 +28,7 @@ pub struct Influx {
     /// The full write URL, query included.
     pub write_url: reqwest::Url,
     /// Token.
-    pub token: Option<String>,
+    pub token: Option<crate::secret::SecretSource>,
 }
 
 impl Influx {
@@ -137,13 +137,18 @@ impl Encoder for Influx {
         (bodies, skipped)
     }
 
-    fn request(&self, client: &reqwest::Client, body: bytes::Bytes) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::RequestBuilder, String> {
         let mut r = client.post(self.write_url.clone());
-        if let Some(t) = &self.token {
-            r = r.header("Authorization", format!("Token {t}"));
+        if let Some(src) = &self.token {
+            let t = src.read().map_err(|e| format!("token: {e}"))?;
+            r = r.header("Authorization", format!("Token {}", t.expose()));
         }
-        r.header("Content-Type", "text/plain; charset=utf-8")
-            .body(body)
+        Ok(r.header("Content-Type", "text/plain; charset=utf-8")
+            .body(body))
     }
 }
 

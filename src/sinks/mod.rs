@@ -130,8 +130,13 @@ pub trait Encoder: Send + Sync + 'static {
     /// Encodes a snapshot into bodies; returns them and the number of
     /// samples that cannot be represented (counted as dropped).
     fn encode(&self, snap: &Snapshot, max_samples: usize, app_label: &str) -> (Vec<Body>, u64);
-    /// Builds the request for one body.
-    fn request(&self, client: &reqwest::Client, body: bytes::Bytes) -> reqwest::RequestBuilder;
+    /// Builds the request for one body; credentials are read here, at each
+    /// request, so a rotated token file takes effect at the next send.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::RequestBuilder, String>;
 }
 
 /// The labels of a series as sent to a sink: the app label (unless the
@@ -153,6 +158,9 @@ pub fn labels_with_app<'a>(
     labels
 }
 
+/// Most bytes of an error answer read for its message.
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
 /// Why a send failed, and whether to try again.
 #[derive(Debug)]
 struct SendError {
@@ -171,31 +179,24 @@ pub fn spawn(
     store: Arc<Store>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
-) -> anyhow::Result<()> {
-    let read = |s: &Option<SecretSource>| -> anyhow::Result<Option<String>> {
-        s.as_ref()
-            .map(|s| {
-                s.read()
-                    .map(|secret| secret.expose().to_owned())
-                    .map_err(|e| anyhow::anyhow!("sink {}: token: {e}", config.name))
-            })
-            .transpose()
-    };
+) -> Result<(), String> {
     let encoder: Arc<dyn Encoder> = match &config.kind {
         SinkKind::RemoteWrite { url, bearer_token } => Arc::new(remote_write::RemoteWrite {
             url: url.clone(),
-            bearer_token: read(bearer_token)?,
+            bearer_token: bearer_token.clone(),
         }),
         SinkKind::Influx { url, api, token } => Arc::new(influx::Influx {
             write_url: influx::Influx::write_url(url, api)
-                .map_err(|e| anyhow::anyhow!("sink {}: {e}", config.name))?,
-            token: read(token)?,
+                .map_err(|e| format!("sink {}: {e}", config.name))?,
+            token: token.clone(),
         }),
     };
-    let client = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .user_agent(concat!("exporter-proxy/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    let client = crate::outbound::build_client(&crate::outbound::ClientOptions {
+        timeout: Some(config.timeout),
+        max_redirects: 10,
+        ..crate::outbound::ClientOptions::default()
+    })
+    .map_err(|e| format!("sink {}: {e}", config.name))?;
     let queue = Arc::new(Queue {
         bodies: Mutex::new(VecDeque::with_capacity(config.queue_capacity)),
         ready: Notify::new(),
@@ -319,20 +320,24 @@ async fn send(
     client: &reqwest::Client,
     body: bytes::Bytes,
 ) -> Result<(), SendError> {
-    let resp = encoder
-        .request(client, body)
-        .send()
-        .await
-        .map_err(|e| SendError {
-            // reqwest's error text names the URL, never headers: no secrets.
-            message: e.to_string(),
-            retryable: true,
-        })?;
-    let status = resp.status();
-    if status.is_success() {
+    let request = encoder.request(client, body).map_err(|message| SendError {
+        // A missing or unreadable token: it may be fixed before the retry.
+        message,
+        retryable: true,
+    })?;
+    let mut resp = request.send().await.map_err(|e| SendError {
+        message: crate::outbound::error_chain(e),
+        retryable: true,
+    })?;
+    let Err(crate::outbound::BadStatus(status)) = crate::outbound::check_status(resp.status())
+    else {
         return Ok(());
-    }
-    let text = resp.text().await.unwrap_or_default();
+    };
+    // The start of the answer names the cause; the rest is not read.
+    let text = match crate::outbound::read_bounded(&mut resp, ERROR_BODY_BYTES).await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(_) => String::new(),
+    };
     let text: String = text.chars().take(200).collect();
     Err(SendError {
         message: format!("HTTP {status}: {}", text.trim()),

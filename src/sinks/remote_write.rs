@@ -48,8 +48,8 @@ pub struct Sample {
 pub struct RemoteWrite {
     /// Endpoint.
     pub url: String,
-    /// Optional bearer token.
-    pub bearer_token: Option<String>,
+    /// Optional bearer token, read at each request.
+    pub bearer_token: Option<crate::secret::SecretSource>,
 }
 
 /// Builds the `WriteRequest`s of a snapshot, at most `max` series each.
@@ -107,17 +107,22 @@ impl Encoder for RemoteWrite {
         (bodies, 0)
     }
 
-    fn request(&self, client: &reqwest::Client, body: bytes::Bytes) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        body: bytes::Bytes,
+    ) -> Result<reqwest::RequestBuilder, String> {
         let mut r = client
             .post(&self.url)
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Write-Version", "0.1.0")
             .body(body);
-        if let Some(t) = &self.bearer_token {
-            r = r.bearer_auth(t);
+        if let Some(src) = &self.bearer_token {
+            let t = src.read().map_err(|e| format!("bearer token: {e}"))?;
+            r = r.bearer_auth(t.expose());
         }
-        r
+        Ok(r)
     }
 }
 

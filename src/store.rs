@@ -1098,7 +1098,16 @@ impl Store {
             chunks.extend(bodies.into_iter().filter(|b| !b.is_empty()));
         }
         let mut own = Vec::with_capacity(4096 + apps.len() * 160);
-        self.metrics.encode(&mut own, &apps);
+        let rows: Vec<crate::telemetry::AppRow<'_>> = apps
+            .iter()
+            .map(|a| crate::telemetry::AppRow {
+                name: &a.name,
+                kind: a.kind.as_str(),
+                series: a.series,
+                last_update: a.last_update,
+            })
+            .collect();
+        self.metrics.encode(&mut own, &rows);
         chunks.push(Bytes::from(own));
         chunks.retain(|c| !c.is_empty());
         let len = chunks.iter().map(Bytes::len).sum();

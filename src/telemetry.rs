@@ -15,11 +15,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::exposition::{self, MetricType};
-use crate::store::AppInfo;
 
 /// Prefix of every self-metric; pushed families may not use it.
 pub const PREFIX: &str = "exporter_proxy_";
+
+/// One application as the self-metrics show it (`app_series`,
+/// `app_last_push_timestamp_seconds`): what [`SelfMetrics::encode`] needs
+/// of the store's view, so that telemetry does not depend on the store.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AppRow<'a> {
+    /// Application name (the `app` label).
+    pub name: &'a str,
+    /// How its data arrives (the `kind` label: `push`, `poll`, ...).
+    pub kind: &'static str,
+    /// Number of series in its current set.
+    pub series: usize,
+    /// When its current set was accepted; `None`: no data yet (no
+    /// timestamp series is written).
+    pub last_update: Option<DateTime<Utc>>,
+}
 
 /// Why a push or a connection was refused: a closed set, used as a label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -316,46 +333,21 @@ impl SelfMetrics {
         lock(&self.rejections).get(&reason).copied().unwrap_or(0)
     }
 
-    /// Appends the self-metrics to a `/metrics` body.
-    pub fn encode(&self, out: &mut Vec<u8>, apps: &[AppInfo]) {
+    /// Appends the self-metrics to a `/metrics` body, families in a fixed
+    /// order; `apps` are the store's applications.
+    pub fn encode(&self, out: &mut Vec<u8>, apps: &[AppRow<'_>]) {
+        encode_apps(out, apps);
+        self.encode_process(out);
+        self.encode_status(out);
+        self.encode_sinks(out);
+        self.encode_targets(out);
+    }
+
+    /// Build information and the counters of pushes, connections,
+    /// registrations and rendering.
+    fn encode_process(&self, out: &mut Vec<u8>) {
         use std::io::Write;
         let p = PREFIX;
-        let header = |out: &mut Vec<u8>, name: &str, help: &str, typ: MetricType| {
-            exposition::encode_header(out, &format!("{p}{name}"), Some(help), typ);
-        };
-        let label = |out: &mut Vec<u8>, v: &str| exposition::escape_label_value(out, v);
-
-        header(
-            out,
-            "app_last_push_timestamp_seconds",
-            "Time of the last accepted push or poll of each application.",
-            MetricType::Gauge,
-        );
-        for a in apps {
-            let Some(last) = a.last_update else { continue };
-            out.extend_from_slice(format!("{p}app_last_push_timestamp_seconds{{app=\"").as_bytes());
-            label(out, &a.name);
-            let ts = last.timestamp_millis() as f64 / 1000.0;
-            let _ = writeln!(out, "\",kind=\"{}\"}} {ts}", a.kind.as_str());
-        }
-        header(
-            out,
-            "app_series",
-            "Number of series each application currently exposes.",
-            MetricType::Gauge,
-        );
-        for a in apps {
-            out.extend_from_slice(format!("{p}app_series{{app=\"").as_bytes());
-            label(out, &a.name);
-            let _ = writeln!(out, "\",kind=\"{}\"}} {}", a.kind.as_str(), a.series);
-        }
-        header(
-            out,
-            "apps",
-            "Number of applications in the store.",
-            MetricType::Gauge,
-        );
-        let _ = writeln!(out, "{p}apps {}", apps.len());
         header(
             out,
             "build_info",
@@ -387,7 +379,7 @@ impl SelfMetrics {
         );
         for (listener, n) in lock(&self.open_connections).iter() {
             out.extend_from_slice(format!("{p}open_connections{{listener=\"").as_bytes());
-            label(out, listener);
+            exposition::escape_label_value(out, listener);
             let _ = writeln!(out, "\"}} {n}");
         }
         header(
@@ -413,7 +405,7 @@ impl SelfMetrics {
             out.extend_from_slice(
                 format!("{p}pushes_total{{format=\"{format}\",listener=\"").as_bytes(),
             );
-            label(out, listener);
+            exposition::escape_label_value(out, listener);
             let _ = writeln!(out, "\",result=\"{result}\"}} {n}");
         }
         header(
@@ -435,6 +427,13 @@ impl SelfMetrics {
         );
         let secs = self.render_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{p}render_duration_seconds {secs}");
+    }
+
+    /// The outcome of the last configuration load and of the snapshots:
+    /// one unlabelled series each.
+    fn encode_status(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let p = PREFIX;
         for (name, help, typ, value) in [
             (
                 "config_last_reload_success_timestamp_seconds",
@@ -470,6 +469,12 @@ impl SelfMetrics {
             header(out, name, help, typ);
             let _ = writeln!(out, "{p}{name} {value}");
         }
+    }
+
+    /// Samples of each sink, one family per outcome.
+    fn encode_sinks(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let p = PREFIX;
         let sinks = lock(&self.sinks);
         for (outcome, help) in [
             (
@@ -485,11 +490,10 @@ impl SelfMetrics {
             header(out, outcome.metric(), help, MetricType::Counter);
             for ((sink, _), n) in sinks.iter().filter(|((_, o), _)| *o == outcome) {
                 out.extend_from_slice(format!("{p}{}{{sink=\"", outcome.metric()).as_bytes());
-                label(out, sink);
+                exposition::escape_label_value(out, sink);
                 let _ = writeln!(out, "\"}} {n}");
             }
         }
-        self.encode_targets(out);
     }
 
     fn encode_targets(&self, out: &mut Vec<u8>) {
@@ -565,6 +569,48 @@ impl SelfMetrics {
             }
         }
     }
+}
+
+/// The applications' families: last update, series, and their number.
+fn encode_apps(out: &mut Vec<u8>, apps: &[AppRow<'_>]) {
+    use std::io::Write;
+    let p = PREFIX;
+    header(
+        out,
+        "app_last_push_timestamp_seconds",
+        "Time of the last accepted push or poll of each application.",
+        MetricType::Gauge,
+    );
+    for a in apps {
+        let Some(last) = a.last_update else { continue };
+        out.extend_from_slice(format!("{p}app_last_push_timestamp_seconds{{app=\"").as_bytes());
+        exposition::escape_label_value(out, a.name);
+        let ts = last.timestamp_millis() as f64 / 1000.0;
+        let _ = writeln!(out, "\",kind=\"{}\"}} {ts}", a.kind);
+    }
+    header(
+        out,
+        "app_series",
+        "Number of series each application currently exposes.",
+        MetricType::Gauge,
+    );
+    for a in apps {
+        out.extend_from_slice(format!("{p}app_series{{app=\"").as_bytes());
+        exposition::escape_label_value(out, a.name);
+        let _ = writeln!(out, "\",kind=\"{}\"}} {}", a.kind, a.series);
+    }
+    header(
+        out,
+        "apps",
+        "Number of applications in the store.",
+        MetricType::Gauge,
+    );
+    let _ = writeln!(out, "{p}apps {}", apps.len());
+}
+
+/// The `# HELP` and `# TYPE` lines of the self-metric `PREFIX` + `name`.
+fn header(out: &mut Vec<u8>, name: &str, help: &str, typ: MetricType) {
+    exposition::encode_header(out, &format!("{PREFIX}{name}"), Some(help), typ);
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -24,16 +24,15 @@ use std::time::Duration;
 
 use toml::Table;
 
-use crate::ingest::config::{
-    Endpoint, Limits, ReceiverConfig, RpcConfig, UnixSocketConfig, WireFormat,
-};
+use crate::ingest::config::{Limits, ReceiverConfig, RpcConfig};
 use crate::poll::config::PollConfig;
 use crate::providers::ProvidersConfig;
 use crate::store::{StoreOptions, Ttl};
-use walk::{expected, Cx, Section};
+use walk::{Diagnostics, Section};
 
 mod outputs;
 mod poll;
+mod receivers;
 mod walk;
 
 /// Default time granted to in-flight connections after SIGTERM.
@@ -158,9 +157,9 @@ impl Config {
             path: None,
             problems: vec![format!("not valid TOML: {}", e.to_string().trim_end())],
         })?;
-        let mut cx = Cx {
+        let mut cx = Diagnostics {
             dir: dir.to_owned(),
-            ..Cx::default()
+            ..Diagnostics::default()
         };
         let config = build(&root, &mut cx);
         if cx.problems.is_empty() {
@@ -177,12 +176,70 @@ impl Config {
     }
 }
 
-fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
+/// Walks the whole document, section by section in a fixed order (so that
+/// problems are listed in the order of the sections), and assembles the
+/// subsystems' configurations.
+fn build(root: &Table, cx: &mut Diagnostics) -> Option<Config> {
     let mut top = Section::root(root);
+    let exporter = build_exporter(&mut top, cx);
+    let receivers = receivers::build_receivers(
+        &mut top,
+        exporter.concurrent_requests,
+        exporter.http_listen,
+        cx,
+    );
+    let limits = build_limits(&mut top, cx);
+    let (push_api, push_api_ttl) = build_push_api(&mut top, cx);
+    let sinks = outputs::build_sinks(&mut top, cx);
+    let persistence = build_persistence(&mut top, cx);
+    let poll = poll::build_poll(
+        &mut top,
+        receivers.app_label.as_deref(),
+        limits.max_push_bytes,
+        cx,
+    );
+    let collectors = build_collectors(&mut top, &poll, cx);
+    let providers = outputs::build_providers(&mut top, cx);
+    top.finish(cx);
 
+    Some(Config {
+        worker_threads: exporter.worker_threads,
+        http_listen: exporter.http_listen,
+        receivers: receivers.receivers,
+        rpc: receivers.rpc,
+        app_label: receivers.app_label,
+        limits,
+        shutdown_grace: exporter.shutdown_grace,
+        default_ttl: exporter.default_ttl,
+        expiry_interval: exporter.expiry_interval,
+        push_api_ttl,
+        poll,
+        collectors,
+        push_api,
+        sinks,
+        persistence,
+        web_config_file: exporter.web_config_file,
+        allowed_networks: receivers.allowed_networks,
+        providers,
+    })
+}
+
+/// What `[exporter]` configures: the process and its HTTP port.
+struct Exporter {
+    worker_threads: usize,
+    /// Connections each receiver accepts at once.
+    concurrent_requests: usize,
+    http_listen: SocketAddr,
+    shutdown_grace: Duration,
+    default_ttl: Ttl,
+    expiry_interval: Duration,
+    web_config_file: Option<PathBuf>,
+}
+
+fn build_exporter(top: &mut Section<'_>, cx: &mut Diagnostics) -> Exporter {
     let mut exporter = top.sub("exporter", cx);
     let worker_threads = exporter.int("worker_threads", cx, 0, 1024).unwrap_or(0) as usize;
-    let concurrent = exporter
+    let concurrent_requests = exporter
         .int("concurrent_requests", cx, 1, MAX_CONCURRENT_REQUESTS)
         .unwrap_or(DEFAULT_CONCURRENT_REQUESTS) as usize;
     let http_listen = exporter
@@ -198,168 +255,19 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         .unwrap_or(Duration::from_secs(1));
     let web_config_file = exporter.string("web_config_file", cx).map(PathBuf::from);
     exporter.finish(cx);
-
-    let mut receiver = top.sub("receiver", cx);
-    let mut receivers = Vec::new();
-    let app_label = receiver.string("app_label", cx);
-    if let Some(l) = &app_label {
-        if l == "le" || l == "quantile" {
-            cx.problems.push(format!(
-                "`receiver.app_label`: {l:?} is reserved for histogram buckets and summary quantiles"
-            ));
-        } else if !crate::exposition::is_valid_label_name(l) || l.starts_with("__") {
-            cx.problems.push(format!(
-                "`receiver.app_label`: {l:?} is not a valid label name (expected [a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
-            ));
-        }
+    Exporter {
+        worker_threads,
+        concurrent_requests,
+        http_listen,
+        shutdown_grace,
+        default_ttl,
+        expiry_interval,
+        web_config_file,
     }
-    let default_mode = receiver.mode("unix_socket_mode", cx).unwrap_or(0o660);
-    let allowed_networks = receiver.get("allowed_networks", cx, |v| {
-        let arr = v
-            .as_array()
-            .ok_or_else(|| expected("an array of networks such as [\"127.0.0.0/8\"]", v))?;
-        let entries = arr
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                e.as_str()
-                    .ok_or_else(|| format!("element {i}: {}", expected("a string", e)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        crate::netacl::AllowedNetworks::parse(&entries)
-    });
+}
 
-    // master layout: one format for the flat listeners.
-    let format = receiver.get("format", cx, |v| match v.as_str() {
-        Some("json") => Ok(WireFormat::Json),
-        Some("capnp") => Ok(WireFormat::Capnp),
-        Some("auto") => Ok(WireFormat::Auto),
-        Some(s) => Err(format!(
-            "expected \"json\", \"capnp\" or \"auto\", found {s:?}"
-        )),
-        None => Err(expected("a string", v)),
-    });
-    let format = format.unwrap_or(WireFormat::Auto);
-    let unix_on = receiver.bool("receive_on_unix_socket", cx);
-    let unix_path = receiver.string("receiver_unix_socket", cx);
-    let unix_user = receiver.string("unix_socket_user", cx);
-    let unix_group = receiver.string("unix_socket_group", cx);
-    let tcp_on = receiver.bool("receive_on_tcp_socket", cx);
-    let tcp_addr = receiver.addr("receiver_tcp_socket", cx);
-    let unix_ttl = receiver.ttl("unix_socket_ttl", cx);
-    let tcp_ttl = receiver.ttl("tcp_socket_ttl", cx);
-    if unix_on.unwrap_or(unix_path.is_some()) {
-        match unix_path {
-            Some(path) => receivers.push(ReceiverConfig {
-                name: "unix".to_owned(),
-                endpoint: Endpoint::Unix(UnixSocketConfig {
-                    path: PathBuf::from(path),
-                    user: owner(unix_user, "current_user"),
-                    group: owner(unix_group, "current_group"),
-                    mode: default_mode,
-                }),
-                format,
-                max_connections: concurrent,
-                ttl: unix_ttl,
-            }),
-            // A present but invalid value was already reported.
-            None if receiver.has("receiver_unix_socket") => {}
-            None => cx.problems.push(
-                "`receiver.receiver_unix_socket`: required when `receive_on_unix_socket = true`"
-                    .to_owned(),
-            ),
-        }
-    }
-    if tcp_on.unwrap_or(tcp_addr.is_some()) {
-        match tcp_addr {
-            Some(addr) => receivers.push(ReceiverConfig {
-                name: "tcp".to_owned(),
-                endpoint: Endpoint::Tcp(addr),
-                format,
-                max_connections: concurrent,
-                ttl: tcp_ttl,
-            }),
-            None if receiver.has("receiver_tcp_socket") => {}
-            None => cx.problems.push(
-                "`receiver.receiver_tcp_socket`: required when `receive_on_tcp_socket = true`"
-                    .to_owned(),
-            ),
-        }
-    }
-
-    // per-format layout: `[receiver.capnp]` and `[receiver.json]`.
-    for (key, fmt) in [("capnp", WireFormat::Capnp), ("json", WireFormat::Json)] {
-        let mut t = receiver.sub(key, cx);
-        if !t.present() {
-            continue;
-        }
-        let path = t.string("receiver_unix_socket", cx);
-        let user = t.string("unix_socket_user", cx);
-        let group = t.string("unix_socket_group", cx);
-        let mode = t.mode("unix_socket_mode", cx).unwrap_or(default_mode);
-        let ttl = t.ttl("ttl", cx);
-        if let Some(path) = path {
-            receivers.push(ReceiverConfig {
-                name: format!("{key}_unix"),
-                endpoint: Endpoint::Unix(UnixSocketConfig {
-                    path: PathBuf::from(path),
-                    user: owner(user, "current_user"),
-                    group: owner(group, "current_group"),
-                    mode,
-                }),
-                format: fmt,
-                max_connections: concurrent,
-                ttl,
-            });
-        }
-        if let Some(addr) = t.addr("receiver_tcp_socket", cx) {
-            receivers.push(ReceiverConfig {
-                name: format!("{key}_tcp"),
-                endpoint: Endpoint::Tcp(addr),
-                format: fmt,
-                max_connections: concurrent,
-                ttl,
-            });
-        }
-        t.finish(cx);
-    }
-
-    let mut rpc_t = receiver.sub("rpc", cx);
-    let rpc = if rpc_t.present() {
-        let listen = rpc_t.addr("receiver_tcp_socket", cx);
-        let ttl = rpc_t.ttl("ttl", cx);
-        if listen.is_none() && !rpc_t.has("receiver_tcp_socket") {
-            cx.problems.push(
-                "`receiver.rpc.receiver_tcp_socket`: required in `[receiver.rpc]`".to_owned(),
-            );
-        }
-        rpc_t.finish(cx);
-        listen.map(|listen| RpcConfig {
-            listen,
-            max_connections: concurrent,
-            ttl,
-        })
-    } else {
-        None
-    };
-    receiver.finish(cx);
-
-    check_duplicate_endpoints(&receivers, rpc.as_ref(), http_listen, cx);
-    if allowed_networks.is_none() {
-        let tcp = receivers.iter().filter_map(|r| match &r.endpoint {
-            Endpoint::Tcp(a) => Some(*a),
-            Endpoint::Unix(_) => None,
-        });
-        for a in tcp.chain(rpc.as_ref().map(|r| r.listen)) {
-            if !a.ip().is_loopback() {
-                cx.warnings.push(format!(
-                    "a TCP receiver listens on {a} and accepts pushes from any peer: \
-                     set `receiver.allowed_networks` to restrict it"
-                ));
-            }
-        }
-    }
-
+/// `[limits]`, each absent key keeping its default.
+fn build_limits(top: &mut Section<'_>, cx: &mut Diagnostics) -> Limits {
     let mut lim = top.sub("limits", cx);
     let defaults = Limits::default();
     let limits = Limits {
@@ -380,13 +288,23 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
             .unwrap_or(defaults.idle_timeout),
     };
     lim.finish(cx);
+    limits
+}
 
+/// `[push_api]`: whether the push API is served, and its TTL.
+fn build_push_api(top: &mut Section<'_>, cx: &mut Diagnostics) -> (bool, Option<Ttl>) {
     let mut push = top.sub("push_api", cx);
-    let push_api = push.bool("enabled", cx).unwrap_or(true);
-    let push_api_ttl = push.ttl("ttl", cx);
+    let enabled = push.bool("enabled", cx).unwrap_or(true);
+    let ttl = push.ttl("ttl", cx);
     push.finish(cx);
+    (enabled, ttl)
+}
 
-    let sinks = outputs::build_sinks(&mut top, cx);
+/// `[persistence]`: the snapshot file, when the table is present.
+fn build_persistence(
+    top: &mut Section<'_>,
+    cx: &mut Diagnostics,
+) -> Option<crate::persist::PersistConfig> {
     let mut pers = top.sub("persistence", cx);
     let persistence = if pers.present() {
         let file = pers.string("file", cx);
@@ -405,9 +323,17 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         None
     };
     pers.finish(cx);
-    let poll = poll::build_poll(&mut top, app_label.as_deref(), limits.max_push_bytes, cx);
-    // Walked by `collect::spec` (also for YAML/JSON files); app names are
-    // unique across polled targets and collectors.
+    persistence
+}
+
+/// `[[collectors]]` and `collectors_file`, walked by `collect::spec` (also
+/// for YAML/JSON files); app names are unique across polled targets and
+/// collectors.
+fn build_collectors(
+    top: &mut Section<'_>,
+    poll: &PollConfig,
+    cx: &mut Diagnostics,
+) -> Vec<crate::collect::CollectorConfig> {
     let collectors = crate::collect::spec::from_config(
         top.raw("collectors"),
         top.raw("collectors_file"),
@@ -421,76 +347,8 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
             ));
         }
     }
-    let providers = outputs::build_providers(&mut top, cx);
-    top.finish(cx);
-
-    Some(Config {
-        worker_threads,
-        http_listen,
-        receivers,
-        rpc,
-        app_label,
-        limits,
-        shutdown_grace,
-        default_ttl,
-        expiry_interval,
-        push_api_ttl,
-        poll,
-        collectors,
-        push_api,
-        sinks,
-        persistence,
-        web_config_file,
-        allowed_networks,
-        providers,
-    })
+    collectors
 }
 
 #[cfg(test)]
 mod tests;
-/// `current_user` / `current_group` (and absence) mean "the process's own".
-fn owner(v: Option<String>, magic: &str) -> Option<String> {
-    v.filter(|s| s != magic)
-}
-
-fn check_duplicate_endpoints(
-    receivers: &[ReceiverConfig],
-    rpc: Option<&RpcConfig>,
-    http: SocketAddr,
-    cx: &mut Cx,
-) {
-    // Port 0 asks the kernel for a free port: never a clash.
-    let tcp = |a: &SocketAddr| (a.port() != 0).then(|| a.to_string());
-    let mut seen: Vec<(String, String)> = Vec::new();
-    if let Some(a) = tcp(&http) {
-        seen.push((a, "exporter.scrape_expose_endpoint".into()));
-    }
-    if let Some(a) = rpc.and_then(|r| tcp(&r.listen)) {
-        seen.push((a, "receiver.rpc.receiver_tcp_socket".into()));
-    }
-    for r in receivers {
-        // The key the receiver came from: `unix`/`tcp` are the master
-        // layout's flat keys, `json_tcp` etc. the per-format tables.
-        let table = match r.name.split_once('_') {
-            Some((format, _)) => format!("receiver.{format}"),
-            None => "receiver".to_owned(),
-        };
-        let (addr, key) = match &r.endpoint {
-            Endpoint::Tcp(a) => match tcp(a) {
-                Some(a) => (a, format!("{table}.receiver_tcp_socket")),
-                None => continue,
-            },
-            Endpoint::Unix(u) => (
-                u.path.display().to_string(),
-                format!("{table}.receiver_unix_socket"),
-            ),
-        };
-        seen.push((addr, key));
-    }
-    for (i, (a, key)) in seen.iter().enumerate() {
-        if let Some((_, other)) = seen[..i].iter().find(|(b, _)| b == a) {
-            cx.problems
-                .push(format!("`{key}`: address {a} is already used by `{other}`"));
-        }
-    }
-}

@@ -6,38 +6,21 @@ use std::path::PathBuf;
 
 use toml::{Table, Value};
 
-use super::walk::{expected, Cx, Section};
+use super::walk::{expected, Diagnostics, Section};
 use crate::providers::{ProvidersConfig, DEFAULT_PROVIDER_CONCURRENCY, DEFAULT_PROVIDER_TIMEOUT};
 use crate::secret::SecretSource;
 
 /// `[[sinks.remote_write]]` and `[[sinks.influxdb]]`.
-pub(super) fn build_sinks(top: &mut Section<'_>, cx: &mut Cx) -> Vec<crate::sinks::SinkConfig> {
+pub(super) fn build_sinks(
+    top: &mut Section<'_>,
+    cx: &mut Diagnostics,
+) -> Vec<crate::sinks::SinkConfig> {
     use crate::sinks::{influx::Api, SinkConfig, SinkKind};
     let mut sinks_t = top.sub("sinks", cx);
     let mut out = Vec::new();
     for kind in ["remote_write", "influxdb"] {
-        let tables: Vec<&Table> = match sinks_t.raw(kind) {
-            None => continue,
-            Some(Value::Array(a)) => {
-                let mut v = Vec::new();
-                for (i, t) in a.iter().enumerate() {
-                    match t {
-                        Value::Table(t) => v.push(t),
-                        other => cx.problems.push(format!(
-                            "`sinks.{kind}[{i}]`: {}",
-                            expected("a table ([[sinks.{kind}]])", other)
-                        )),
-                    }
-                }
-                v
-            }
-            Some(other) => {
-                cx.problems.push(format!(
-                    "`sinks.{kind}`: {}",
-                    expected("an array of tables ([[sinks.{kind}]])", other)
-                ));
-                continue;
-            }
+        let Some(tables) = sink_tables(&mut sinks_t, kind, cx) else {
+            continue;
         };
         for (i, t) in tables.into_iter().enumerate() {
             let mut sec = Section {
@@ -60,22 +43,8 @@ pub(super) fn build_sinks(top: &mut Section<'_>, cx: &mut Cx) -> Vec<crate::sink
                 cx.problems
                     .push(format!("`{}`: required", sec.key_path("url")));
             }
-            let secret =
-                |sec: &mut Section<'_>, cx: &mut Cx, file: &'static str, env: &'static str| {
-                    let f = sec
-                        .string(file, cx)
-                        .map(|p| SecretSource::File(PathBuf::from(p)));
-                    let e = sec.string(env, cx).map(SecretSource::Env);
-                    if f.is_some() && e.is_some() {
-                        cx.problems.push(format!(
-                            "`{}`: set either {file} or {env}, not both",
-                            sec.path
-                        ));
-                    }
-                    f.or(e)
-                };
             let kind_cfg = if kind == "remote_write" {
-                let token = secret(&mut sec, cx, "bearer_token_file", "bearer_token_env");
+                let token = secret_source(&mut sec, cx, "bearer_token_file", "bearer_token_env");
                 url.map(|url| SinkKind::RemoteWrite {
                     url,
                     bearer_token: token,
@@ -85,7 +54,7 @@ pub(super) fn build_sinks(top: &mut Section<'_>, cx: &mut Cx) -> Vec<crate::sink
                 let database = sec.string("database", cx);
                 let org = sec.string("org", cx);
                 let bucket = sec.string("bucket", cx);
-                let token = secret(&mut sec, cx, "token_file", "token_env");
+                let token = secret_source(&mut sec, cx, "token_file", "token_env");
                 let api = match (api.as_str(), database, org, bucket) {
                     ("v1", Some(database), _, _) => Some(Api::V1 { database }),
                     ("v1", None, _, _) => {
@@ -161,12 +130,66 @@ pub(super) fn build_sinks(top: &mut Section<'_>, cx: &mut Cx) -> Vec<crate::sink
     out
 }
 
+/// The tables of `[[sinks.<kind>]]`, problems reported for every element
+/// that is not a table; `None` when the key is absent or not an array.
+fn sink_tables<'t>(
+    sinks_t: &mut Section<'t>,
+    kind: &'static str,
+    cx: &mut Diagnostics,
+) -> Option<Vec<&'t Table>> {
+    match sinks_t.raw(kind)? {
+        Value::Array(a) => {
+            let mut v = Vec::new();
+            for (i, t) in a.iter().enumerate() {
+                match t {
+                    Value::Table(t) => v.push(t),
+                    other => cx.problems.push(format!(
+                        "`sinks.{kind}[{i}]`: {}",
+                        expected("a table ([[sinks.{kind}]])", other)
+                    )),
+                }
+            }
+            Some(v)
+        }
+        other => {
+            cx.problems.push(format!(
+                "`sinks.{kind}`: {}",
+                expected("an array of tables ([[sinks.{kind}]])", other)
+            ));
+            None
+        }
+    }
+}
+
+/// A sink's token: the file key or the environment key, not both.
+fn secret_source(
+    sec: &mut Section<'_>,
+    cx: &mut Diagnostics,
+    file: &'static str,
+    env: &'static str,
+) -> Option<SecretSource> {
+    let f = sec
+        .string(file, cx)
+        .map(|p| SecretSource::File(PathBuf::from(p)));
+    let e = sec.string(env, cx).map(SecretSource::Env);
+    if f.is_some() && e.is_some() {
+        cx.problems.push(format!(
+            "`{}`: set either {file} or {env}, not both",
+            sec.path
+        ));
+    }
+    f.or(e)
+}
+
 pub(super) fn sec_path(kind: &str, i: usize) -> String {
     format!("sinks.{kind}[{i}].name")
 }
 
 /// `[providers]`: reads and validates the provider file it names.
-pub(super) fn build_providers(top: &mut Section<'_>, cx: &mut Cx) -> Option<ProvidersConfig> {
+pub(super) fn build_providers(
+    top: &mut Section<'_>,
+    cx: &mut Diagnostics,
+) -> Option<ProvidersConfig> {
     let mut sec = top.sub("providers", cx);
     if !sec.present() {
         return None;

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::walk::{expected, Cx, Section};
+use super::walk::{expected, Diagnostics, Section};
 use crate::poll::config::{
     check_labels, check_url, Auth, PollConfig, RegisterConfig, TargetConfig,
     DEFAULT_MAX_CONCURRENT_POLLS, DEFAULT_POLL_INTERVAL, DEFAULT_POLL_TIMEOUT,
@@ -16,7 +16,7 @@ pub(super) fn build_poll(
     top: &mut Section<'_>,
     app_label: Option<&str>,
     max_push_bytes: usize,
-    cx: &mut Cx,
+    cx: &mut Diagnostics,
 ) -> PollConfig {
     let mut targets = legacy_targets(top, max_push_bytes, cx);
 
@@ -77,7 +77,7 @@ pub(super) fn build_poll(
 pub(super) fn legacy_targets(
     top: &mut Section<'_>,
     max_push_bytes: usize,
-    cx: &mut Cx,
+    cx: &mut Diagnostics,
 ) -> Vec<TargetConfig> {
     let mut p = top.sub("poll_external", cx);
     if !p.present() {
@@ -141,7 +141,7 @@ pub(super) fn legacy_targets(
 pub(super) fn string_map(
     sec: &mut Section<'_>,
     key: &'static str,
-    cx: &mut Cx,
+    cx: &mut Diagnostics,
 ) -> Vec<(String, String)> {
     sec.get(key, cx, |v| {
         let t = v
@@ -162,7 +162,7 @@ pub(super) fn secret(
     sec: &mut Section<'_>,
     file_key: &'static str,
     env_key: &'static str,
-    cx: &mut Cx,
+    cx: &mut Diagnostics,
 ) -> Option<SecretSource> {
     let file = sec.string(file_key, cx);
     let env = sec.string(env_key, cx);
@@ -184,7 +184,7 @@ pub(super) fn target(
     sec: &mut Section<'_>,
     app_label: Option<&str>,
     max_push_bytes: usize,
-    cx: &mut Cx,
+    cx: &mut Diagnostics,
 ) -> Option<TargetConfig> {
     let url = sec.get("url", cx, |v| {
         let s = v.as_str().ok_or_else(|| expected("a URL string", v))?;
@@ -314,7 +314,7 @@ pub(super) fn target(
 pub(super) fn build_register(
     p: &mut Section<'_>,
     max_push_bytes: usize,
-    cx: &mut Cx,
+    cx: &mut Diagnostics,
 ) -> Option<RegisterConfig> {
     let mut r = p.sub("register", cx);
     if !r.present() {

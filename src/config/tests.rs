@@ -7,6 +7,7 @@
 //! [`check_problems`], which compares the exact list of problems.
 
 use super::*;
+use crate::ingest::config::{Endpoint, UnixSocketConfig, WireFormat};
 use crate::poll::config::*;
 use crate::secret::SecretSource;
 use crate::store::Ttl;

@@ -10,10 +10,14 @@ use toml::{Table, Value};
 
 use crate::store::Ttl;
 
-/// Collected problems and warnings.
+/// What walking a configuration found: every problem (each naming its key)
+/// and every warning, collected rather than returned so that all of them are
+/// reported at once. Passed as `cx` to each builder.
 #[derive(Default)]
-pub(super) struct Cx {
+pub(super) struct Diagnostics {
+    /// Fatal problems: the configuration is refused when there is one.
     pub(super) problems: Vec<String>,
+    /// Non-fatal remarks (deprecated keys, risky settings), logged.
     pub(super) warnings: Vec<String>,
     /// Directory relative file names are taken from.
     pub(super) dir: PathBuf,
@@ -57,7 +61,7 @@ impl<'t> Section<'t> {
         self.table.and_then(|t| t.get(key))
     }
 
-    pub(super) fn sub(&mut self, key: &'static str, cx: &mut Cx) -> Section<'t> {
+    pub(super) fn sub(&mut self, key: &'static str, cx: &mut Diagnostics) -> Section<'t> {
         let path = self.key_path(key);
         let table = match self.raw(key) {
             None => None,
@@ -80,7 +84,7 @@ impl<'t> Section<'t> {
     pub(super) fn get<T>(
         &mut self,
         key: &'static str,
-        cx: &mut Cx,
+        cx: &mut Diagnostics,
         conv: impl FnOnce(&Value) -> Result<T, String>,
     ) -> Option<T> {
         let v = self.raw(key)?;
@@ -93,13 +97,13 @@ impl<'t> Section<'t> {
         }
     }
 
-    pub(super) fn bool(&mut self, key: &'static str, cx: &mut Cx) -> Option<bool> {
+    pub(super) fn bool(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<bool> {
         self.get(key, cx, |v| {
             v.as_bool().ok_or_else(|| expected("a boolean", v))
         })
     }
 
-    pub(super) fn string(&mut self, key: &'static str, cx: &mut Cx) -> Option<String> {
+    pub(super) fn string(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<String> {
         self.get(key, cx, |v| {
             v.as_str()
                 .map(str::to_owned)
@@ -110,7 +114,7 @@ impl<'t> Section<'t> {
     pub(super) fn int(
         &mut self,
         key: &'static str,
-        cx: &mut Cx,
+        cx: &mut Diagnostics,
         min: u64,
         max: u64,
     ) -> Option<u64> {
@@ -123,7 +127,7 @@ impl<'t> Section<'t> {
         })
     }
 
-    pub(super) fn addr(&mut self, key: &'static str, cx: &mut Cx) -> Option<SocketAddr> {
+    pub(super) fn addr(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<SocketAddr> {
         self.get(key, cx, |v| {
             let s = v.as_str().ok_or_else(|| expected("an address string", v))?;
             s.parse::<SocketAddr>().map_err(|_| {
@@ -137,7 +141,7 @@ impl<'t> Section<'t> {
     pub(super) fn duration(
         &mut self,
         key: &'static str,
-        cx: &mut Cx,
+        cx: &mut Diagnostics,
         allow_zero: bool,
     ) -> Option<Duration> {
         self.get(key, cx, |v| {
@@ -161,7 +165,7 @@ impl<'t> Section<'t> {
     }
 
     /// A TTL: `"never"`, integer seconds (> 0) or a duration string.
-    pub(super) fn ttl(&mut self, key: &'static str, cx: &mut Cx) -> Option<Ttl> {
+    pub(super) fn ttl(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<Ttl> {
         self.get(key, cx, |v| match v {
             Value::Integer(n) if *n > 0 => Ok(Ttl::After(Duration::from_secs(*n as u64))),
             Value::Integer(_) => {
@@ -175,7 +179,7 @@ impl<'t> Section<'t> {
         })
     }
 
-    pub(super) fn size(&mut self, key: &'static str, cx: &mut Cx) -> Option<u64> {
+    pub(super) fn size(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<u64> {
         self.get(key, cx, |v| {
             let n = match v {
                 Value::Integer(n) if *n > 0 => *n as u64,
@@ -194,7 +198,7 @@ impl<'t> Section<'t> {
         })
     }
 
-    pub(super) fn mode(&mut self, key: &'static str, cx: &mut Cx) -> Option<u32> {
+    pub(super) fn mode(&mut self, key: &'static str, cx: &mut Diagnostics) -> Option<u32> {
         self.get(key, cx, |v| {
             let n = match v {
                 Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8)
@@ -210,7 +214,7 @@ impl<'t> Section<'t> {
     }
 
     /// Reports every key that no one asked for.
-    pub(super) fn finish(self, cx: &mut Cx) {
+    pub(super) fn finish(self, cx: &mut Diagnostics) {
         let Some(t) = self.table else { return };
         for key in t.keys() {
             if !self.used.contains(key.as_str()) {

@@ -29,6 +29,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -266,177 +267,31 @@ fn version(
     }
 }
 
+/// Builds the rustls server configuration of `tls_server_config`, reading
+/// the files it names; `None` when anything was wrong (each problem is
+/// pushed, in the order of the keys' checks).
 fn build_tls(raw: &RawTls, base: &Path, problems: &mut Vec<String>) -> Option<Tls> {
     let before = problems.len();
-    for (present, key) in [
-        (raw.cert.is_some(), "cert"),
-        (raw.key.is_some(), "key"),
-        (raw.client_ca.is_some(), "client_ca"),
-    ] {
-        if present {
-            problems.push(format!(
-                "`tls_server_config.{key}`: inline PEM is not supported by exporter-proxy; use `{key}_file`"
-            ));
-        }
-    }
-    for (present, key) in [
-        (raw.cipher_suites.is_some(), "cipher_suites"),
-        (raw.curve_preferences.is_some(), "curve_preferences"),
-        (raw.client_allowed_sans.is_some(), "client_allowed_sans"),
-    ] {
-        if present {
-            problems.push(format!(
-                "`tls_server_config.{key}`: not supported by exporter-proxy (rustls' safe defaults apply)"
-            ));
-        }
-    }
-    let min = version("min_version", raw.min_version.as_deref(), problems);
-    let max = version("max_version", raw.max_version.as_deref(), problems);
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
-        [&rustls::version::TLS12, &rustls::version::TLS13]
-            .into_iter()
-            .filter(|v| {
-                let rank = |v: &rustls::SupportedProtocolVersion| {
-                    u8::from(v.version == rustls::ProtocolVersion::TLSv1_3)
-                };
-                min.is_none_or(|m| rank(v) >= rank(m)) && max.is_none_or(|m| rank(v) <= rank(m))
-            })
-            .collect();
-    if versions.is_empty() {
-        problems.push(
-            "`tls_server_config`: min_version is above max_version: no protocol version left"
-                .to_owned(),
-        );
-    }
-
-    let cert_file = match &raw.cert_file {
-        Some(f) => Some(resolve(base, f)),
-        None => {
-            problems.push("`tls_server_config.cert_file`: required".to_owned());
-            None
-        }
-    };
-    let key_file = match &raw.key_file {
-        Some(f) => Some(resolve(base, f)),
-        None => {
-            problems.push("`tls_server_config.key_file`: required".to_owned());
-            None
-        }
-    };
-    let certs = cert_file.as_ref().and_then(|p| {
-        match CertificateDer::pem_file_iter(p).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
-            Ok(c) if c.is_empty() => {
-                problems.push(format!(
-                    "`tls_server_config.cert_file`: {}: no PEM certificate found",
-                    p.display()
-                ));
-                None
-            }
-            Ok(c) => Some(c),
-            Err(e) => {
-                problems.push(format!(
-                    "`tls_server_config.cert_file`: {}: {}",
-                    p.display(),
-                    pem_error(&e)
-                ));
-                None
-            }
-        }
-    });
-    let key = key_file
+    refuse_unsupported(raw, problems);
+    let versions = protocol_versions(raw, problems);
+    let cert_file = required_file(base, raw.cert_file.as_deref(), "cert_file", problems);
+    let key_file = required_file(base, raw.key_file.as_deref(), "key_file", problems);
+    let certs = cert_file
         .as_ref()
-        .and_then(|p| match PrivateKeyDer::from_pem_file(p) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                // Never echo the key's contents: the error names the file only.
-                problems.push(format!(
-                    "`tls_server_config.key_file`: {}: {}",
-                    p.display(),
-                    pem_error(&e)
-                ));
-                None
-            }
-        });
+        .and_then(|p| read_certificates(p, "cert_file", problems));
+    let key = key_file.as_ref().and_then(|p| read_key(p, problems));
 
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let client_auth = match raw.client_auth_type.as_deref() {
-        None | Some("") if raw.client_ca_file.is_some() => {
-            Some(ClientAuth::RequireAndVerifyClientCert)
-        }
-        None | Some("") | Some("NoClientCert") => Some(ClientAuth::NoClientCert),
-        Some("VerifyClientCertIfGiven") => Some(ClientAuth::VerifyClientCertIfGiven),
-        Some("RequireAndVerifyClientCert") => Some(ClientAuth::RequireAndVerifyClientCert),
-        Some(s @ ("RequestClientCert" | "RequireAnyClientCert")) => {
-            problems.push(format!(
-                "`tls_server_config.client_auth_type`: {s} accepts certificates without verifying them and is not supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
-            ));
-            None
-        }
-        Some(s) => {
-            problems.push(format!(
-                "`tls_server_config.client_auth_type`: expected NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert, found {s:?}"
-            ));
-            None
-        }
-    };
-    let verifier = match (client_auth, &raw.client_ca_file) {
-        (Some(ClientAuth::NoClientCert), Some(_)) => {
-            problems.push(
-                "`tls_server_config.client_ca_file`: set, but client_auth_type is NoClientCert: client certificates would not be checked".to_owned(),
-            );
-            None
-        }
-        (Some(ClientAuth::NoClientCert), None) => Some(WebPkiClientVerifier::no_client_auth()),
-        (Some(_), None) => {
-            problems.push(
-                "`tls_server_config.client_ca_file`: required to verify client certificates"
-                    .to_owned(),
-            );
-            None
-        }
-        (Some(auth), Some(ca)) => {
-            let ca = resolve(base, ca);
-            let mut roots = RootCertStore::empty();
-            match CertificateDer::pem_file_iter(&ca)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            {
-                Ok(certs) if certs.is_empty() => problems.push(format!(
-                    "`tls_server_config.client_ca_file`: {}: no PEM certificate found",
-                    ca.display()
-                )),
-                Ok(certs) => {
-                    for c in certs {
-                        if let Err(e) = roots.add(c) {
-                            problems.push(format!(
-                                "`tls_server_config.client_ca_file`: {}: {e}",
-                                ca.display()
-                            ));
-                        }
-                    }
-                }
-                Err(e) => problems.push(format!(
-                    "`tls_server_config.client_ca_file`: {}: {}",
-                    ca.display(),
-                    pem_error(&e)
-                )),
-            }
-            let builder =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-            let builder = if auth == ClientAuth::VerifyClientCertIfGiven {
-                builder.allow_unauthenticated()
-            } else {
-                builder
-            };
-            match builder.build() {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    problems.push(format!("`tls_server_config.client_ca_file`: {e}"));
-                    None
-                }
-            }
-        }
-        (None, _) => None,
-    };
+    let client_auth = client_auth(raw, problems);
+    let verifier = client_auth.and_then(|auth| {
+        client_verifier(
+            auth,
+            raw.client_ca_file.as_deref(),
+            base,
+            &provider,
+            problems,
+        )
+    });
     if problems.len() > before {
         return None;
     }
@@ -461,6 +316,201 @@ fn build_tls(raw: &RawTls, base: &Path, problems: &mut Vec<String>) -> Option<Tl
         cert_file,
         client_auth,
     })
+}
+
+/// Refuses, by name, the keys exporter-toolkit knows that are not honoured
+/// here: inline PEM, and TLS tuning that rustls' defaults replace.
+fn refuse_unsupported(raw: &RawTls, problems: &mut Vec<String>) {
+    for (present, key) in [
+        (raw.cert.is_some(), "cert"),
+        (raw.key.is_some(), "key"),
+        (raw.client_ca.is_some(), "client_ca"),
+    ] {
+        if present {
+            problems.push(format!(
+                "`tls_server_config.{key}`: inline PEM is not supported by exporter-proxy; use `{key}_file`"
+            ));
+        }
+    }
+    for (present, key) in [
+        (raw.cipher_suites.is_some(), "cipher_suites"),
+        (raw.curve_preferences.is_some(), "curve_preferences"),
+        (raw.client_allowed_sans.is_some(), "client_allowed_sans"),
+    ] {
+        if present {
+            problems.push(format!(
+                "`tls_server_config.{key}`: not supported by exporter-proxy (rustls' safe defaults apply)"
+            ));
+        }
+    }
+}
+
+/// The protocol versions between `min_version` and `max_version`.
+fn protocol_versions(
+    raw: &RawTls,
+    problems: &mut Vec<String>,
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let min = version("min_version", raw.min_version.as_deref(), problems);
+    let max = version("max_version", raw.max_version.as_deref(), problems);
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+        [&rustls::version::TLS12, &rustls::version::TLS13]
+            .into_iter()
+            .filter(|v| {
+                let rank = |v: &rustls::SupportedProtocolVersion| {
+                    u8::from(v.version == rustls::ProtocolVersion::TLSv1_3)
+                };
+                min.is_none_or(|m| rank(v) >= rank(m)) && max.is_none_or(|m| rank(v) <= rank(m))
+            })
+            .collect();
+    if versions.is_empty() {
+        problems.push(
+            "`tls_server_config`: min_version is above max_version: no protocol version left"
+                .to_owned(),
+        );
+    }
+    versions
+}
+
+/// The path of the required file key `tls_server_config.<key>`.
+fn required_file(
+    base: &Path,
+    file: Option<&str>,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Option<PathBuf> {
+    match file {
+        Some(f) => Some(resolve(base, f)),
+        None => {
+            problems.push(format!("`tls_server_config.{key}`: required"));
+            None
+        }
+    }
+}
+
+/// The PEM certificates of `path` (at least one), named by `key` in
+/// problems.
+fn read_certificates(
+    path: &Path,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Option<Vec<CertificateDer<'static>>> {
+    match CertificateDer::pem_file_iter(path).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+        Ok(c) if c.is_empty() => {
+            problems.push(format!(
+                "`tls_server_config.{key}`: {}: no PEM certificate found",
+                path.display()
+            ));
+            None
+        }
+        Ok(c) => Some(c),
+        Err(e) => {
+            problems.push(format!(
+                "`tls_server_config.{key}`: {}: {}",
+                path.display(),
+                pem_error(&e)
+            ));
+            None
+        }
+    }
+}
+
+/// The PEM private key of `key_file`.
+fn read_key(path: &Path, problems: &mut Vec<String>) -> Option<PrivateKeyDer<'static>> {
+    match PrivateKeyDer::from_pem_file(path) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            // Never echo the key's contents: the error names the file only.
+            problems.push(format!(
+                "`tls_server_config.key_file`: {}: {}",
+                path.display(),
+                pem_error(&e)
+            ));
+            None
+        }
+    }
+}
+
+/// `client_auth_type`; absent or empty means `RequireAndVerifyClientCert`
+/// with a `client_ca_file`, `NoClientCert` without.
+fn client_auth(raw: &RawTls, problems: &mut Vec<String>) -> Option<ClientAuth> {
+    match raw.client_auth_type.as_deref() {
+        None | Some("") if raw.client_ca_file.is_some() => {
+            Some(ClientAuth::RequireAndVerifyClientCert)
+        }
+        None | Some("") | Some("NoClientCert") => Some(ClientAuth::NoClientCert),
+        Some("VerifyClientCertIfGiven") => Some(ClientAuth::VerifyClientCertIfGiven),
+        Some("RequireAndVerifyClientCert") => Some(ClientAuth::RequireAndVerifyClientCert),
+        Some(s @ ("RequestClientCert" | "RequireAnyClientCert")) => {
+            problems.push(format!(
+                "`tls_server_config.client_auth_type`: {s} accepts certificates without verifying them and is not supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"
+            ));
+            None
+        }
+        Some(s) => {
+            problems.push(format!(
+                "`tls_server_config.client_auth_type`: expected NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert, found {s:?}"
+            ));
+            None
+        }
+    }
+}
+
+/// The verifier of client certificates for `auth`, trusting the
+/// certificates of `client_ca_file`.
+fn client_verifier(
+    auth: ClientAuth,
+    client_ca_file: Option<&str>,
+    base: &Path,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+    problems: &mut Vec<String>,
+) -> Option<Arc<dyn ClientCertVerifier>> {
+    match (auth, client_ca_file) {
+        (ClientAuth::NoClientCert, Some(_)) => {
+            problems.push(
+                "`tls_server_config.client_ca_file`: set, but client_auth_type is NoClientCert: client certificates would not be checked".to_owned(),
+            );
+            None
+        }
+        (ClientAuth::NoClientCert, None) => Some(WebPkiClientVerifier::no_client_auth()),
+        (_, None) => {
+            problems.push(
+                "`tls_server_config.client_ca_file`: required to verify client certificates"
+                    .to_owned(),
+            );
+            None
+        }
+        (auth, Some(ca)) => {
+            let roots = client_roots(&resolve(base, ca), problems);
+            let builder =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let builder = if auth == ClientAuth::VerifyClientCertIfGiven {
+                builder.allow_unauthenticated()
+            } else {
+                builder
+            };
+            match builder.build() {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    problems.push(format!("`tls_server_config.client_ca_file`: {e}"));
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// The trust anchors of `client_ca_file` (possibly none, after problems).
+fn client_roots(ca: &Path, problems: &mut Vec<String>) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    for c in read_certificates(ca, "client_ca_file", problems).unwrap_or_default() {
+        if let Err(e) = roots.add(c) {
+            problems.push(format!(
+                "`tls_server_config.client_ca_file`: {}: {e}",
+                ca.display()
+            ));
+        }
+    }
+    roots
 }
 
 fn pem_error(e: &rustls_pki_types::pem::Error) -> String {

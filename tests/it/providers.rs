@@ -473,7 +473,9 @@ async fn a_rate_limited_identifier_backs_off() {
     let def = Identifier {
         provider: "MegafonRussiaB2C".to_owned(),
         identifier: "79201234567".to_owned(),
-        raw_identifier: serde_json::json!("79201234567"),
+        raw_identifier: exporter_proxy::providers::config::yaml11::Typed::Str(
+            "79201234567".to_owned(),
+        ),
         password: Password::Inline(exporter_proxy::config::Secret::new("ratelimit".to_owned())),
         labels: Vec::new(),
         tls_verify: true,

@@ -211,12 +211,18 @@ pub(super) fn build_providers(
     };
     let file = cx.dir.join(file);
     match crate::providers::config::load(&file) {
-        Ok(ssp) => Some(ProvidersConfig {
-            file,
-            timeout,
-            max_concurrent,
-            ssp,
-        }),
+        Ok(ssp) => {
+            for w in &ssp.warnings {
+                cx.warnings
+                    .push(format!("`providers.config_file` ({}): {w}", file.display()));
+            }
+            Some(ProvidersConfig {
+                file,
+                timeout,
+                max_concurrent,
+                ssp,
+            })
+        }
         Err(problems) => {
             for p in problems {
                 cx.problems

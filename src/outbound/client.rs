@@ -17,7 +17,7 @@ pub const USER_AGENT: &str = concat!("exporter-proxy/", env!("CARGO_PKG_VERSION"
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// Cookie handling of a client.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum Cookies {
     /// No cookies kept.
     #[default]
@@ -26,10 +26,13 @@ pub enum Cookies {
     Store,
     /// A jar the caller keeps, to read or seed cookies.
     Jar(Arc<reqwest::cookie::Jar>),
+    /// A cookie store of the caller's own (a session-wide jar with its own
+    /// path rules).
+    Provider(Arc<dyn reqwest::cookie::CookieStore>),
 }
 
 /// What a job needs of its client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions<'a> {
     /// The `User-Agent` header; `None`: ours.
     pub user_agent: Option<&'a str>,
@@ -93,6 +96,7 @@ pub fn build_client(o: &ClientOptions<'_>) -> Result<reqwest::Client, String> {
         Cookies::None => b,
         Cookies::Store => b.cookie_store(true),
         Cookies::Jar(jar) => b.cookie_provider(jar.clone()),
+        Cookies::Provider(store) => b.cookie_provider(Arc::new(Shared(store.clone()))),
     };
     if let Some((path, key)) = o.ca_file {
         let pem = read_pem(path, key)?;
@@ -114,6 +118,23 @@ pub fn build_client(o: &ClientOptions<'_>) -> Result<reqwest::Client, String> {
     }
     b.build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", super::chain(&e)))
+}
+
+/// A caller's cookie store behind `dyn`, as reqwest wants a sized one.
+struct Shared(Arc<dyn reqwest::cookie::CookieStore>);
+
+impl reqwest::cookie::CookieStore for Shared {
+    fn set_cookies(
+        &self,
+        headers: &mut dyn Iterator<Item = &reqwest::header::HeaderValue>,
+        url: &url::Url,
+    ) {
+        self.0.set_cookies(headers, url)
+    }
+
+    fn cookies(&self, url: &url::Url) -> Option<reqwest::header::HeaderValue> {
+        self.0.cookies(url)
+    }
 }
 
 fn read_pem(path: &Path, key: &str) -> Result<Vec<u8>, String> {

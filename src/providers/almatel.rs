@@ -1,6 +1,8 @@
 //! Almatel (ISP): a form login answered with JSON `{"ok": true}`, then the
 //! cabinet page, where the balance is an HTML span in Russian number format
-//! (`1 234,56`).
+//! (`1 234,56`): the span's first direct text node, as the original's
+//! XPath `.../span/text()` took it, so markup inside the span
+//! (`387,32 <small>руб./мес.</small>`) is not part of the number.
 
 use scraper::{Html, Selector};
 
@@ -66,9 +68,17 @@ impl Provider for AlmatelRussia {
 pub fn balance_in(page: &str) -> Result<f64, String> {
     let doc = Html::parse_document(page);
     let sel = Selector::parse(BALANCE).expect("a valid selector");
-    let Some(el) = doc.select(&sel).next() else {
+    let mut spans = doc.select(&sel).peekable();
+    if spans.peek().is_none() {
         return Err("no balance element on the page (changed layout?)".to_owned());
+    }
+    // The first text node that is a direct child of a matching span, in
+    // document order (the first hit of the original's XPath).
+    let first = spans
+        .flat_map(|el| el.children())
+        .find_map(|n| n.value().as_text().map(|t| t.to_string()));
+    let Some(t) = first else {
+        return Err("the balance element holds no text".to_owned());
     };
-    let t: String = el.text().collect();
     parse_amount(&t).ok_or_else(|| format!("balance {:?} is not a number", t.trim()))
 }

@@ -1,9 +1,9 @@
 //! Aruba Cloud, legacy WsEndUser API: the credentials in a JSON body, the
 //! credit in `Value.Value`. The sign is kept (the original dropped it) and
-//! 0 is a balance.
+//! 0 is a balance. The body is the original's `json.dumps` of the
+//! credentials, typed as the provider file typed them.
 
-use serde_json::json;
-
+use super::pyjson::Json;
 use super::{balance_at, fail, json, send, Code, Collect, Provider, Session, Step};
 
 /// `ArubaCloud`.
@@ -24,12 +24,15 @@ impl Provider for ArubaCloud {
     fn collect<'a>(&'a self, s: &'a Session) -> Collect<'a> {
         Box::pin(async move {
             let what = "POST GetCredit";
-            let body = json!({"Username": s.identifier, "Password": s.password.expose()});
+            let body = Json::Object(vec![
+                ("Username", s.identifier_json()),
+                ("Password", s.password_json()),
+            ]);
             let req = s
                 .client
                 .post(s.url(PATH))
                 .header("Content-Type", "application/json")
-                .body(body.to_string());
+                .body(body.dumps());
             let resp = send(req, Step::First, what).await?;
             let body = json(resp, Code::ParsingError, what).await?;
             // The API answers refused credentials with 200 and `Success: false`.

@@ -6,6 +6,17 @@
 //! path), then converted to domain types; the checks a schema cannot make
 //! (duplicate identifiers, a label named like a built-in one) follow. Pure:
 //! only [`load`] reads a file.
+//!
+//! YAML is read as the original read it (PyYAML, YAML 1.1: see [`yaml11`]),
+//! so every key is typed as there (`tls_verify: no` is false, `0123` is
+//! octal), but an identifier, a password and a label value keep the exact
+//! text written in the file (`password: 0891` is `0891`, `team: n` is `n`);
+//! JSON bodies send them with the type the original gave them
+//! ([`Identifier::raw_identifier`], [`Password::Plain`]). Unknown keys the
+//! original ignored are warnings ([`unknown`]).
+
+pub mod unknown;
+pub mod yaml11;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +25,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::secret::{Secret, SecretSource};
+use yaml11::{Typed, Written};
 
 /// The schema every provider file is validated against.
 pub const SCHEMA: &str = include_str!("../../schema/ssp-exporter.schema.json");
@@ -50,13 +62,21 @@ pub struct SspConfig {
     pub user_agents: Vec<String>,
     /// Every identifier of every provider, in file order.
     pub identifiers: Vec<Identifier>,
+    /// What was ignored (unknown keys the original ignored too), each
+    /// naming its path; logged when the file is loaded.
+    pub warnings: Vec<String>,
 }
 
 /// Where a portal password comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Password {
-    /// Written in the file (`password`). `Debug` shows no secret.
+    /// Written in the file as a string (`password: "0123"`, a JSON
+    /// string). `Debug` shows no secret.
     Inline(Secret),
+    /// Written as a plain YAML scalar or a JSON number (`password: 123456`):
+    /// the exact text, which JSON bodies send typed as the original's
+    /// PyYAML typed it ([`yaml11::resolve`]). `Debug` shows no secret.
+    Plain(Secret),
     /// `password_file` or `password_env`, read at every collection.
     Source(SecretSource),
     /// None given (only the `Exec` provider allows this).
@@ -67,7 +87,7 @@ impl Password {
     /// The password now.
     pub fn read(&self) -> Result<Secret, String> {
         match self {
-            Password::Inline(s) => Ok(s.clone()),
+            Password::Inline(s) | Password::Plain(s) => Ok(s.clone()),
             Password::Source(src) => src.read(),
             Password::None => Ok(Secret::new(String::new())),
         }
@@ -79,10 +99,10 @@ impl Password {
 pub struct Identifier {
     /// Provider name, a key of `identifiers`.
     pub provider: String,
-    /// `identifier` as a string (the label and the login).
+    /// `identifier` exactly as written (the label, the login, form fields).
     pub identifier: String,
-    /// `identifier` as written (string or integer), for JSON bodies.
-    pub raw_identifier: Value,
+    /// `identifier` typed as the original typed it, for JSON bodies.
+    pub raw_identifier: Typed,
     /// The password or API key.
     pub password: Password,
     /// Custom labels, stringified, sorted by name.
@@ -101,11 +121,23 @@ pub struct Identifier {
     pub command: Vec<String>,
 }
 
+/// Largest provider file read: a few hundred identifiers fit in a tenth.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Reads and validates a provider file; YAML unless it ends in `.json`.
 /// Every problem is returned, each naming its path in the document.
 pub fn load(path: &Path) -> Result<SspConfig, Vec<String>> {
-    let text = std::fs::read_to_string(path)
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut text))
         .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(vec![format!(
+            "{}: larger than {MAX_FILE_BYTES} bytes",
+            path.display()
+        )]);
+    }
     let json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
@@ -115,29 +147,33 @@ pub fn load(path: &Path) -> Result<SspConfig, Vec<String>> {
 /// Parses and validates provider-file text (`json`: JSON, else YAML).
 /// Relative `password_file` and `ca_file` paths are taken relative to `base`.
 pub fn parse(text: &str, json: bool, base: &Path) -> Result<SspConfig, Vec<String>> {
-    let doc: Value = if json {
-        serde_json::from_str(text).map_err(|e| vec![format!("not valid JSON: {e}")])?
+    let (mut doc, scalars) = if json {
+        let doc: Value =
+            serde_json::from_str(text).map_err(|e| vec![format!("not valid JSON: {e}")])?;
+        (doc, BTreeMap::new())
     } else {
-        serde_saphyr::from_str(text).map_err(|e| vec![format!("not valid YAML: {e}")])?
+        let node = yaml11::load(text).map_err(|e| vec![format!("not valid YAML: {e}")])?;
+        (node.to_value(), node.scalars())
     };
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    unknown::sift(&mut doc, &mut problems, &mut warnings);
     let schema: Value = serde_json::from_str(SCHEMA).expect("the shipped schema is JSON");
     let validator = jsonschema::validator_for(&schema).expect("the shipped schema is valid");
-    let mut problems: Vec<String> = validator
-        .iter_errors(&doc)
-        .map(|e| {
-            let path = e.instance_path().to_string();
-            let path = if path.is_empty() {
-                "/".to_owned()
-            } else {
-                path
-            };
-            format!("`{path}`: {e}")
-        })
-        .collect();
+    problems.extend(validator.iter_errors(&doc).map(|e| {
+        let path = e.instance_path().to_string();
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path
+        };
+        format!("`{path}`: {e}")
+    }));
     if !problems.is_empty() {
         return Err(problems);
     }
-    let cfg = convert(&doc, base, &mut problems);
+    let mut cfg = convert(&doc, &scalars, base, &mut problems);
+    cfg.warnings = warnings;
     if problems.is_empty() {
         Ok(cfg)
     } else {
@@ -145,8 +181,28 @@ pub fn parse(text: &str, json: bool, base: &Path) -> Result<SspConfig, Vec<Strin
     }
 }
 
+/// How the scalar at `pointer` was written: from the YAML text, or from a
+/// JSON value (a string is text; a number or boolean its JSON text, plain).
+fn written(scalars: &BTreeMap<String, Written>, pointer: &str, v: &Value) -> Written {
+    scalars.get(pointer).cloned().unwrap_or_else(|| match v {
+        Value::String(s) => Written {
+            text: s.clone(),
+            plain: false,
+        },
+        other => Written {
+            text: other.to_string(),
+            plain: true,
+        },
+    })
+}
+
 /// Builds the domain types from a schema-valid document.
-fn convert(doc: &Value, base: &Path, problems: &mut Vec<String>) -> SspConfig {
+fn convert(
+    doc: &Value,
+    scalars: &BTreeMap<String, Written>,
+    base: &Path,
+    problems: &mut Vec<String>,
+) -> SspConfig {
     let service = &doc["service"];
     let metric_name = service["metric_name"]
         .as_str()
@@ -180,11 +236,9 @@ fn convert(doc: &Value, base: &Path, problems: &mut Vec<String>) -> SspConfig {
             };
             for (i, item) in items.iter().enumerate() {
                 let path = format!("/identifiers/{provider}/{i}");
-                let raw_identifier = item["identifier"].clone();
-                let identifier = match &raw_identifier {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
+                let id = written(scalars, &format!("{path}/identifier"), &item["identifier"]);
+                let raw_identifier = id.typed();
+                let identifier = id.text;
                 if !seen.insert((provider.clone(), identifier.clone())) {
                     problems.push(format!(
                         "`{path}/identifier`: {identifier:?} is listed twice for {provider}: expected unique identifiers per provider"
@@ -203,8 +257,14 @@ fn convert(doc: &Value, base: &Path, problems: &mut Vec<String>) -> SspConfig {
                     item["password_file"].as_str(),
                     item["password_env"].as_str(),
                 ) {
-                    (Value::String(s), None, None) => Password::Inline(Secret::new(s.clone())),
-                    (Value::Number(n), None, None) => Password::Inline(Secret::new(n.to_string())),
+                    (v @ (Value::String(_) | Value::Number(_)), None, None) => {
+                        let w = written(scalars, &format!("{path}/password"), v);
+                        if w.plain {
+                            Password::Plain(Secret::new(w.text))
+                        } else {
+                            Password::Inline(Secret::new(w.text))
+                        }
+                    }
                     (Value::Null, Some(f), None) => Password::Source(SecretSource::File(rel(f))),
                     (Value::Null, None, Some(e)) => {
                         Password::Source(SecretSource::Env(e.to_owned()))
@@ -226,11 +286,8 @@ fn convert(doc: &Value, base: &Path, problems: &mut Vec<String>) -> SspConfig {
                             ));
                             continue;
                         }
-                        let v = match v {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        labels.push((k.clone(), v));
+                        let pointer = format!("{path}/labels/{}", k.replace('~', "~0"));
+                        labels.push((k.clone(), written(scalars, &pointer, v).text));
                     }
                 }
                 labels.sort();
@@ -268,6 +325,7 @@ fn convert(doc: &Value, base: &Path, problems: &mut Vec<String>) -> SspConfig {
         messages,
         user_agents,
         identifiers,
+        warnings: Vec::new(),
     }
 }
 

@@ -277,8 +277,9 @@ impl ProviderJob {
                 format!("cannot read the password: {e}"),
             )
         })?;
+        let jar = std::sync::Arc::new(super::cookies::SessionJar::default());
         let session = Session {
-            client: self.client()?,
+            client: self.client(jar.clone())?,
             base: self
                 .def
                 .base_url
@@ -286,7 +287,9 @@ impl ProviderJob {
                 .unwrap_or_else(|| self.provider.default_base().to_owned()),
             identifier: self.def.identifier.clone(),
             raw_identifier: self.def.raw_identifier.clone(),
+            password_plain: matches!(self.def.password, super::config::Password::Plain(_)),
             password,
+            jar,
             user_agent: self.user_agent.clone(),
             command: self.def.command.clone(),
             timeout: self.shared.timeout,
@@ -300,7 +303,7 @@ impl ProviderJob {
 
     /// A new client per collection: a fresh cookie jar, as the portals
     /// expect a full login (and no session outlives its collection).
-    fn client(&self) -> Result<reqwest::Client, Failure> {
+    fn client(&self, jar: Arc<super::cookies::SessionJar>) -> Result<reqwest::Client, Failure> {
         let t = self.shared.timeout;
         crate::outbound::build_client(&crate::outbound::ClientOptions {
             user_agent: Some(&self.user_agent),
@@ -309,7 +312,7 @@ impl ProviderJob {
             timeout: Some(t),
             connect_timeout: Some(t.min(Duration::from_secs(10))),
             max_redirects: 10,
-            cookies: crate::outbound::Cookies::Store,
+            cookies: crate::outbound::Cookies::Provider(jar),
             ..crate::outbound::ClientOptions::default()
         })
         .map_err(|e| fail(Code::ConnectionError, e))

@@ -3,6 +3,11 @@
 //! returns a JWT, the balance is read with it, then the session is logged
 //! out. Unlike the original, a captcha stays `captcha`, a lock-out stays
 //! `rate_limit`, and a failed logout never replaces a balance read.
+//!
+//! As in the original, the CSRF cookie is looked up in the whole jar (a
+//! redirect hop or a narrower path may have set it), the login sends every
+//! cookie of the jar, and a 200 answer carrying `jwtToken` is a success
+//! whatever text it also contains.
 
 use reqwest::RequestBuilder;
 
@@ -58,51 +63,51 @@ impl Provider for MegafonRussiaB2C {
     fn collect<'a>(&'a self, s: &'a Session) -> Collect<'a> {
         Box::pin(async move {
             let what = "GET /mlk/api/auth/sessionCheck";
-            let resp = send(
+            // Its cookies, redirect hops included, are in the jar.
+            send(
                 common(s.client.get(s.url("/mlk/api/auth/sessionCheck"))),
                 Step::First,
                 what,
             )
             .await?;
-            let csrf = resp
-                .cookies()
-                .find(|c| c.name() == "NEW-CSRF-TOKEN")
-                .map(|c| c.value().to_owned())
-                .ok_or_else(|| {
-                    fail(
-                        Code::CannotProceed,
-                        format!("{what}: no NEW-CSRF-TOKEN cookie"),
-                    )
-                })?;
+            let csrf = s.jar.get("NEW-CSRF-TOKEN").ok_or_else(|| {
+                fail(
+                    Code::CannotProceed,
+                    format!("{what}: no NEW-CSRF-TOKEN cookie"),
+                )
+            })?;
             let what = "POST /mlk/api/login";
-            let req = common(s.client.post(s.url("/mlk/api/login")))
-                .header("X-CSRF-TOKEN", csrf)
-                .form(&[
-                    ("login", s.identifier.as_str()),
-                    ("password", s.password.expose()),
-                ]);
+            let login = s.url("/mlk/api/login");
+            let mut req = common(s.client.post(&login)).header("X-CSRF-TOKEN", csrf);
+            // The original's `cookies=<the whole jar>`.
+            if let Some(cookies) = url::Url::parse(&login)
+                .ok()
+                .and_then(|u| s.jar.header_with(&u, &s.jar.all()))
+            {
+                req = req.header(reqwest::header::COOKIE, cookies);
+            }
+            let req = req.form(&[
+                ("login", s.identifier.as_str()),
+                ("password", s.password.expose()),
+            ]);
             let resp = send_unchecked(req, what).await?;
             let status = resp.status();
             let body = super::text(resp, what).await?;
-            for (needle, code, meaning) in LOGIN_ANSWERS {
-                if body.contains(needle) {
-                    return Err(fail(code, format!("{what}: {meaning}")));
+            let jwt = jwt_in(status, &body);
+            if jwt.is_none() {
+                for (needle, code, meaning) in LOGIN_ANSWERS {
+                    if body.contains(needle) {
+                        return Err(fail(code, format!("{what}: {meaning}")));
+                    }
                 }
+                super::check_status(status, Step::Later, what)?;
             }
-            super::check_status(status, Step::Later, what)?;
-            let jwt = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    v.get("jwtToken")
-                        .and_then(|t| t.as_str())
-                        .map(str::to_owned)
-                })
-                .ok_or_else(|| {
-                    fail(
-                        Code::CannotProceed,
-                        format!("{what}: no jwtToken in the answer"),
-                    )
-                })?;
+            let jwt = jwt.ok_or_else(|| {
+                fail(
+                    Code::CannotProceed,
+                    format!("{what}: no jwtToken in the answer"),
+                )
+            })?;
             let bearer = format!("Bearer {jwt}");
             let what = "GET /mlk/api/main/balance";
             let req = common(s.client.get(s.url("/mlk/api/main/balance")))
@@ -123,4 +128,17 @@ impl Provider for MegafonRussiaB2C {
             result
         })
     }
+}
+
+/// The JWT of a successful login: a 200 answer whose JSON has a string
+/// `jwtToken`.
+fn jwt_in(status: reqwest::StatusCode, body: &str) -> Option<String> {
+    if status != reqwest::StatusCode::OK {
+        return None;
+    }
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()?
+        .get("jwtToken")?
+        .as_str()
+        .map(str::to_owned)
 }

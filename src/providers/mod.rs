@@ -17,10 +17,12 @@
 pub mod almatel;
 pub mod aruba;
 pub mod config;
+pub mod cookies;
 pub mod exec;
 pub mod freedom;
 pub mod job;
 pub mod megafon;
+pub mod pyjson;
 pub mod t2;
 pub mod template;
 pub mod vultr;
@@ -133,10 +135,15 @@ pub struct Session {
     pub base: String,
     /// The account's identifier.
     pub identifier: String,
-    /// The identifier as written in the file (string or integer).
-    pub raw_identifier: Value,
+    /// The identifier typed as the original typed it (for JSON bodies).
+    pub raw_identifier: config::yaml11::Typed,
     /// The password or API key.
     pub password: Secret,
+    /// The password was a plain YAML scalar (or a JSON number): JSON
+    /// bodies send it typed as the original did.
+    pub password_plain: bool,
+    /// The cookie jar of `client`, readable whole.
+    pub jar: std::sync::Arc<cookies::SessionJar>,
     /// The user agent chosen for this identifier.
     pub user_agent: String,
     /// `Exec`: the command.
@@ -163,6 +170,21 @@ impl Session {
     /// `path` on the portal.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The identifier as a JSON body value, typed as the original sent it.
+    pub fn identifier_json(&self) -> pyjson::Json {
+        pyjson::Json::Typed(self.raw_identifier.clone())
+    }
+
+    /// The password as a JSON body value, typed as the original sent it
+    /// (`password: 123456` a number, `password: 0891` a string).
+    pub fn password_json(&self) -> pyjson::Json {
+        let w = config::yaml11::Written {
+            text: self.password.expose().to_owned(),
+            plain: self.password_plain,
+        };
+        pyjson::Json::Typed(w.typed())
     }
 }
 
@@ -211,7 +233,18 @@ fn request_error(e: reqwest::Error, what: &str) -> Failure {
         _ => Code::ConnectionError,
     };
     // Without the URL: the chain alone names the cause; the step names the URL.
-    fail(code, format!("{what}: {}", crate::outbound::error_chain(e)))
+    let text = crate::outbound::error_chain(e);
+    fail(code, format!("{what}: {text}{}", tls_hint(&text)))
+}
+
+/// The way out of a certificate failure, added to its message (the log
+/// and `/apps` show it): verification is on by default, unlike the original.
+pub fn tls_hint(error: &str) -> &'static str {
+    if error.to_ascii_lowercase().contains("certificate") {
+        "; the portal's TLS certificate is not trusted by the system roots: add its CA with `ca_file: <pem file>`, or set `tls_verify: false` (as the original did) for this identifier"
+    } else {
+        ""
+    }
 }
 
 /// Reads a body as text, at most [`MAX_BODY_BYTES`].

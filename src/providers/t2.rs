@@ -5,6 +5,11 @@
 //! `session-cookie` expected), a Keycloak password grant, then the balance
 //! with the access token. A refused grant is `cannot_proceed` and the log
 //! says why.
+//!
+//! As in the original, `session-cookie` is looked up in the whole jar
+//! (redirect hops and narrower paths included), and the token request
+//! sends the jar's cookies together with the CSRF ones: every cookie of the
+//! jar plus `csrf-token-name` and `csrf-token-value`, whatever their path.
 
 use scraper::{Html, Selector};
 
@@ -40,8 +45,10 @@ impl Provider for T2RussiaB2C {
         Box::pin(async move {
             let what = "GET /lk";
             let resp = send(s.client.get(s.url("/lk")), Step::First, what).await?;
-            let has_session = resp.cookies().any(|c| c.name() == "session-cookie");
             let page = text(resp, what).await?;
+            // The original's `cookies_dict`: the whole jar after the page.
+            let mut cookies = s.jar.all();
+            let has_session = cookies.iter().any(|(n, _)| n == "session-cookie");
             let mut csrf: Option<(String, String)> = None;
             if page.contains("csrf-token-name") {
                 let doc = Html::parse_document(&page);
@@ -65,9 +72,10 @@ impl Provider for T2RussiaB2C {
                 ));
             }
             let what = "POST openid-connect/token";
+            let token_url = s.url(TOKEN);
             let mut req = s
                 .client
-                .post(s.url(TOKEN))
+                .post(&token_url)
                 .header("Authority", host(&s.base))
                 .header("x-requested-with", "XMLHttpRequest")
                 .form(&[
@@ -78,10 +86,21 @@ impl Provider for T2RussiaB2C {
                     ("password_type", "password"),
                 ]);
             if let Some((name, value)) = &csrf {
-                req = req.header("x-csrftoken", value).header(
-                    "Cookie",
-                    format!("csrf-token-name={name}; csrf-token-value={value}"),
-                );
+                req = req.header("x-csrftoken", value);
+                for (k, v) in [("csrf-token-name", name), ("csrf-token-value", value)] {
+                    match cookies.iter_mut().find(|(n, _)| n == k) {
+                        Some(slot) => slot.1.clone_from(v),
+                        None => cookies.push((k.to_owned(), v.clone())),
+                    }
+                }
+            }
+            // An explicit Cookie header replaces reqwest's jar: it carries
+            // the jar's cookies for the URL and every other one.
+            if let Some(h) = url::Url::parse(&token_url)
+                .ok()
+                .and_then(|u| s.jar.header_with(&u, &cookies))
+            {
+                req = req.header(reqwest::header::COOKIE, h);
             }
             let refused = |detail: String| {
                 tracing::warn!(identifier = %s.identifier, "T2 login refused: {OTP_NOTE}");

@@ -48,6 +48,18 @@ fn almatel_balance_from_html() {
     assert_eq!(almatel::balance_in(page), Ok(1234.56));
     let changed = page.replace("question-block-value", "value");
     assert!(almatel::balance_in(&changed).is_err());
+    // The first direct text node, as the original's `span/text()`: nested
+    // markup after the amount is not part of it.
+    let nested = page.replace(
+        "1 234,56</span>",
+        "\n  387,32 <small>руб./мес.</small></span>",
+    );
+    assert_eq!(almatel::balance_in(&nested), Ok(387.32));
+    // Markup first: its first direct text node is what follows it.
+    let first = page.replace("1 234,56</span>", "<b>x</b>12,5<i>7</i></span>");
+    assert_eq!(almatel::balance_in(&first), Ok(12.5));
+    let none = page.replace("1 234,56</span>", "<b>5</b></span>");
+    assert!(almatel::balance_in(&none).is_err());
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Vultr (cloud), official API v2: one GET with the API key as bearer
-//! token. The balance is signed (negative means credit) and kept signed,
-//! unlike the original's `abs()`; 0 is a balance, not an error.
+//! token. Vultr reports what is owed: a negative `balance` is credit. The
+//! exported balance follows every other provider (credit positive, debt
+//! negative), so it is negated; the original's `abs()` made a debt look
+//! like credit. 0 is a balance, not an error.
 
 use super::{balance_at, json, send, Code, Collect, Provider, Session, Step};
 
@@ -26,7 +28,8 @@ impl Provider for Vultr {
                 .bearer_auth(s.password.expose());
             let resp = send(req, Step::First, what).await?;
             let body = json(resp, Code::ParsingError, what).await?;
-            balance_at(&body, &["account", "balance"], what)
+            // `0.0 - b` rather than `-b`: a zero balance stays 0, not -0.
+            balance_at(&body, &["account", "balance"], what).map(|b| 0.0 - b)
         })
     }
 }

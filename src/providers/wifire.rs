@@ -1,9 +1,10 @@
 //! Wifire (ISP): a GET that primes the cookie jar, a JSON login, the
 //! balance, then a logout whose failure never replaces the balance read.
 //! The account number is URL-encoded (the original interpolated it raw).
+//! `resultCode` and `statusCode` are compared as Python's `== 0` does; the
+//! credentials are sent typed as the provider file typed them.
 
-use serde_json::json;
-
+use super::pyjson::{equals_zero, Json};
 use super::{balance_at, fail, json, send, send_unchecked, Code, Collect, Provider, Session, Step};
 
 /// `WifireRussia`.
@@ -29,20 +30,20 @@ impl Provider for WifireRussia {
             );
             send(s.client.get(url), Step::First, what).await?;
             let what = "POST /api/v2/login";
-            let body = json!({
-                "accountNumber": s.raw_identifier,
-                "password": s.password.expose(),
-                "captchaCode": "",
-                "save": "true",
-            });
+            let body = Json::Object(vec![
+                ("accountNumber", s.identifier_json()),
+                ("password", s.password_json()),
+                ("captchaCode", Json::str("")),
+                ("save", Json::str("true")),
+            ]);
             let req = s
                 .client
                 .post(s.url("/api/v2/login"))
                 .header("Content-Type", "application/json")
-                .body(body.to_string());
+                .body(body.dumps());
             let resp = send(req, Step::Later, what).await?;
             let login = json(resp, Code::CannotProceed, what).await?;
-            if login.get("resultCode").and_then(|c| c.as_i64()) != Some(0) {
+            if !equals_zero(login.get("resultCode")) {
                 return Err(fail(
                     Code::CannotProceed,
                     format!("{what}: login refused (`resultCode` is not 0)"),
@@ -57,7 +58,7 @@ impl Provider for WifireRussia {
             .await
             {
                 Ok(resp) => match json(resp, Code::ParsingError, what).await {
-                    Ok(b) if b.get("statusCode").and_then(|c| c.as_i64()) == Some(0) => {
+                    Ok(b) if equals_zero(b.get("statusCode")) => {
                         balance_at(&b, &["accountBalance"], what)
                     }
                     Ok(_) => Err(fail(

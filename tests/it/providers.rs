@@ -1,7 +1,9 @@
 //! The built-in balance collectors against mock portals on loopback: every
 //! provider × scenario shows the right `ssp_balance` value (balance or
 //! sentinel), status series and `/apps` row, `/metrics` passes promtool,
-//! and no password appears anywhere.
+//! and no password appears anywhere. The mocks refuse any request that
+//! differs from the original's (see `portals.rs`); no test ends with a
+//! refused request.
 
 use std::fmt::Write as _;
 
@@ -33,6 +35,14 @@ fn expected(provider: &str, scenario: &str) -> Result<f64, &'static str> {
         "zero" => Ok(0.0),
         "negative" => Ok(-7.25),
         "comma" => Ok(1234.56),
+        // Passwords typed by YAML 1.1, sent as the original sent them.
+        "numpw" => Ok(1234.56),
+        "zeropw" => Ok(8.91),
+        "octpw" => Ok(1.23),
+        // MegaFon: a 200 login with a jwtToken wins over the page's texts.
+        "jwtmsg" => Ok(4.5),
+        // Freedom, Wifire: result codes `false` / `0.0` are Python's 0.
+        "pyzero" => Ok(6.5),
         "wrong" => Err("cannot_proceed"),
         "layout" | "nonjson" | "empty" => Err("parsing_error"),
         "e500" if e500_on_first => Err("no_answer"),
@@ -44,12 +54,13 @@ fn expected(provider: &str, scenario: &str) -> Result<f64, &'static str> {
     }
 }
 
+/// The password of a scenario as written in the YAML file.
 fn password(scenario: &str) -> &'static str {
     match scenario {
-        "ok" => "ok:12.5",
-        "zero" => "ok:0",
-        "negative" => "ok:-7.25",
-        "comma" => "ok:1 234,56",
+        "ok" => "\"ok:12.5\"",
+        "zero" => "\"ok:0\"",
+        "negative" => "\"ok:-7.25\"",
+        "comma" => "\"ok:1 234,56\"",
         "wrong" => "wrong",
         "layout" => "layout",
         "nonjson" => "nonjson",
@@ -58,11 +69,22 @@ fn password(scenario: &str) -> &'static str {
         "hang" => "hang",
         "captcha" => "captcha",
         "ratelimit" => "ratelimit",
+        "jwtmsg" => "jwtmsg",
+        "pyzero" => "pyzero",
+        // Plain: PyYAML reads a string, an integer, an octal integer.
+        "zeropw" => "0891",
+        "numpw" => "123456",
+        "octpw" => "0123",
         other => panic!("unknown scenario {other}"),
     }
 }
 
-fn scenarios(provider: &str) -> Vec<&'static str> {
+/// The scenarios of `provider`: the flows, or (`typed`) the passwords
+/// YAML 1.1 types, which get their own app and a longer timeout.
+fn scenarios(provider: &str, typed: bool) -> Vec<&'static str> {
+    if typed {
+        return vec!["zeropw", "numpw", "octpw"];
+    }
     let mut s = vec![
         "ok", "zero", "negative", "comma", "wrong", "layout", "e500", "hang",
     ];
@@ -71,14 +93,21 @@ fn scenarios(provider: &str) -> Vec<&'static str> {
         s.extend(["nonjson", "empty"]);
     }
     if provider == "MegafonRussiaB2C" {
-        s.extend(["captcha", "ratelimit"]);
+        s.extend(["captcha", "ratelimit", "jwtmsg"]);
+    }
+    if matches!(provider, "FreedomVrnRussia" | "WifireRussia") {
+        s.push("pyzero");
     }
     s
 }
 
+/// Plain identifiers and the balance their password asks for.
+const TYPED_IDS: [(&str, &str); 2] = [("0891", "ok:2"), ("123456", "ok:3")];
+
 /// Starts one mock per provider and writes the provider file; also a
-/// disabled identifier and one whose password comes from a file.
-async fn setup(dir: &std::path::Path) -> (Vec<Portal>, std::path::PathBuf) {
+/// disabled identifier and one whose password comes from a file (or, when
+/// `typed`, the identifiers YAML 1.1 types).
+async fn setup(dir: &std::path::Path, typed: bool) -> (Vec<Portal>, std::path::PathBuf) {
     let mut portals = Vec::new();
     let mut yaml = String::from(
         "service:\n  metric_name: ssp_balance\n  messages:\n    init: -1000000\n    disabled: -1000001\n    no_answer: -1000002\n    captcha: -1000003\n    cannot_proceed: -1000004\n    rate_limit: -1000005\n    parsing_error: -1000006\n    connection_error: -1000007\n  user_agents:\n    - TestAgent/1.0\nidentifiers:\n",
@@ -86,16 +115,31 @@ async fn setup(dir: &std::path::Path) -> (Vec<Portal>, std::path::PathBuf) {
     for p in PROVIDERS {
         let portal = Portal::start(p).await;
         writeln!(yaml, "  {p}:").unwrap();
-        for sc in scenarios(p) {
+        for sc in scenarios(p, typed) {
             writeln!(
                 yaml,
-                "    - {{identifier: {sc}, password: \"{}\", base_url: \"{}\", poll_interval: 5400, labels: {{currency: X}}}}",
+                "    - {{identifier: {sc}, password: {}, base_url: \"{}\", poll_interval: 5400, labels: {{currency: X}}}}",
                 password(sc),
                 portal.base()
             )
             .unwrap();
         }
+        // Identifiers typed by YAML 1.1: a string with a leading zero and
+        // an integer; labels and logins keep the text.
+        for (id, pw) in TYPED_IDS.iter().filter(|_| typed) {
+            writeln!(
+                yaml,
+                "    - {{identifier: {id}, password: \"{pw}\", base_url: \"{}\", poll_interval: 5400, labels: {{currency: X}}}}",
+                portal.base()
+            )
+            .unwrap();
+        }
         portals.push(portal);
+    }
+    if typed {
+        let file = dir.join("ssp.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        return (portals, file);
     }
     // A password from a file, and a disabled identifier with other labels.
     std::fs::write(dir.join("vultr.key"), "ok:3.5\n").unwrap();
@@ -129,20 +173,24 @@ fn status_of(body: &str, provider: &str, identifier: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_provider_and_scenario() {
     let dir = tempfile::tempdir().unwrap();
-    let (_portals, file) = setup(dir.path()).await;
+    let (portals, file) = setup(dir.path(), false).await;
     let app = TestApp::with_config(&format!(
-        "[providers]\nconfig_file = \"{}\"\ntimeout = \"2s\"\nmax_concurrent = 32\n",
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"5s\"\nmax_concurrent = 8\n",
         file.display()
     ))
     .await;
 
     // Every identifier leaves `init` (the hanging ones after the timeout).
-    let deadline = tokio::time::Instant::now() + STEP;
+    // Each collection builds its own HTTP client, which costs CPU: on a
+    // loaded machine some 80 of them at once would each take seconds, so
+    // fewer run at a time, the timeout is generous and so is this guard
+    // (a guard, not a measurement).
+    let deadline = tokio::time::Instant::now() + 6 * STEP;
     let body = loop {
         let body = app.metrics().await;
         let pending = PROVIDERS.iter().any(|p| {
-            scenarios(p)
-                .iter()
+            scenarios(p, false)
+                .into_iter()
                 .any(|sc| status_of(&body, p, sc).as_deref() == Some("init"))
         });
         if !pending {
@@ -155,8 +203,12 @@ async fn every_provider_and_scenario() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     };
 
+    // Every request was the original's.
+    for (p, portal) in PROVIDERS.iter().zip(&portals) {
+        assert_eq!(portal.violations(), Vec::<String>::new(), "{p}");
+    }
     for p in PROVIDERS {
-        for sc in scenarios(p) {
+        for sc in scenarios(p, false) {
             let balance = metric("ssp_balance")
                 .label("provider", p)
                 .label("identifier", sc)
@@ -238,7 +290,7 @@ async fn every_provider_and_scenario() {
     };
     // Every scenario of every provider has its row, consistent with /metrics.
     for p in PROVIDERS {
-        for sc in scenarios(p) {
+        for sc in scenarios(p, false) {
             let r = row(&format!("ssp/{p}/{sc}"));
             assert_eq!(r["kind"], "provider", "{p}/{sc}");
             assert_eq!(r["source"], format!("provider:{p}"), "{p}/{sc}");
@@ -279,6 +331,58 @@ async fn every_provider_and_scenario() {
     for text in [&body, &table, &apps.to_string()] {
         assert!(!text.contains("ok:12.5"), "password leaked");
         assert!(!text.contains("ok:3.5"), "password leaked");
+    }
+    app.stop().await;
+}
+
+/// Passwords and identifiers that YAML 1.1 types: every portal receives
+/// the text written in the file in forms, headers and URLs, and in JSON
+/// bodies the type the original's PyYAML gave (`123456` a number, `0891` a
+/// string, `0123` the octal 83); labels keep the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yaml_typed_credentials_reach_the_portals_as_the_original_sent_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (portals, file) = setup(dir.path(), true).await;
+    // No scenario hangs here: a generous timeout for a loaded machine.
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"8s\"\nmax_concurrent = 8\n",
+        file.display()
+    ))
+    .await;
+    let ids = |p: &str| {
+        scenarios(p, true)
+            .into_iter()
+            .chain(TYPED_IDS.iter().map(|(id, _)| *id))
+            .collect::<Vec<_>>()
+    };
+    eventually(|| async {
+        let body = app.metrics().await;
+        PROVIDERS.iter().all(|p| {
+            ids(p)
+                .iter()
+                .all(|id| status_of(&body, p, id).is_some_and(|s| s != "init"))
+        })
+    })
+    .await;
+    let body = app.metrics().await;
+    for (p, portal) in PROVIDERS.iter().zip(&portals) {
+        assert_eq!(portal.violations(), Vec::<String>::new(), "{p}");
+        for sc in scenarios(p, true) {
+            let want = expected(p, sc).unwrap();
+            let got = metric("ssp_balance")
+                .label("provider", p)
+                .label("identifier", sc)
+                .get(&body);
+            assert_eq!(got, Some(want), "{p}/{sc}");
+        }
+        for (id, pw) in TYPED_IDS {
+            let want: f64 = pw.strip_prefix("ok:").unwrap().parse().unwrap();
+            let got = metric("ssp_balance")
+                .label("provider", p)
+                .label("identifier", id)
+                .get(&body);
+            assert_eq!(got, Some(want), "{p}/{id}");
+        }
     }
     app.stop().await;
 }
@@ -385,11 +489,27 @@ async fn https_portals_are_verified_unless_told_otherwise() {
             Some("connection_error")
         );
     }
+    // The error says what failed and names both ways out, in /apps (and
+    // in the log, which prints the same message).
     let apps = get(app.http, "/apps?format=json").await.body_string();
-    assert!(
-        apps.contains("certificate"),
-        "the TLS error is shown: {apps}"
-    );
+    let apps: serde_json::Value = serde_json::from_str(&apps).unwrap();
+    for p in ["Vultr", "ArubaCloud"] {
+        let row = apps["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == format!("ssp/{p}/unknown_ca"))
+            .unwrap_or_else(|| panic!("no row for {p}: {apps}"));
+        let err = row["last_error"].as_str().unwrap_or_default();
+        for needle in [
+            "connection_error:",
+            "certificate",
+            "`tls_verify: false`",
+            "`ca_file",
+        ] {
+            assert!(err.contains(needle), "{needle} not in {err:?}");
+        }
+    }
     app.stop().await;
 }
 
@@ -473,7 +593,9 @@ async fn a_rate_limited_identifier_backs_off() {
     let def = Identifier {
         provider: "MegafonRussiaB2C".to_owned(),
         identifier: "79201234567".to_owned(),
-        raw_identifier: serde_json::json!("79201234567"),
+        raw_identifier: exporter_proxy::providers::config::yaml11::Typed::Str(
+            "79201234567".to_owned(),
+        ),
         password: Password::Inline(exporter_proxy::secret::Secret::new("ratelimit".to_owned())),
         labels: Vec::new(),
         tls_verify: true,

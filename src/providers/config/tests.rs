@@ -1,6 +1,7 @@
 use super::*;
 
-/// The sample configuration of the original ssp-exporter, as shipped.
+/// The sample configuration of the original ssp-exporter
+/// (`config/sample_exporter.yaml`), byte for byte.
 pub const ORIGINAL_SAMPLE: &str = include_str!("../../../examples/ssp/original-sample.yaml");
 
 fn parse_yaml(s: &str) -> Result<SspConfig, Vec<String>> {
@@ -8,13 +9,31 @@ fn parse_yaml(s: &str) -> Result<SspConfig, Vec<String>> {
 }
 
 #[test]
-fn the_original_sample_loads_unchanged() {
+fn the_original_sample_loads_verbatim() {
+    // The shipped file is the original's, `---` and blank line included.
+    assert!(ORIGINAL_SAMPLE.starts_with("---\n\nservice:\n"));
+    assert!(ORIGINAL_SAMPLE.contains("identifier: identifier_almatel"));
     let c = parse_yaml(ORIGINAL_SAMPLE).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(c.warnings, Vec::<String>::new());
     assert_eq!(c.metric_name, "ssp_balance");
     assert_eq!(c.messages["captcha"], -1_000_003);
-    assert_eq!(c.identifiers.len(), 5);
+    assert_eq!(c.user_agents.len(), 6);
+    let names: Vec<(&str, &str)> = c
+        .identifiers
+        .iter()
+        .map(|i| (i.provider.as_str(), i.identifier.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("AlmatelRussia", "identifier_almatel"),
+            ("ArubaCloud", "identifier_arubacloud"),
+            ("MegafonRussiaB2C", "identifier_megafon"),
+            ("Vultr", "identifier_vultr"),
+            ("WifireRussia", "identifier_wifire"),
+        ]
+    );
     let alm = &c.identifiers[0];
-    assert_eq!(alm.provider, "AlmatelRussia");
     assert!(!alm.tls_verify);
     assert_eq!(alm.poll_interval, Duration::from_secs(1800));
     assert_eq!(
@@ -22,28 +41,138 @@ fn the_original_sample_loads_unchanged() {
         vec![
             ("category".to_owned(), "SP".to_owned()),
             ("currency".to_owned(), "₽".to_owned()),
-            ("description".to_owned(), "Almatel RegionCode1".to_owned()),
+            ("description".to_owned(), "Almatel Description".to_owned()),
         ]
     );
+    assert_eq!(alm.password.read().unwrap().expose(), "password_almatel");
     // TLS verification is on unless switched off.
     assert!(c.identifiers[1].tls_verify);
-    let meg = c
-        .identifiers
-        .iter()
-        .find(|i| i.provider == "MegafonRussiaB2C")
-        .unwrap();
-    assert_eq!(meg.identifier, "79201234567");
-    assert_eq!(meg.raw_identifier, serde_json::json!(79201234567u64));
-    assert!(c.identifiers.iter().any(|i| i.disabled));
+    assert!(!c.identifiers[2].disabled);
+    assert!(c.identifiers[4].disabled);
 }
 
 #[test]
 fn secrets_never_in_debug() {
     let c = parse_yaml(ORIGINAL_SAMPLE).unwrap();
     let dbg = format!("{c:?}");
-    for s in ["secret1", "secret2", "secret3", "APIKEY", "secret5"] {
+    for s in [
+        "password_almatel",
+        "password_arubacloud",
+        "password_megafon",
+        "apikey_vultr",
+        "password_wifire",
+    ] {
         assert!(!dbg.contains(s), "{s} leaked: {dbg}");
     }
+}
+
+/// Identifiers, passwords and label values keep the text written in the
+/// file whatever YAML would type it; JSON bodies get PyYAML's type.
+#[test]
+fn scalars_keep_their_text_and_pyyaml_type() {
+    let y = r#"
+service: {messages: {init: -1, disabled: -2}, user_agents: []}
+identifiers:
+  WifireRussia:
+    - identifier: 0891
+      password: 0891
+      labels: {currency: y, flag: n, on_off: off, octal: 0123, num: 1_000, f: 1.50}
+    - identifier: 0123
+      password: 123456
+    - identifier: '0777'
+      password: "0123"
+      tls_verify: no
+      disabled: yes
+      poll_interval: 30:00
+"#;
+    let c = parse_yaml(y).unwrap_or_else(|e| panic!("{e:#?}"));
+    let [a, b, q] = &c.identifiers[..] else {
+        panic!("three identifiers")
+    };
+    assert_eq!(a.identifier, "0891");
+    assert_eq!(a.raw_identifier, Typed::Str("0891".to_owned()));
+    assert_eq!(a.password.read().unwrap().expose(), "0891");
+    assert!(matches!(a.password, Password::Plain(_)));
+    let label = |k: &str| {
+        a.labels
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(label("currency"), Some("y"));
+    assert_eq!(label("flag"), Some("n"));
+    assert_eq!(label("on_off"), Some("off"));
+    assert_eq!(label("octal"), Some("0123"));
+    assert_eq!(label("num"), Some("1_000"));
+    assert_eq!(label("f"), Some("1.50"));
+    // `0123` is octal 83 to PyYAML: the label and login keep "0123", a
+    // JSON body gets the number the original sent.
+    assert_eq!(b.identifier, "0123");
+    assert_eq!(b.raw_identifier, Typed::Int("83".to_owned()));
+    assert_eq!(b.password.read().unwrap().expose(), "123456");
+    assert!(matches!(b.password, Password::Plain(_)));
+    // Quoted: strings; and the other keys typed as YAML 1.1 types them.
+    assert_eq!(q.identifier, "0777");
+    assert_eq!(q.raw_identifier, Typed::Str("0777".to_owned()));
+    assert!(matches!(q.password, Password::Inline(_)));
+    assert!(!q.tls_verify);
+    assert!(q.disabled);
+    assert_eq!(q.poll_interval, Duration::from_secs(1800));
+}
+
+/// Keys the original ignored are warnings and dropped; misspellings of
+/// known keys are errors naming the key meant; unknown identifier keys
+/// stay errors (the original refused them too).
+#[test]
+fn unknown_keys_warn_unless_misspelled() {
+    let y = r#"
+version: 2
+service:
+  messages: {init: -1, disabled: -2}
+  user_agents: []
+  log_level: INFO
+identifiers:
+  SomeOtherPortal: [{identifier: a, password: b}]
+  Vultr: [{identifier: a, password: b}]
+"#;
+    let c = parse_yaml(y).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(c.identifiers.len(), 1);
+    let w = c.warnings.join("\n");
+    for path in [
+        "`/version`",
+        "`/service/log_level`",
+        "`/identifiers/SomeOtherPortal`",
+    ] {
+        assert!(w.contains(path), "{path} not in:\n{w}");
+    }
+    let bad = r#"
+servce: {}
+service:
+  messages: {init: -1, disabled: -2}
+  user_agent: [UA]
+identifiers:
+  Vulrt: []
+  MegafonRussia: []
+  Vultr: [{identifier: a, pasword: b, comment: x}]
+"#;
+    let e = parse_yaml(bad).unwrap_err().join("\n");
+    for (path, meant) in [
+        ("`/servce`", "`service`"),
+        ("`/service/user_agent`", "`user_agents`"),
+        ("`/identifiers/Vulrt`", "`Vultr`"),
+        ("`/identifiers/MegafonRussia`", "`MegafonRussiaB2C`"),
+        ("`/identifiers/Vultr/0/pasword`", "`password`"),
+    ] {
+        let line = e
+            .lines()
+            .find(|l| l.starts_with(path))
+            .unwrap_or_else(|| panic!("{path} not in:\n{e}"));
+        assert!(line.contains(meant), "{line}");
+    }
+    assert!(
+        e.contains("`/identifiers/Vultr/0/comment`: unknown key"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -59,7 +188,7 @@ identifiers:
       poll_interval: 0
       tls_verify: "yes"
       extra: 1
-  NoSuchPortal: []
+  Vultrr: []
 "#;
     let e = parse_yaml(bad).unwrap_err();
     let all = e.join("\n");
@@ -69,7 +198,8 @@ identifiers:
         "`/identifiers/Vultr/0/poll_interval`",
         "`/identifiers/Vultr/0/tls_verify`",
         "`/identifiers/Vultr/0`",
-        "`/identifiers`",
+        "`/identifiers/Vultr/0/extra`",
+        "`/identifiers/Vultrr`",
     ] {
         assert!(all.contains(path), "{path} not in:\n{all}");
     }

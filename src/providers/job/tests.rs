@@ -42,7 +42,7 @@ fn job(provider: &'static dyn Provider, disabled: bool) -> (ProviderJob, Arc<Sto
     let def = Identifier {
         provider: provider.name().to_owned(),
         identifier: "acc\"1".to_owned(),
-        raw_identifier: serde_json::json!("acc\"1"),
+        raw_identifier: crate::providers::config::yaml11::Typed::Str("acc\"1".to_owned()),
         password: Password::Inline(Secret::new("hunter2".to_owned())),
         labels: vec![("zone".to_owned(), "eu".to_owned())],
         tls_verify: true,

@@ -11,6 +11,7 @@
 //! * [`run`]: one collector as a [`Job`](crate::poll::scheduler::Job) of the
 //!   poller's scheduler: steps, cookie jar, cache, store, self-metrics.
 
+pub mod expr;
 pub mod metrics;
 pub mod path;
 pub mod run;

@@ -165,7 +165,8 @@ impl Expr {
             .chain(jaq_std::defs().filter(|d| !DENIED_DEFS.contains(&d.name)))
             .chain(jaq_json::defs());
         let allowed = |f: &jaq_core::native::Fun<D>| {
-            !DENIED.contains(&f.0) && !(f.0 == "range" && f.1.len() == 3)
+            let native_range = f.0 == "range" && f.1.len() == 3;
+            !(DENIED.contains(&f.0) || native_range)
         };
         let tick_fun: jaq_core::native::Fun<D> = (
             "__tick",
@@ -250,9 +251,14 @@ impl Expr {
                 Ok(x) => x,
                 Err(e) => {
                     return Err(match e.get_err() {
-                        Ok(err) => err.to_string(),
+                        // `error("text")` (and our budget) shows as a JSON
+                        // string: unquoted, it reads better.
+                        Ok(err) => {
+                            let s = err.to_string();
+                            serde_json::from_str::<String>(&s).unwrap_or(s)
+                        }
                         Err(_) => "the expression stopped without a value".to_owned(),
-                    })
+                    });
                 }
             };
             if out.len() == MAX_OUTPUTS {

@@ -59,4 +59,6 @@ impl Collectors {
 }
 
 #[cfg(test)]
+mod compute_tests;
+#[cfg(test)]
 mod tests;

@@ -12,9 +12,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::expr::Expr;
 use super::path::{type_name, Path};
 use super::value::NumberFormat;
 use crate::config::SecretSource;
+
+mod metric;
 
 /// Default time between two cycles.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -245,7 +248,51 @@ pub enum Source {
     },
     /// A variable extracted by a step (HTML pages, headers).
     Var(String),
+    /// A jq expression over the JSON response of a step: each output is
+    /// an element (a value, or an object with `value` and label keys).
+    Expr {
+        /// Index into `steps`.
+        step: usize,
+        /// The expression.
+        expr: Expr,
+    },
 }
+
+/// Where a label's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelFrom {
+    /// A path, relative to the element unless it starts with `$`.
+    Path(Path),
+    /// A jq expression over the element: its first output.
+    Expr(Expr),
+}
+
+/// When a summary or histogram observes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observe {
+    /// Each element (of a wildcard path or an expression) once, when it is
+    /// first seen.
+    PerElement,
+    /// Every value, every poll (collectington's meaning: `_count` counts
+    /// polls).
+    PerPoll,
+}
+
+/// What a missing value (or label) does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Missing {
+    /// The cycle fails (all or nothing).
+    Fail,
+    /// The sample is left out.
+    Skip,
+    /// The value is this number (a missing label still fails).
+    Default(f64),
+}
+
+/// The default buckets of the Prometheus client libraries.
+pub const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// One metric family of a collector.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,9 +305,9 @@ pub struct MetricSpec {
     pub kind: Kind,
     /// Values.
     pub source: Source,
-    /// Labels from paths (relative to the element of the value path's last
-    /// wildcard unless they start with `$`).
-    pub labels: Vec<(String, Path)>,
+    /// Labels from paths or expressions (relative to the element: of the
+    /// value path's last wildcard, or an expression's output).
+    pub labels: Vec<(String, LabelFrom)>,
     /// Fixed labels.
     pub static_labels: Vec<(String, String)>,
     /// Number parsing and scaling.
@@ -270,6 +317,10 @@ pub struct MetricSpec {
     /// Summaries and histograms: the identity of an observation (relative
     /// to its element), so that it is counted once.
     pub id: Option<Path>,
+    /// Summaries and histograms: per element or per poll.
+    pub observe: Observe,
+    /// What a missing value does.
+    pub missing: Missing,
 }
 
 /// Builds the collectors from the config's `collectors` and
@@ -612,7 +663,7 @@ fn collector(o: &mut Obj<'_>, cx: &mut Cx) -> Option<CollectorConfig> {
     let mut names = BTreeSet::new();
     for (path, t) in &metric_tables {
         let mut mo = Obj::new(path, t);
-        if let Some(m) = metric(&mut mo, &steps, &vars, cx) {
+        if let Some(m) = metric::metric(&mut mo, &steps, &vars, cx) {
             if !names.insert(m.name.clone()) {
                 cx.err(&mo.key("name"), format!("{:?} is defined twice", m.name));
             }
@@ -887,203 +938,5 @@ fn extraction(o: &mut Obj<'_>, cx: &mut Cx) -> Option<Extract> {
     Some(Extract {
         var,
         from: found.pop()?,
-    })
-}
-
-fn metric(
-    o: &mut Obj<'_>,
-    steps: &[Step],
-    vars: &BTreeSet<String>,
-    cx: &mut Cx,
-) -> Option<MetricSpec> {
-    let name_key = o.key("name");
-    let name = o.required("name", cx, |v| {
-        let s = string(v)?;
-        if !crate::exposition::is_valid_metric_name(&s) {
-            return Err(format!("{s:?} is not a valid metric name"));
-        }
-        if s.starts_with("exporter_proxy_") {
-            return Err("names starting with exporter_proxy_ are reserved".to_owned());
-        }
-        Ok(s)
-    });
-    let help = o.string("help", cx);
-    let type_key = o.key("type");
-    let typ = o.required("type", cx, string);
-    let buckets = o.get("buckets", cx, |v| {
-        let a = v.as_array().ok_or("expected a list of numbers")?;
-        let b: Vec<f64> = a
-            .iter()
-            .map(|x| x.as_f64().ok_or("expected a list of numbers"))
-            .collect::<Result<_, _>>()?;
-        if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) || b.iter().any(|x| !x.is_finite()) {
-            return Err("expected a non-empty list of increasing finite numbers".to_owned());
-        }
-        Ok(b)
-    });
-    let kind = match typ.as_deref() {
-        None => None,
-        Some("gauge") => Some(Kind::Gauge),
-        Some("counter") => Some(Kind::Counter),
-        Some("summary") => Some(Kind::Summary),
-        Some("histogram") => match buckets.clone() {
-            Some(b) => Some(Kind::Histogram(b)),
-            None => {
-                if !o.map.contains_key("buckets") {
-                    cx.err(&o.key("buckets"), "required for a histogram");
-                }
-                None
-            }
-        },
-        Some(other) => {
-            cx.err(
-                &type_key,
-                format!("unknown type {other:?}: expected gauge, counter, summary or histogram"),
-            );
-            None
-        }
-    };
-    if buckets.is_some() && !matches!(kind, Some(Kind::Histogram(_)) | None) {
-        cx.err(&o.key("buckets"), "only for a histogram");
-    }
-    let step_key = o.key("step");
-    let step = o.get("step", cx, string);
-    let step_index = match &step {
-        None => steps.len().checked_sub(1),
-        Some(s) => {
-            let i = steps.iter().position(|st| st.name == *s);
-            if i.is_none() {
-                cx.err(&step_key, format!("no step is named {s:?}"));
-            }
-            i
-        }
-    };
-    let path = o.get("path", cx, |v| Path::parse(&string(v)?));
-    let var = o.get("var", cx, string);
-    let source = match (path, var) {
-        (Some(p), None) => step_index.map(|step| Source::Path { step, path: p }),
-        (None, Some(v)) => {
-            if !vars.contains(&v) {
-                cx.err(&o.key("var"), format!("no step extracts a variable {v:?}"));
-            }
-            if step.is_some() {
-                cx.err(&step_key, "only with `path`");
-            }
-            Some(Source::Var(v))
-        }
-        (None, None) if o.map.contains_key("path") || o.map.contains_key("var") => None,
-        _ => {
-            cx.err(&o.path, "expected exactly one of `path` or `var`");
-            None
-        }
-    };
-    let label_key = o.key("labels");
-    let labels: Vec<(String, Path)> = o
-        .string_map("labels", cx)
-        .into_iter()
-        .filter_map(|(k, p)| match Path::parse(&p) {
-            Ok(p) => Some((k, p)),
-            Err(e) => {
-                cx.err(&format!("{label_key}.{k}"), e);
-                None
-            }
-        })
-        .collect();
-    if matches!(source, Some(Source::Var(_))) && !labels.is_empty() {
-        cx.err(&label_key, "labels from paths need `path`, not `var`");
-    }
-    let static_labels = o.string_map("static_labels", cx);
-    let mut label_names = BTreeSet::new();
-    for n in labels
-        .iter()
-        .map(|(n, _)| n)
-        .chain(static_labels.iter().map(|(n, _)| n))
-    {
-        if !crate::exposition::is_valid_label_name(n) || n.starts_with("__") {
-            cx.err(&label_key, format!("{n:?} is not a valid label name"));
-        } else if (n == "le" && matches!(kind, Some(Kind::Histogram(_))))
-            || (n == "quantile" && matches!(kind, Some(Kind::Summary)))
-        {
-            cx.err(&label_key, format!("{n:?} is reserved for this type"));
-        }
-        if !label_names.insert(n.clone()) {
-            cx.err(&label_key, format!("label {n:?} is set twice"));
-        }
-    }
-    let decimal_comma = o
-        .get("decimal", cx, |v| match v.as_str() {
-            Some(".") => Ok(false),
-            Some(",") => Ok(true),
-            _ => Err("expected \".\" or \",\"".to_owned()),
-        })
-        .unwrap_or(false);
-    let map = o
-        .get("map", cx, |v| {
-            let m = v.as_object().ok_or("expected a table of numbers")?;
-            m.iter()
-                .map(|(k, v)| {
-                    v.as_f64()
-                        .map(|n| (k.clone(), n))
-                        .ok_or_else(|| format!("`{k}`: expected a number"))
-                })
-                .collect::<Result<Vec<_>, String>>()
-        })
-        .unwrap_or_default();
-    let scale = o
-        .get("scale", cx, |v| {
-            v.as_f64()
-                .filter(|f| f.is_finite() && *f != 0.0)
-                .ok_or_else(|| "expected a non-zero number".to_owned())
-        })
-        .unwrap_or(1.0);
-    let delta = o
-        .get("delta", cx, |v| {
-            v.as_bool().ok_or_else(|| "expected a boolean".to_owned())
-        })
-        .unwrap_or(false);
-    if delta && !matches!(kind, Some(Kind::Counter) | None) {
-        cx.err(&o.key("delta"), "only for a counter");
-    }
-    let id = o.get("id", cx, |v| Path::parse(&string(v)?));
-    if id.is_some() && !matches!(kind, Some(Kind::Summary | Kind::Histogram(_)) | None) {
-        cx.err(&o.key("id"), "only for a summary or a histogram");
-    }
-    if let (Some(k), Some(n)) = (&kind, &name) {
-        if matches!(k, Kind::Summary | Kind::Histogram(_)) {
-            if let Some(Source::Path { path, .. }) = &source {
-                if !path.has_wildcard() {
-                    cx.err(
-                        &o.key("path"),
-                        "a summary or histogram needs a path with a wildcard ([*]) selecting its observations",
-                    );
-                }
-            }
-            if matches!(source, Some(Source::Var(_))) {
-                cx.err(&o.key("var"), "a summary or histogram needs `path`");
-            }
-            for suffix in ["_count", "_sum", "_bucket"] {
-                if n.ends_with(suffix) {
-                    cx.err(
-                        &name_key,
-                        format!("a {} name may not end with {suffix}", k.as_str()),
-                    );
-                }
-            }
-        }
-    }
-    Some(MetricSpec {
-        name: name?,
-        help: help.unwrap_or_default(),
-        kind: kind?,
-        source: source?,
-        labels,
-        static_labels,
-        format: NumberFormat {
-            decimal_comma,
-            map,
-            scale,
-        },
-        delta,
-        id,
     })
 }

@@ -623,6 +623,7 @@ url = "http://127.0.0.1:1/x"
 headers = { X = "${secret.nope}" }
 [[collectors.metrics]]
 type = "histogram"
+buckets = [1, 1]
 path = "items[*].v"
 "#,
     )
@@ -638,7 +639,7 @@ path = "items[*].v"
         "collector \"api_one\": `metrics[0].path`: invalid path \"a..b\"",
         "collector \"api_two\": `steps[0].headers.X`: `${secret.nope}` is not defined",
         "collector \"api_two\": `metrics[0].name`: required",
-        "collector \"api_two\": `metrics[0].buckets`: required for a histogram",
+        "collector \"api_two\": `metrics[0].buckets`: expected a non-empty list of increasing finite numbers",
     ] {
         assert!(err.contains(want), "{want:?} missing in:\n{err}");
     }

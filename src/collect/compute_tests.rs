@@ -251,3 +251,55 @@ path = "absent.value"
         "{err}"
     );
 }
+
+#[test]
+fn time_placeholders_and_key_secrets_are_configured() {
+    use super::spec::{Part, SecretSpec, Template};
+    let t = Template::parse("${now-1m}/${now|unix_ms}").unwrap();
+    assert!(matches!(&t.parts[0], Part::Now(r) if r.offset_ms == -60_000));
+    assert!(matches!(&t.parts[1], Part::Lit(l) if l == "/"));
+    let err = Template::parse("${now-1 fortnight}").unwrap_err();
+    assert!(err.contains("now-1m"), "{err}");
+    let err = Template::parse("${later}").unwrap_err();
+    assert!(err.contains("${now-1m}"), "{err}");
+    let c = super::tests::one(
+        r#"
+[[collectors]]
+name = "vo"
+secrets = { id = { file = "/etc/splunk", key = "API_ID" }, k = { file = "/etc/splunk" } }
+[[collectors.steps]]
+url = "http://h/x"
+query = { startedAfter = "${now-1m}" }
+headers = { X-VO-Api-Id = "${secret.id}", X-VO-Api-Key = "${secret.k}" }
+[[collectors.metrics]]
+name = "m"
+type = "gauge"
+path = "x"
+"#,
+    );
+    assert_eq!(
+        c.secrets[0].1,
+        SecretSpec::Key {
+            file: "/etc/splunk".into(),
+            key: "API_ID".into()
+        }
+    );
+    let err = parse(
+        r#"
+[[collectors]]
+name = "vo"
+secrets = { id = { env = "X", key = "API_ID" } }
+[[collectors.steps]]
+url = "http://h/x"
+[[collectors.metrics]]
+name = "m"
+type = "gauge"
+path = "x"
+"#,
+    )
+    .unwrap_err();
+    assert!(
+        err[0].contains("`secrets.id.key`: only with `file`"),
+        "{err:?}"
+    );
+}

@@ -5,6 +5,10 @@
 //! * [`spec`]: the definitions (`[[collectors]]` or `collectors_file`),
 //!   validated with every problem naming the collector and the key.
 //! * [`path`]: value paths (JSON pointer or dotted with `[*]`).
+//! * [`expr`]: bounded jq expressions for values and labels.
+//! * [`timeref`]: time placeholders (`${now-1m}`) in requests.
+//! * [`secret`]: secrets from a whole file, the environment or a
+//!   `KEY="value"` file.
 //! * [`value`]: number parsing (strings, comma decimals, booleans, value
 //!   maps, scale).
 //! * [`metrics`]: the mappings, delta counters, summaries and histograms.
@@ -15,7 +19,9 @@ pub mod expr;
 pub mod metrics;
 pub mod path;
 pub mod run;
+pub mod secret;
 pub mod spec;
+pub mod timeref;
 pub mod value;
 
 use std::sync::Arc;

@@ -432,6 +432,7 @@ fn expand(
                 vars.get(n)
                     .ok_or_else(|| format!("variable {n} was not extracted"))?,
             ),
+            Part::Now(t) => s.push_str(&t.render(chrono::Utc::now())),
         }
     }
     Ok(s)

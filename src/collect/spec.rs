@@ -14,6 +14,8 @@ use serde_json::{Map, Value};
 
 use super::expr::Expr;
 use super::path::{type_name, Path};
+pub use super::secret::SecretSpec;
+use super::timeref::TimeRef;
 use super::value::NumberFormat;
 use crate::config::SecretSource;
 
@@ -47,7 +49,7 @@ pub struct CollectorConfig {
     /// Skip TLS certificate verification.
     pub insecure_skip_verify: bool,
     /// Named secrets for `${secret.NAME}`: only where they are read from.
-    pub secrets: Vec<(String, SecretSource)>,
+    pub secrets: Vec<(String, SecretSpec)>,
     /// The HTTP requests, in order.
     pub steps: Vec<Step>,
     /// What becomes a metric.
@@ -65,7 +67,8 @@ impl CollectorConfig {
     }
 }
 
-/// Text with `${secret.NAME}` and `${var.NAME}` placeholders (`$$` is `$`).
+/// Text with `${secret.NAME}`, `${var.NAME}` and time (`${now-1m}`, see
+/// [`TimeRef`]) placeholders (`$$` is `$`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     /// As written.
@@ -83,6 +86,8 @@ pub enum Part {
     Secret(String),
     /// A variable extracted by an earlier step.
     Var(String),
+    /// The time of the request, moved and formatted.
+    Now(TimeRef),
 }
 
 impl Template {
@@ -102,13 +107,17 @@ impl Template {
                     .find('}')
                     .ok_or_else(|| format!("{s:?}: `${{` without `}}`"))?;
                 let inner = &r[..end];
-                let part = match inner.split_once('.') {
-                    Some(("secret", n)) if valid_name(n) => Part::Secret(n.to_owned()),
-                    Some(("var", n)) if valid_name(n) => Part::Var(n.to_owned()),
-                    _ => {
-                        return Err(format!(
-                            "{s:?}: unknown placeholder `${{{inner}}}`: expected ${{secret.NAME}} or ${{var.NAME}}"
-                        ))
+                let part = if let Some(t) = TimeRef::parse(inner) {
+                    Part::Now(t.map_err(|e| format!("{s:?}: `${{{inner}}}`: {e}"))?)
+                } else {
+                    match inner.split_once('.') {
+                        Some(("secret", n)) if valid_name(n) => Part::Secret(n.to_owned()),
+                        Some(("var", n)) if valid_name(n) => Part::Var(n.to_owned()),
+                        _ => {
+                            return Err(format!(
+                                "{s:?}: unknown placeholder `${{{inner}}}`: expected ${{secret.NAME}}, ${{var.NAME}} or ${{now}}, ${{now-1m}}, ${{now+1h|unix}}"
+                            ))
+                        }
                     }
                 };
                 if !lit.is_empty() {
@@ -685,7 +694,7 @@ fn collector(o: &mut Obj<'_>, cx: &mut Cx) -> Option<CollectorConfig> {
     })
 }
 
-fn secrets(o: &mut Obj<'_>, cx: &mut Cx) -> Vec<(String, SecretSource)> {
+fn secrets(o: &mut Obj<'_>, cx: &mut Cx) -> Vec<(String, SecretSpec)> {
     let Some(v) = o.raw("secrets") else {
         return Vec::new();
     };
@@ -706,17 +715,31 @@ fn secrets(o: &mut Obj<'_>, cx: &mut Cx) -> Vec<(String, SecretSource)> {
         let Some(t) = s.as_object() else {
             cx.err(
                 &key,
-                "expected a table such as { env = \"VAR\" } or { file = \"/path\" }",
+                "expected a table such as { env = \"VAR\" }, { file = \"/path\" } or { file = \"/path\", key = \"API_KEY\" }",
             );
             continue;
         };
         let mut so = Obj::new(&key, t);
         let file = so.string("file", cx);
         let env = so.string("env", cx);
+        let k = so.string("key", cx);
         so.finish(cx);
-        match (file, env) {
-            (Some(f), None) => out.push((name.clone(), SecretSource::File(PathBuf::from(f)))),
-            (None, Some(e)) => out.push((name.clone(), SecretSource::Env(e))),
+        match (file, env, k) {
+            (Some(f), None, None) => out.push((
+                name.clone(),
+                SecretSpec::Whole(SecretSource::File(PathBuf::from(f))),
+            )),
+            (Some(f), None, Some(k)) => out.push((
+                name.clone(),
+                SecretSpec::Key {
+                    file: PathBuf::from(f),
+                    key: k,
+                },
+            )),
+            (None, Some(e), None) => {
+                out.push((name.clone(), SecretSpec::Whole(SecretSource::Env(e))))
+            }
+            (None, Some(_), Some(_)) => cx.err(&format!("{key}.key"), "only with `file`"),
             _ => cx.err(&key, "expected exactly one of `file` or `env`"),
         }
     }

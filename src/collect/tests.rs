@@ -18,7 +18,7 @@ pub(super) fn parse(toml_text: &str) -> Result<Vec<CollectorConfig>, Vec<String>
     }
 }
 
-fn one(toml_text: &str) -> CollectorConfig {
+pub(super) fn one(toml_text: &str) -> CollectorConfig {
     parse(toml_text)
         .unwrap_or_else(|e| panic!("{e:?}"))
         .remove(0)

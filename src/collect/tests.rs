@@ -383,7 +383,12 @@ fn collectors_file_may_be_yaml_or_json() {
 #[test]
 fn the_committed_examples_are_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/collectors");
-    for f in ["vultr.toml", "incidents.yaml", "portal.toml"] {
+    for f in [
+        "vultr.toml",
+        "incidents.yaml",
+        "portal.toml",
+        "victorops.yaml",
+    ] {
         let c = parse(&format!(
             "collectors_file = \"{}\"\n",
             dir.join(f).display()

@@ -217,6 +217,8 @@ pub struct PollConfig {
     pub max_concurrent: usize,
     /// `[poll.register]`, when enabled.
     pub register: Option<RegisterConfig>,
+    /// `[[poll.mappings]]`: JSON bodies to metrics.
+    pub mappings: Vec<std::sync::Arc<crate::collect::mapping::JsonMapping>>,
 }
 
 /// One target to poll. Compared whole by the scheduler's reconciliation:
@@ -245,6 +247,10 @@ pub struct TargetConfig {
     pub max_body_bytes: usize,
     /// How long the last good data is served while polls fail.
     pub stale_after: Duration,
+    /// A JSON body is turned into metrics by this mapping (`mapping`).
+    pub mapping: Option<std::sync::Arc<crate::collect::mapping::JsonMapping>>,
+    /// Registered targets: removed after this many failed polls in a row.
+    pub evict_after_failures: Option<u32>,
 }
 
 /// Credentials of a polled target.
@@ -400,6 +406,14 @@ pub struct RegisterConfig {
     pub max_body_bytes: usize,
     /// Where registrations are kept across restarts; `None`: in memory only.
     pub registry_file: Option<PathBuf>,
+    /// Add `instance = <id>` to every series of a registered target.
+    pub instance_label: bool,
+    /// Remove a registration after this many failed polls in a row.
+    pub evict_after_failures: Option<u32>,
+    /// The mappings registrations may name.
+    pub mappings: Vec<std::sync::Arc<crate::collect::mapping::JsonMapping>>,
+    /// The aggregator seed's registration endpoint, when enabled.
+    pub compat: Option<crate::poll::compat::CompatConfig>,
 }
 
 /// Default for `poll.max_concurrent_polls`: enough to keep a few dozen
@@ -1237,6 +1251,7 @@ fn build_poll(
     let mut targets = legacy_targets(top, max_push_bytes, cx);
 
     let mut p = top.sub("poll", cx);
+    let mappings = crate::collect::mapping::from_config(p.raw("mappings"), &mut cx.problems);
     let max_concurrent = p
         .int("max_concurrent_polls", cx, 1, 10_000)
         .unwrap_or(DEFAULT_MAX_CONCURRENT_POLLS) as usize;
@@ -1252,7 +1267,12 @@ fn build_poll(
                                 table: Some(table),
                                 used: BTreeSet::new(),
                             };
-                            if let Some(t) = target(&mut sec, app_label, max_push_bytes, cx) {
+                            if let Some(mut t) = target(&mut sec, app_label, max_push_bytes, cx) {
+                                t.mapping = sec.get("mapping", cx, |v| {
+                                    let n =
+                                        v.as_str().ok_or_else(|| expected("a mapping name", v))?;
+                                    crate::collect::mapping::find(&mappings, n)
+                                });
                                 targets.push(t);
                             }
                             sec.finish(cx);
@@ -1270,7 +1290,7 @@ fn build_poll(
             )),
         }
     }
-    let register = build_register(&mut p, max_push_bytes, cx);
+    let register = build_register(&mut p, max_push_bytes, &mappings, cx);
     p.finish(cx);
 
     let mut seen: BTreeSet<&str> = BTreeSet::new();
@@ -1286,6 +1306,7 @@ fn build_poll(
         targets,
         max_concurrent,
         register,
+        mappings,
     }
 }
 
@@ -1345,6 +1366,8 @@ fn legacy_targets(top: &mut Section<'_>, max_push_bytes: usize, cx: &mut Cx) -> 
             labels: Vec::new(),
             max_body_bytes: max_push_bytes,
             stale_after: interval * DEFAULT_STALE_INTERVALS,
+            mapping: None,
+            evict_after_failures: None,
         })
         .collect()
 }
@@ -1568,12 +1591,15 @@ fn target(
         labels,
         max_body_bytes,
         stale_after,
+        mapping: None,
+        evict_after_failures: None,
     })
 }
 
 fn build_register(
     p: &mut Section<'_>,
     max_push_bytes: usize,
+    mappings: &[std::sync::Arc<crate::collect::mapping::JsonMapping>],
     cx: &mut Cx,
 ) -> Option<RegisterConfig> {
     let mut r = p.sub("register", cx);
@@ -1623,6 +1649,12 @@ fn build_register(
         .size("max_body_size", cx)
         .map_or(max_push_bytes, |n| n as usize);
     let registry_file = r.string("registry_file", cx).map(PathBuf::from);
+    let instance_label = r.bool("instance_label", cx).unwrap_or(true);
+    let evict_after_failures = r
+        .int("evict_after_failures", cx, 1, 1_000_000)
+        .map(|n| n as u32);
+    let compat =
+        crate::poll::compat::CompatConfig::from_config(r.raw("compat"), mappings, &mut cx.problems);
     if default_interval < min_interval {
         cx.problems
             .push("`poll.register.default_interval`: expected at least `min_interval`".to_owned());
@@ -1643,6 +1675,10 @@ fn build_register(
         timeout,
         max_body_bytes,
         registry_file,
+        instance_label,
+        evict_after_failures,
+        mappings: mappings.to_vec(),
+        compat,
     })
 }
 

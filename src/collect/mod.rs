@@ -11,11 +11,13 @@
 //!   `KEY="value"` file.
 //! * [`value`]: number parsing (strings, comma decimals, booleans, value
 //!   maps, scale).
+//! * [`mapping`]: the same metric syntax over a polled target's JSON body.
 //! * [`metrics`]: the mappings, delta counters, summaries and histograms.
 //! * [`run`]: one collector as a [`Job`](crate::poll::scheduler::Job) of the
 //!   poller's scheduler: steps, cookie jar, cache, store, self-metrics.
 
 pub mod expr;
+pub mod mapping;
 pub mod metrics;
 pub mod path;
 pub mod run;

@@ -963,3 +963,67 @@ fn extraction(o: &mut Obj<'_>, cx: &mut Cx) -> Option<Extract> {
         from: found.pop()?,
     })
 }
+
+/// The metrics of one `[[poll.mappings]]` table (`name`, `metrics`): the
+/// collector metric syntax over a polled target's JSON body (no steps, no
+/// variables). Problems name `poll.mappings[i]` and the key.
+pub(super) fn mapping(
+    v: &Value,
+    index: usize,
+    problems: &mut Vec<String>,
+) -> Option<(String, Vec<MetricSpec>)> {
+    let mut cx = Cx {
+        label: match v.get("name").and_then(Value::as_str) {
+            Some(n) => format!("mapping {n:?}"),
+            None => format!("poll.mappings[{index}]"),
+        },
+        problems: Vec::new(),
+    };
+    let Some(m) = v.as_object() else {
+        cx.err("", format!("expected a table, found {}", type_name(v)));
+        problems.append(&mut cx.problems);
+        return None;
+    };
+    let mut o = Obj::new("", m);
+    let name = o.required("name", &mut cx, |v| {
+        let s = string(v)?;
+        valid_name(&s)
+            .then_some(s)
+            .ok_or_else(|| "expected a name of letters, digits and _".to_owned())
+    });
+    // The body stands in for a step's response.
+    let body = Step {
+        name: "body".to_owned(),
+        method: "GET".to_owned(),
+        url: Template::parse("http://target/").expect("literal"),
+        query: Vec::new(),
+        headers: Vec::new(),
+        body: Body::None,
+        extract: Vec::new(),
+    };
+    let tables = tables(&mut o, "metrics", &mut cx);
+    if tables.is_empty() && !m.contains_key("metrics") {
+        cx.err("metrics", "required: at least one metric");
+    }
+    let mut metrics = Vec::new();
+    let mut names = BTreeSet::new();
+    for (path, t) in &tables {
+        let mut mo = Obj::new(path, t);
+        if let Some(spec) = metric::metric(
+            &mut mo,
+            std::slice::from_ref(&body),
+            &BTreeSet::new(),
+            &mut cx,
+        ) {
+            if !names.insert(spec.name.clone()) {
+                cx.err(&mo.key("name"), format!("{:?} is defined twice", spec.name));
+            }
+            metrics.push(spec);
+        }
+        mo.finish(&mut cx);
+    }
+    o.finish(&mut cx);
+    let ok = cx.problems.is_empty();
+    problems.append(&mut cx.problems);
+    ok.then_some((name?, metrics))
+}

@@ -91,6 +91,8 @@ struct Health {
     last_success: Option<Instant>,
     /// `None` before the first poll.
     up: Option<bool>,
+    /// Failed polls since the last success.
+    failures: u32,
 }
 
 /// A target as a scheduler job.
@@ -100,6 +102,10 @@ pub struct PollJob {
     store: Arc<Store>,
     client: OnceLock<Result<reqwest::Client, String>>,
     health: Mutex<Health>,
+    /// State of the JSON mapping (delta counters, observations).
+    mapped: crate::collect::mapping::MappingState,
+    /// Where to ask for eviction (registered targets).
+    evictions: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl std::fmt::Debug for PollJob {
@@ -147,7 +153,18 @@ impl PollJob {
             store,
             client: OnceLock::new(),
             health: Mutex::new(Health::default()),
+            mapped: Default::default(),
+            evictions: None,
         }
+    }
+
+    /// Asks `tx` for eviction after `evict_after_failures` failed polls.
+    pub fn with_evictions(
+        mut self,
+        tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> PollJob {
+        self.evictions = tx;
+        self
     }
 
     /// The target's definition.
@@ -188,6 +205,7 @@ impl PollJob {
             Ok(series) => {
                 health.last_success = Some(Instant::now());
                 health.up = Some(true);
+                health.failures = 0;
                 drop(health);
                 metrics.poll_result(name, elapsed, Ok(()));
                 if was_up != Some(true) {
@@ -199,7 +217,12 @@ impl PollJob {
                     .last_success
                     .is_none_or(|t| t.elapsed() >= self.def.stale_after);
                 health.up = Some(false);
+                health.failures = health.failures.saturating_add(1);
+                let evict = self.def.evict_after_failures == Some(health.failures);
                 drop(health);
+                if let (true, Some(tx)) = (evict, &self.evictions) {
+                    let _ = tx.send(name.clone());
+                }
                 metrics.poll_result(name, elapsed, Err(f.reason));
                 let message = format!("{}: {}", f.reason.as_str(), f.message);
                 self.store
@@ -261,6 +284,12 @@ impl PollJob {
 
     /// Parses, validates and commits a body; returns the number of series.
     async fn ingest(&self, body: String, openmetrics: bool) -> Result<usize, Failure> {
+        let body = match &self.def.mapping {
+            Some(m) => m
+                .render(&body, &self.mapped)
+                .map_err(|e| fail(PollFailure::InvalidBody, e))?,
+            None => body,
+        };
         let store = self.store.clone();
         let name = self.def.name.clone();
         let labels = self.def.labels.clone();

@@ -238,3 +238,89 @@ async fn the_seed_exporters_register_are_scraped_evicted_and_reach_influxdb() {
     );
     app.stop().await;
 }
+
+/// A configured target and a `POST /register` name a mapping too; without
+/// `evict_after_failures` a failing registered target stays registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polled_and_registered_targets_name_a_mapping_and_eviction_is_off_by_default() {
+    let (_a, a_addr) = start_exporter("127.0.0.1:0".parse().unwrap(), 1.5).await;
+    let (b, b_addr) = start_exporter("127.0.0.1:0".parse().unwrap(), 2.5).await;
+    let app = TestApp::with_config(&format!(
+        r#"
+[[poll.mappings]]
+name = "seed"
+metrics = [
+  {{ name = "cpu", type = "gauge", path = "cpu" }},
+  {{ name = "net_bytes", type = "gauge", expr = '.throughput | to_entries[] | {{direction: .key, value: .value}}', labels = {{ direction = "direction" }} }},
+]
+[[poll.targets]]
+name = "static-a"
+url = "http://{a_addr}/metrics"
+interval = "200ms"
+timeout = "150ms"
+mapping = "seed"
+[poll.register]
+min_interval = "100ms"
+default_interval = "200ms"
+"#
+    ))
+    .await;
+    let doc = json!({"id": "reg-b", "url": format!("http://{b_addr}/metrics"), "mapping": "seed"})
+        .to_string();
+    let r = request_with_body(
+        app.http,
+        "POST",
+        "/register",
+        &[("Content-Length", &doc.len().to_string())],
+        doc.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body_string());
+    eventually(|| async {
+        let m = app.metrics().await;
+        m.lines().any(|l| l == "cpu 1.5")
+            && metric("cpu").label("instance", "reg-b").get(&m) == Some(2.5)
+    })
+    .await;
+    let m = app.metrics().await;
+    assert_eq!(
+        metric("net_bytes")
+            .label("instance", "reg-b")
+            .label("direction", "bytes_recv")
+            .get(&m),
+        Some(1200.0),
+        "{m}"
+    );
+    // A configured target gets no instance label of ours.
+    assert!(!m.contains("instance=\"static-a\""), "{m}");
+    // An unknown mapping is refused with the names there are.
+    let bad = json!({"id": "reg-c", "url": format!("http://{b_addr}/metrics"), "mapping": "nope"})
+        .to_string();
+    let r = request_with_body(
+        app.http,
+        "POST",
+        "/register",
+        &[("Content-Length", &bad.len().to_string())],
+        bad.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body_string().contains("no mapping is named \\\"nope\\\""),
+        "{}",
+        r.body_string()
+    );
+    // Failing polls: down, but still registered (no eviction configured).
+    b.fail.store(true, Ordering::SeqCst);
+    let failures = || async {
+        metric("exporter_proxy_target_poll_failures_total")
+            .label("target", "reg-b")
+            .label("reason", "http_status")
+            .get(&app.metrics().await)
+            .unwrap_or(0.0)
+    };
+    eventually(|| async { failures().await >= 5.0 }).await;
+    let list = get(app.http, "/register").await.body_string();
+    assert!(list.contains("\"reg-b\""), "{list}");
+    app.stop().await;
+}

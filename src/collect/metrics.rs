@@ -22,12 +22,13 @@
 //! Evaluation is all or nothing: any error fails the cycle and leaves the
 //! state as it was.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 
-use super::path::{type_name, Path};
-use super::spec::{Kind, MetricSpec, Source};
+use super::path::type_name;
+use super::spec::{Kind, LabelFrom, MetricSpec, Missing, Observe, Source};
 use crate::exposition::{escape_help, escape_label_value, format_go_float};
 
 type Labels = Vec<(String, String)>;
@@ -90,42 +91,128 @@ pub fn evaluate(
     })
 }
 
-/// One element of a response: the node labels are read from, and the value.
+/// One element of a response: where it is, the node its labels are read
+/// from, and its value (`Err`: missing, with the message naming where).
 struct Element<'v> {
-    node: &'v Value,
-    value: &'v Value,
+    loc: String,
+    /// Where the value is (for messages).
+    value_loc: String,
+    node: Cow<'v, Value>,
+    value: Result<Cow<'v, Value>, String>,
 }
 
-fn elements<'v>(path: &Path, root: &'v Value) -> Result<Vec<Element<'v>>, String> {
-    match path.split_last_wildcard() {
-        None => Ok(vec![Element {
-            node: root,
-            value: path.one(root)?,
-        }]),
-        Some((head, tail)) => head
-            .select(root)?
+/// The elements of a path or an expression. Missing values stay in the
+/// elements (the caller applies `missing`); a missing array under a
+/// wildcard gives no elements unless `missing` is `fail`.
+fn elements<'v>(spec: &MetricSpec, source_root: &'v Value) -> Result<Vec<Element<'v>>, String> {
+    let root = source_root;
+    match &spec.source {
+        Source::Path { path, .. } => match path.split_last_wildcard() {
+            None => Ok(vec![match path.one_at(root, "") {
+                Ok((loc, v)) => Element {
+                    loc: String::new(),
+                    value_loc: loc,
+                    node: Cow::Borrowed(root),
+                    value: Ok(Cow::Borrowed(v)),
+                },
+                Err(e) if e.missing => Element {
+                    loc: String::new(),
+                    value_loc: String::new(),
+                    node: Cow::Borrowed(root),
+                    value: Err(e.message),
+                },
+                Err(e) => return Err(e.message),
+            }]),
+            Some((head, tail)) => {
+                let nodes = match head.select_at(root, "") {
+                    Ok(n) => n,
+                    Err(e) if e.missing && spec.missing != Missing::Fail => Vec::new(),
+                    Err(e) => return Err(e.message),
+                };
+                nodes
+                    .into_iter()
+                    .map(|(loc, node)| {
+                        let mut value_loc = loc.clone();
+                        let value = match tail.one_at(node, &loc) {
+                            Ok((l, v)) => {
+                                value_loc = l;
+                                Ok(Cow::Borrowed(v))
+                            }
+                            Err(e) if e.missing => Err(e.message),
+                            Err(e) => return Err(e.message),
+                        };
+                        Ok(Element {
+                            loc,
+                            value_loc,
+                            node: Cow::Borrowed(node),
+                            value,
+                        })
+                    })
+                    .collect()
+            }
+        },
+        Source::Expr { expr, .. } => Ok(expr
+            .eval(root)?
             .into_iter()
-            .map(|node| {
-                Ok(Element {
-                    node,
-                    value: tail.one(node)?,
-                })
+            .enumerate()
+            .map(|(i, out)| {
+                let loc = format!("output {i} of `{expr}`");
+                let value = match &out {
+                    Value::Object(m) => match m.get("value") {
+                        Some(v) => Ok(Cow::Owned(v.clone())),
+                        None => Err(format!("{loc}: an object without a `value` key")),
+                    },
+                    other => Ok(Cow::Owned(other.clone())),
+                };
+                Element {
+                    value_loc: loc.clone(),
+                    loc,
+                    node: Cow::Owned(out),
+                    value,
+                }
             })
-            .collect(),
+            .collect()),
+        Source::Var(_) => Ok(Vec::new()),
     }
 }
 
-fn labels_of(spec: &MetricSpec, root: &Value, node: &Value) -> Result<Labels, String> {
+/// The labels of an element; `None`: a label is missing and `missing` is
+/// `skip`.
+fn labels_of(spec: &MetricSpec, root: &Value, e: &Element<'_>) -> Result<Option<Labels>, String> {
     let mut out = Vec::with_capacity(spec.labels.len() + spec.static_labels.len());
-    for (name, p) in &spec.labels {
-        let v = p.one(if p.rooted { root } else { node })?;
-        let s = match v {
+    for (name, from) in &spec.labels {
+        let v: Result<Cow<'_, Value>, String> = match from {
+            LabelFrom::Path(p) => {
+                let r = if p.rooted {
+                    p.one_at(root, "")
+                } else {
+                    p.one_at(&e.node, &e.loc)
+                };
+                match r {
+                    Ok((_, v)) if !v.is_null() => Ok(Cow::Borrowed(v)),
+                    Ok(_) => Err(format!("path `{p}`: null")),
+                    Err(err) if err.missing => Err(err.message),
+                    Err(err) => return Err(format!("label {name}: {}", err.message)),
+                }
+            }
+            LabelFrom::Expr(x) => match x.eval(&e.node)?.into_iter().next() {
+                Some(v) if !v.is_null() => Ok(Cow::Owned(v)),
+                _ => Err(format!("expression `{x}` gave no value")),
+            },
+        };
+        let v = match v {
+            Ok(v) => v,
+            Err(_) if spec.missing == Missing::Skip => return Ok(None),
+            Err(m) => return Err(format!("label {name} is missing: {m}")),
+        };
+        let s = match v.as_ref() {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             other => {
                 return Err(format!(
-                    "label {name}: path `{p}`: expected a string, number or boolean, found {}",
+                    "label {name}: expected a string, number or boolean at {}, found {}",
+                    at(&e.loc),
                     type_name(other)
                 ))
             }
@@ -133,18 +220,17 @@ fn labels_of(spec: &MetricSpec, root: &Value, node: &Value) -> Result<Labels, St
         out.push((name.clone(), s));
     }
     out.extend(spec.static_labels.iter().cloned());
-    Ok(out)
+    Ok(Some(out))
 }
 
-fn one(
-    spec: &MetricSpec,
-    st: &mut MetricState,
-    input: &Inputs<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    // (labels, value) for gauges and counters; (labels, value, id) for observations.
-    let mut values: Vec<(Labels, Option<f64>, u64)> = Vec::new();
-    match &spec.source {
+/// (labels, value, identity) of every sample or observation; a `None`
+/// value is an observation not yet made (`null`).
+type Samples = Vec<(Labels, Option<f64>, u64)>;
+
+fn samples(spec: &MetricSpec, input: &Inputs<'_>) -> Result<Samples, String> {
+    let mut values = Samples::new();
+    let observation = matches!(spec.kind, Kind::Summary | Kind::Histogram(_));
+    let step = match &spec.source {
         Source::Var(v) => {
             let s = input
                 .vars
@@ -155,36 +241,75 @@ fn one(
                 .convert_str(s)
                 .map_err(|e| format!("variable {v}: {e}"))?;
             values.push((spec.static_labels.clone(), Some(n), 0));
+            return Ok(values);
         }
-        Source::Path { step, path } => {
-            let root = input
-                .json
-                .get(*step)
-                .and_then(Option::as_ref)
-                .ok_or("the response is not JSON")?;
-            for e in elements(path, root)? {
-                let labels = labels_of(spec, root, e.node)?;
-                let observation = matches!(spec.kind, Kind::Summary | Kind::Histogram(_));
-                let value = if observation && e.value.is_null() {
-                    None
-                } else {
-                    Some(
-                        spec.format
-                            .convert(e.value)
-                            .map_err(|err| format!("path `{path}`: {err}"))?,
-                    )
-                };
-                let id = match &spec.id {
-                    Some(p) if observation => {
-                        let v = p.one(e.node)?;
-                        xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes())
+        Source::Path { step, .. } | Source::Expr { step, .. } => *step,
+    };
+    let root = input
+        .json
+        .get(step)
+        .and_then(Option::as_ref)
+        .ok_or("the response is not JSON")?;
+    for e in elements(spec, root)? {
+        let Some(labels) = labels_of(spec, root, &e)? else {
+            continue;
+        };
+        let value =
+            match &e.value {
+                Ok(v) if v.is_null() && observation => None,
+                Ok(v) if !v.is_null() => Some(spec.format.convert(v).map_err(|err| {
+                    format!("{}: at {}: {err}", source_text(spec), at(&e.value_loc))
+                })?),
+                other => {
+                    let why = match other {
+                        Err(m) => m.clone(),
+                        Ok(_) => format!("{}: null at {}", source_text(spec), at(&e.value_loc)),
+                    };
+                    match spec.missing {
+                        Missing::Fail => return Err(format!("missing value: {why}")),
+                        Missing::Skip => continue,
+                        Missing::Default(d) => Some(d),
                     }
-                    _ => xxhash_rust::xxh3::xxh3_64(e.node.to_string().as_bytes()),
-                };
-                values.push((labels, value, id));
+                }
+            };
+        let id = match &spec.id {
+            Some(p) if observation => {
+                let (_, v) = p.one_at(&e.node, &e.loc).map_err(|err| err.message)?;
+                xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes())
             }
-        }
+            _ => xxhash_rust::xxh3::xxh3_64(e.node.to_string().as_bytes()),
+        };
+        values.push((labels, value, id));
     }
+    Ok(values)
+}
+
+/// A location for messages.
+fn at(loc: &str) -> String {
+    if loc.is_empty() {
+        "the root".to_owned()
+    } else if loc.starts_with("output ") {
+        loc.to_owned()
+    } else {
+        format!("`{loc}`")
+    }
+}
+
+fn source_text(spec: &MetricSpec) -> String {
+    match &spec.source {
+        Source::Path { path, .. } => format!("path `{path}`"),
+        Source::Expr { expr, .. } => format!("expression `{expr}`"),
+        Source::Var(v) => format!("variable {v}"),
+    }
+}
+
+fn one(
+    spec: &MetricSpec,
+    st: &mut MetricState,
+    input: &Inputs<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let values = samples(spec, input)?;
     header(out, spec);
     match &spec.kind {
         Kind::Gauge | Kind::Counter => {
@@ -210,53 +335,58 @@ fn one(
                 sample(out, &spec.name, "", &labels, None, v);
             }
         }
-        Kind::Summary | Kind::Histogram(_) => {
-            let bounds: &[f64] = match &spec.kind {
-                Kind::Histogram(b) => b,
-                _ => &[],
-            };
-            let mut now_seen = HashSet::new();
-            if spec.labels.is_empty() {
-                st.obs.entry(spec.static_labels.clone()).or_default();
-            }
-            for (labels, value, id) in values {
-                let Some(v) = value else { continue };
-                now_seen.insert(id);
-                if st.seen.contains(&id) {
-                    continue;
-                }
-                let o = st.obs.entry(labels).or_default();
-                o.buckets.resize(bounds.len(), 0);
-                o.count += 1;
-                o.sum += v;
-                if let Some(i) = bounds.iter().position(|b| v <= *b) {
-                    o.buckets[i] += 1;
-                }
-            }
-            st.seen = now_seen;
-            for (labels, o) in &st.obs {
-                if !bounds.is_empty() {
-                    let mut cum = 0;
-                    for (i, b) in bounds.iter().enumerate() {
-                        cum += o.buckets.get(i).copied().unwrap_or(0);
-                        let le = format_go_float(*b);
-                        sample(out, &spec.name, "_bucket", labels, Some(&le), cum as f64);
-                    }
-                    sample(
-                        out,
-                        &spec.name,
-                        "_bucket",
-                        labels,
-                        Some("+Inf"),
-                        o.count as f64,
-                    );
-                }
-                sample(out, &spec.name, "_sum", labels, None, o.sum);
-                sample(out, &spec.name, "_count", labels, None, o.count as f64);
-            }
-        }
+        Kind::Summary | Kind::Histogram(_) => observe(spec, st, values, out),
     }
     Ok(())
+}
+
+fn observe(spec: &MetricSpec, st: &mut MetricState, values: Samples, out: &mut Vec<u8>) {
+    let bounds: &[f64] = match &spec.kind {
+        Kind::Histogram(b) => b,
+        _ => &[],
+    };
+    let per_poll = spec.observe == Observe::PerPoll;
+    let mut now_seen = HashSet::new();
+    if spec.labels.is_empty() {
+        st.obs.entry(spec.static_labels.clone()).or_default();
+    }
+    for (labels, value, id) in values {
+        let Some(v) = value else { continue };
+        if !per_poll {
+            now_seen.insert(id);
+            if st.seen.contains(&id) {
+                continue;
+            }
+        }
+        let o = st.obs.entry(labels).or_default();
+        o.buckets.resize(bounds.len(), 0);
+        o.count += 1;
+        o.sum += v;
+        if let Some(i) = bounds.iter().position(|b| v <= *b) {
+            o.buckets[i] += 1;
+        }
+    }
+    st.seen = now_seen;
+    for (labels, o) in &st.obs {
+        if !bounds.is_empty() {
+            let mut cum = 0;
+            for (i, b) in bounds.iter().enumerate() {
+                cum += o.buckets.get(i).copied().unwrap_or(0);
+                let le = format_go_float(*b);
+                sample(out, &spec.name, "_bucket", labels, Some(&le), cum as f64);
+            }
+            sample(
+                out,
+                &spec.name,
+                "_bucket",
+                labels,
+                Some("+Inf"),
+                o.count as f64,
+            );
+        }
+        sample(out, &spec.name, "_sum", labels, None, o.sum);
+        sample(out, &spec.name, "_count", labels, None, o.count as f64);
+    }
 }
 
 fn header(out: &mut Vec<u8>, spec: &MetricSpec) {

@@ -5,16 +5,25 @@
 //! * [`spec`]: the definitions (`[[collectors]]` or `collectors_file`),
 //!   validated with every problem naming the collector and the key.
 //! * [`path`]: value paths (JSON pointer or dotted with `[*]`).
+//! * [`expr`]: bounded jq expressions for values and labels.
+//! * [`timeref`]: time placeholders (`${now-1m}`) in requests.
+//! * [`secret`]: secrets from a whole file, the environment or a
+//!   `KEY="value"` file.
 //! * [`value`]: number parsing (strings, comma decimals, booleans, value
 //!   maps, scale).
+//! * [`mapping`]: the same metric syntax over a polled target's JSON body.
 //! * [`metrics`]: the mappings, delta counters, summaries and histograms.
 //! * [`run`]: one collector as a [`Job`](crate::outbound::scheduler::Job) of the
 //!   poller's scheduler: steps, cookie jar, cache, store, self-metrics.
 
+pub mod expr;
+pub mod mapping;
 pub mod metrics;
 pub mod path;
 pub mod run;
+pub mod secret;
 pub mod spec;
+pub mod timeref;
 pub mod value;
 
 use std::sync::Arc;
@@ -57,5 +66,7 @@ impl Collectors {
     }
 }
 
+#[cfg(test)]
+mod compute_tests;
 #[cfg(test)]
 mod tests;

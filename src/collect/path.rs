@@ -85,32 +85,66 @@ impl Path {
     /// empty array; a missing key, an index out of range or a step into a
     /// scalar is an error.
     pub fn select<'v>(&self, root: &'v Value) -> Result<Vec<&'v Value>, String> {
-        let mut cur = vec![root];
-        for (i, seg) in self.segments.iter().enumerate() {
+        self.select_at(root, "")
+            .map(|v| v.into_iter().map(|(_, x)| x).collect())
+            .map_err(|e| e.message)
+    }
+
+    /// Like [`Path::select`], each value with its concrete location (array
+    /// indices filled in), `base` being the location of `root` (empty: the
+    /// response's root). The error says whether the value is missing (a
+    /// key absent, an index out of range, a `null` on the way) or of the
+    /// wrong type, and names the exact location.
+    pub fn select_at<'v>(
+        &self,
+        root: &'v Value,
+        base: &str,
+    ) -> Result<Vec<(String, &'v Value)>, PathError> {
+        let mut cur = vec![(base.to_owned(), root)];
+        for seg in &self.segments {
             let mut next = Vec::with_capacity(cur.len());
-            for v in cur {
-                let at = || self.prefix(i);
+            for (loc, v) in cur {
+                let at = || {
+                    if loc.is_empty() {
+                        "the root".to_owned()
+                    } else {
+                        format!("`{loc}`")
+                    }
+                };
+                let missing = |message: String| PathError {
+                    missing: true,
+                    message,
+                };
                 match (seg, v) {
                     (Segment::Key(k), Value::Object(m)) => match m.get(k) {
-                        Some(x) => next.push(x),
+                        Some(x) => next.push((join_key(&loc, k), x)),
                         None => {
-                            return Err(format!("path `{self}`: no key {k:?} at {}", at()));
+                            return Err(missing(format!(
+                                "path `{self}`: no key {k:?} at {}",
+                                at()
+                            )));
                         }
                     },
                     (Segment::Index(n), Value::Array(a)) => match a.get(*n) {
-                        Some(x) => next.push(x),
+                        Some(x) => next.push((format!("{loc}[{n}]"), x)),
                         None => {
-                            return Err(format!(
+                            return Err(missing(format!(
                                 "path `{self}`: index {n} is out of range at {} (length {})",
                                 at(),
                                 a.len()
-                            ));
+                            )));
                         }
                     },
-                    (Segment::Wildcard, Value::Array(a)) => next.extend(a.iter()),
-                    (Segment::Wildcard, Value::Object(m)) => next.extend(m.values()),
+                    (Segment::Wildcard, Value::Array(a)) => next.extend(
+                        a.iter()
+                            .enumerate()
+                            .map(|(i, x)| (format!("{loc}[{i}]"), x)),
+                    ),
+                    (Segment::Wildcard, Value::Object(m)) => {
+                        next.extend(m.iter().map(|(k, x)| (join_key(&loc, k), x)))
+                    }
                     (_, other) => {
-                        return Err(format!(
+                        let message = format!(
                             "path `{self}`: expected {} at {}, found {}",
                             match seg {
                                 Segment::Key(_) => "an object",
@@ -119,7 +153,11 @@ impl Path {
                             },
                             at(),
                             type_name(other)
-                        ));
+                        );
+                        return Err(PathError {
+                            missing: other.is_null(),
+                            message,
+                        });
                     }
                 }
             }
@@ -130,10 +168,22 @@ impl Path {
 
     /// The single value selected by a path without wildcard.
     pub fn one<'v>(&self, root: &'v Value) -> Result<&'v Value, String> {
-        let mut all = self.select(root)?;
+        self.one_at(root, "").map(|(_, v)| v).map_err(|e| e.message)
+    }
+
+    /// [`Path::one`] with the location, relative to `base`.
+    pub fn one_at<'v>(
+        &self,
+        root: &'v Value,
+        base: &str,
+    ) -> Result<(String, &'v Value), PathError> {
+        let mut all = self.select_at(root, base)?;
         match all.len() {
             1 => Ok(all.remove(0)),
-            n => Err(format!("path `{self}`: expected one value, found {n}")),
+            n => Err(PathError {
+                missing: n == 0,
+                message: format!("path `{self}`: expected one value, found {n}"),
+            }),
         }
     }
 
@@ -157,25 +207,27 @@ impl Path {
         };
         Some((head, tail))
     }
+}
 
-    fn prefix(&self, n: usize) -> String {
-        if n == 0 {
-            return "the root".to_owned();
-        }
-        let mut s = String::from("`");
-        for (i, seg) in self.segments[..n].iter().enumerate() {
-            match seg {
-                Segment::Key(k) if i == 0 => s.push_str(k),
-                Segment::Key(k) => {
-                    s.push('.');
-                    s.push_str(k);
-                }
-                Segment::Index(n) => s.push_str(&format!("[{n}]")),
-                Segment::Wildcard => s.push_str("[*]"),
-            }
-        }
-        s.push('`');
-        s
+/// A path that does not match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathError {
+    /// The value is missing (rather than of the wrong type).
+    pub missing: bool,
+    /// What happened, naming the path and the exact location.
+    pub message: String,
+}
+
+/// `loc.key`, or `loc["key"]` when the key is not a plain name.
+fn join_key(loc: &str, k: &str) -> String {
+    let plain = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && k != "*";
+    match (plain, loc.is_empty()) {
+        (true, true) => k.to_owned(),
+        (true, false) => format!("{loc}.{k}"),
+        (false, _) => format!("{loc}[{k:?}]"),
     }
 }
 

@@ -210,7 +210,7 @@ impl CollectJob {
             .metrics
             .iter()
             .filter_map(|m| match &m.source {
-                Source::Path { step, .. } => Some(*step),
+                Source::Path { step, .. } | Source::Expr { step, .. } => Some(*step),
                 Source::Var(_) => None,
             })
             .collect();
@@ -231,14 +231,20 @@ impl CollectJob {
                 json.push(None);
             }
         }
-        let evaluated = evaluate(
-            &self.def.metrics,
-            &inner.state,
-            &Inputs {
+        // On the blocking pool: jq expressions may compute for a while
+        // (bounded, see `collect::expr`).
+        let (specs, state) = (self.def.metrics.clone(), inner.state.clone());
+        let collector = self.def.name.clone();
+        let evaluated = tokio::task::spawn_blocking(move || {
+            let input = Inputs {
                 json: &json,
                 vars: &vars,
-            },
-        )
+            };
+            evaluate(&specs, &state, &input).map_err(|e| format!("collector {collector}: {e}"))
+        })
+        .await
+        .map_err(|e| format!("evaluation failed: {e}"))
+        .and_then(|r| r)
         .map_err(|e| fail(PollFailure::InvalidBody, e))?;
         let to_failure = |e: crate::store::PushError| {
             let reason = match e.reason {
@@ -399,6 +405,7 @@ fn expand(
                 vars.get(n)
                     .ok_or_else(|| format!("variable {n} was not extracted"))?,
             ),
+            Part::Now(t) => s.push_str(&t.render(chrono::Utc::now())),
         }
     }
     Ok(s)

@@ -12,9 +12,14 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use super::expr::Expr;
 use super::path::{type_name, Path};
+pub use super::secret::SecretSpec;
+use super::timeref::TimeRef;
 use super::value::NumberFormat;
 use crate::secret::SecretSource;
+
+mod metric;
 
 /// Default time between two cycles.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -44,7 +49,7 @@ pub struct CollectorConfig {
     /// Skip TLS certificate verification.
     pub insecure_skip_verify: bool,
     /// Named secrets for `${secret.NAME}`: only where they are read from.
-    pub secrets: Vec<(String, SecretSource)>,
+    pub secrets: Vec<(String, SecretSpec)>,
     /// The HTTP requests, in order.
     pub steps: Vec<Step>,
     /// What becomes a metric.
@@ -62,7 +67,8 @@ impl CollectorConfig {
     }
 }
 
-/// Text with `${secret.NAME}` and `${var.NAME}` placeholders (`$$` is `$`).
+/// Text with `${secret.NAME}`, `${var.NAME}` and time (`${now-1m}`, see
+/// [`TimeRef`]) placeholders (`$$` is `$`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
     /// As written.
@@ -80,6 +86,8 @@ pub enum Part {
     Secret(String),
     /// A variable extracted by an earlier step.
     Var(String),
+    /// The time of the request, moved and formatted.
+    Now(TimeRef),
 }
 
 impl Template {
@@ -99,13 +107,17 @@ impl Template {
                     .find('}')
                     .ok_or_else(|| format!("{s:?}: `${{` without `}}`"))?;
                 let inner = &r[..end];
-                let part = match inner.split_once('.') {
-                    Some(("secret", n)) if valid_name(n) => Part::Secret(n.to_owned()),
-                    Some(("var", n)) if valid_name(n) => Part::Var(n.to_owned()),
-                    _ => {
-                        return Err(format!(
-                            "{s:?}: unknown placeholder `${{{inner}}}`: expected ${{secret.NAME}} or ${{var.NAME}}"
-                        ))
+                let part = if let Some(t) = TimeRef::parse(inner) {
+                    Part::Now(t.map_err(|e| format!("{s:?}: `${{{inner}}}`: {e}"))?)
+                } else {
+                    match inner.split_once('.') {
+                        Some(("secret", n)) if valid_name(n) => Part::Secret(n.to_owned()),
+                        Some(("var", n)) if valid_name(n) => Part::Var(n.to_owned()),
+                        _ => {
+                            return Err(format!(
+                                "{s:?}: unknown placeholder `${{{inner}}}`: expected ${{secret.NAME}}, ${{var.NAME}} or ${{now}}, ${{now-1m}}, ${{now+1h|unix}}"
+                            ))
+                        }
                     }
                 };
                 if !lit.is_empty() {
@@ -245,7 +257,51 @@ pub enum Source {
     },
     /// A variable extracted by a step (HTML pages, headers).
     Var(String),
+    /// A jq expression over the JSON response of a step: each output is
+    /// an element (a value, or an object with `value` and label keys).
+    Expr {
+        /// Index into `steps`.
+        step: usize,
+        /// The expression.
+        expr: Expr,
+    },
 }
+
+/// Where a label's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelFrom {
+    /// A path, relative to the element unless it starts with `$`.
+    Path(Path),
+    /// A jq expression over the element: its first output.
+    Expr(Expr),
+}
+
+/// When a summary or histogram observes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observe {
+    /// Each element (of a wildcard path or an expression) once, when it is
+    /// first seen.
+    PerElement,
+    /// Every value, every poll (collectington's meaning: `_count` counts
+    /// polls).
+    PerPoll,
+}
+
+/// What a missing value (or label) does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Missing {
+    /// The cycle fails (all or nothing).
+    Fail,
+    /// The sample is left out.
+    Skip,
+    /// The value is this number (a missing label still fails).
+    Default(f64),
+}
+
+/// The default buckets of the Prometheus client libraries.
+pub const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// One metric family of a collector.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,9 +314,9 @@ pub struct MetricSpec {
     pub kind: Kind,
     /// Values.
     pub source: Source,
-    /// Labels from paths (relative to the element of the value path's last
-    /// wildcard unless they start with `$`).
-    pub labels: Vec<(String, Path)>,
+    /// Labels from paths or expressions (relative to the element: of the
+    /// value path's last wildcard, or an expression's output).
+    pub labels: Vec<(String, LabelFrom)>,
     /// Fixed labels.
     pub static_labels: Vec<(String, String)>,
     /// Number parsing and scaling.
@@ -270,6 +326,10 @@ pub struct MetricSpec {
     /// Summaries and histograms: the identity of an observation (relative
     /// to its element), so that it is counted once.
     pub id: Option<Path>,
+    /// Summaries and histograms: per element or per poll.
+    pub observe: Observe,
+    /// What a missing value does.
+    pub missing: Missing,
 }
 
 /// Builds the collectors from the config's `collectors` and
@@ -612,7 +672,7 @@ fn collector(o: &mut Obj<'_>, cx: &mut Cx) -> Option<CollectorConfig> {
     let mut names = BTreeSet::new();
     for (path, t) in &metric_tables {
         let mut mo = Obj::new(path, t);
-        if let Some(m) = metric(&mut mo, &steps, &vars, cx) {
+        if let Some(m) = metric::metric(&mut mo, &steps, &vars, cx) {
             if !names.insert(m.name.clone()) {
                 cx.err(&mo.key("name"), format!("{:?} is defined twice", m.name));
             }
@@ -634,7 +694,7 @@ fn collector(o: &mut Obj<'_>, cx: &mut Cx) -> Option<CollectorConfig> {
     })
 }
 
-fn secrets(o: &mut Obj<'_>, cx: &mut Cx) -> Vec<(String, SecretSource)> {
+fn secrets(o: &mut Obj<'_>, cx: &mut Cx) -> Vec<(String, SecretSpec)> {
     let Some(v) = o.raw("secrets") else {
         return Vec::new();
     };
@@ -655,17 +715,31 @@ fn secrets(o: &mut Obj<'_>, cx: &mut Cx) -> Vec<(String, SecretSource)> {
         let Some(t) = s.as_object() else {
             cx.err(
                 &key,
-                "expected a table such as { env = \"VAR\" } or { file = \"/path\" }",
+                "expected a table such as { env = \"VAR\" }, { file = \"/path\" } or { file = \"/path\", key = \"API_KEY\" }",
             );
             continue;
         };
         let mut so = Obj::new(&key, t);
         let file = so.string("file", cx);
         let env = so.string("env", cx);
+        let k = so.string("key", cx);
         so.finish(cx);
-        match (file, env) {
-            (Some(f), None) => out.push((name.clone(), SecretSource::File(PathBuf::from(f)))),
-            (None, Some(e)) => out.push((name.clone(), SecretSource::Env(e))),
+        match (file, env, k) {
+            (Some(f), None, None) => out.push((
+                name.clone(),
+                SecretSpec::Whole(SecretSource::File(PathBuf::from(f))),
+            )),
+            (Some(f), None, Some(k)) => out.push((
+                name.clone(),
+                SecretSpec::Key {
+                    file: PathBuf::from(f),
+                    key: k,
+                },
+            )),
+            (None, Some(e), None) => {
+                out.push((name.clone(), SecretSpec::Whole(SecretSource::Env(e))))
+            }
+            (None, Some(_), Some(_)) => cx.err(&format!("{key}.key"), "only with `file`"),
             _ => cx.err(&key, "expected exactly one of `file` or `env`"),
         }
     }
@@ -890,200 +964,66 @@ fn extraction(o: &mut Obj<'_>, cx: &mut Cx) -> Option<Extract> {
     })
 }
 
-fn metric(
-    o: &mut Obj<'_>,
-    steps: &[Step],
-    vars: &BTreeSet<String>,
-    cx: &mut Cx,
-) -> Option<MetricSpec> {
-    let name_key = o.key("name");
-    let name = o.required("name", cx, |v| {
+/// The metrics of one `[[poll.mappings]]` table (`name`, `metrics`): the
+/// collector metric syntax over a polled target's JSON body (no steps, no
+/// variables). Problems name `poll.mappings[i]` and the key.
+pub(super) fn mapping(
+    v: &Value,
+    index: usize,
+    problems: &mut Vec<String>,
+) -> Option<(String, Vec<MetricSpec>)> {
+    let mut cx = Cx {
+        label: match v.get("name").and_then(Value::as_str) {
+            Some(n) => format!("mapping {n:?}"),
+            None => format!("poll.mappings[{index}]"),
+        },
+        problems: Vec::new(),
+    };
+    let Some(m) = v.as_object() else {
+        cx.err("", format!("expected a table, found {}", type_name(v)));
+        problems.append(&mut cx.problems);
+        return None;
+    };
+    let mut o = Obj::new("", m);
+    let name = o.required("name", &mut cx, |v| {
         let s = string(v)?;
-        if !crate::exposition::is_valid_metric_name(&s) {
-            return Err(format!("{s:?} is not a valid metric name"));
-        }
-        if s.starts_with("exporter_proxy_") {
-            return Err("names starting with exporter_proxy_ are reserved".to_owned());
-        }
-        Ok(s)
+        valid_name(&s)
+            .then_some(s)
+            .ok_or_else(|| "expected a name of letters, digits and _".to_owned())
     });
-    let help = o.string("help", cx);
-    let type_key = o.key("type");
-    let typ = o.required("type", cx, string);
-    let buckets = o.get("buckets", cx, |v| {
-        let a = v.as_array().ok_or("expected a list of numbers")?;
-        let b: Vec<f64> = a
-            .iter()
-            .map(|x| x.as_f64().ok_or("expected a list of numbers"))
-            .collect::<Result<_, _>>()?;
-        if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) || b.iter().any(|x| !x.is_finite()) {
-            return Err("expected a non-empty list of increasing finite numbers".to_owned());
-        }
-        Ok(b)
-    });
-    let kind = match typ.as_deref() {
-        None => None,
-        Some("gauge") => Some(Kind::Gauge),
-        Some("counter") => Some(Kind::Counter),
-        Some("summary") => Some(Kind::Summary),
-        Some("histogram") => match buckets.clone() {
-            Some(b) => Some(Kind::Histogram(b)),
-            None => {
-                if !o.map.contains_key("buckets") {
-                    cx.err(&o.key("buckets"), "required for a histogram");
-                }
-                None
-            }
-        },
-        Some(other) => {
-            cx.err(
-                &type_key,
-                format!("unknown type {other:?}: expected gauge, counter, summary or histogram"),
-            );
-            None
-        }
+    // The body stands in for a step's response.
+    let body = Step {
+        name: "body".to_owned(),
+        method: "GET".to_owned(),
+        url: Template::parse("http://target/").expect("literal"),
+        query: Vec::new(),
+        headers: Vec::new(),
+        body: Body::None,
+        extract: Vec::new(),
     };
-    if buckets.is_some() && !matches!(kind, Some(Kind::Histogram(_)) | None) {
-        cx.err(&o.key("buckets"), "only for a histogram");
+    let tables = tables(&mut o, "metrics", &mut cx);
+    if tables.is_empty() && !m.contains_key("metrics") {
+        cx.err("metrics", "required: at least one metric");
     }
-    let step_key = o.key("step");
-    let step = o.get("step", cx, string);
-    let step_index = match &step {
-        None => steps.len().checked_sub(1),
-        Some(s) => {
-            let i = steps.iter().position(|st| st.name == *s);
-            if i.is_none() {
-                cx.err(&step_key, format!("no step is named {s:?}"));
+    let mut metrics = Vec::new();
+    let mut names = BTreeSet::new();
+    for (path, t) in &tables {
+        let mut mo = Obj::new(path, t);
+        if let Some(spec) = metric::metric(
+            &mut mo,
+            std::slice::from_ref(&body),
+            &BTreeSet::new(),
+            &mut cx,
+        ) {
+            if !names.insert(spec.name.clone()) {
+                cx.err(&mo.key("name"), format!("{:?} is defined twice", spec.name));
             }
-            i
+            metrics.push(spec);
         }
-    };
-    let path = o.get("path", cx, |v| Path::parse(&string(v)?));
-    let var = o.get("var", cx, string);
-    let source = match (path, var) {
-        (Some(p), None) => step_index.map(|step| Source::Path { step, path: p }),
-        (None, Some(v)) => {
-            if !vars.contains(&v) {
-                cx.err(&o.key("var"), format!("no step extracts a variable {v:?}"));
-            }
-            if step.is_some() {
-                cx.err(&step_key, "only with `path`");
-            }
-            Some(Source::Var(v))
-        }
-        (None, None) if o.map.contains_key("path") || o.map.contains_key("var") => None,
-        _ => {
-            cx.err(&o.path, "expected exactly one of `path` or `var`");
-            None
-        }
-    };
-    let label_key = o.key("labels");
-    let labels: Vec<(String, Path)> = o
-        .string_map("labels", cx)
-        .into_iter()
-        .filter_map(|(k, p)| match Path::parse(&p) {
-            Ok(p) => Some((k, p)),
-            Err(e) => {
-                cx.err(&format!("{label_key}.{k}"), e);
-                None
-            }
-        })
-        .collect();
-    if matches!(source, Some(Source::Var(_))) && !labels.is_empty() {
-        cx.err(&label_key, "labels from paths need `path`, not `var`");
+        mo.finish(&mut cx);
     }
-    let static_labels = o.string_map("static_labels", cx);
-    let mut label_names = BTreeSet::new();
-    for n in labels
-        .iter()
-        .map(|(n, _)| n)
-        .chain(static_labels.iter().map(|(n, _)| n))
-    {
-        if !crate::exposition::is_valid_label_name(n) || n.starts_with("__") {
-            cx.err(&label_key, format!("{n:?} is not a valid label name"));
-        } else if (n == "le" && matches!(kind, Some(Kind::Histogram(_))))
-            || (n == "quantile" && matches!(kind, Some(Kind::Summary)))
-        {
-            cx.err(&label_key, format!("{n:?} is reserved for this type"));
-        }
-        if !label_names.insert(n.clone()) {
-            cx.err(&label_key, format!("label {n:?} is set twice"));
-        }
-    }
-    let decimal_comma = o
-        .get("decimal", cx, |v| match v.as_str() {
-            Some(".") => Ok(false),
-            Some(",") => Ok(true),
-            _ => Err("expected \".\" or \",\"".to_owned()),
-        })
-        .unwrap_or(false);
-    let map = o
-        .get("map", cx, |v| {
-            let m = v.as_object().ok_or("expected a table of numbers")?;
-            m.iter()
-                .map(|(k, v)| {
-                    v.as_f64()
-                        .map(|n| (k.clone(), n))
-                        .ok_or_else(|| format!("`{k}`: expected a number"))
-                })
-                .collect::<Result<Vec<_>, String>>()
-        })
-        .unwrap_or_default();
-    let scale = o
-        .get("scale", cx, |v| {
-            v.as_f64()
-                .filter(|f| f.is_finite() && *f != 0.0)
-                .ok_or_else(|| "expected a non-zero number".to_owned())
-        })
-        .unwrap_or(1.0);
-    let delta = o
-        .get("delta", cx, |v| {
-            v.as_bool().ok_or_else(|| "expected a boolean".to_owned())
-        })
-        .unwrap_or(false);
-    if delta && !matches!(kind, Some(Kind::Counter) | None) {
-        cx.err(&o.key("delta"), "only for a counter");
-    }
-    let id = o.get("id", cx, |v| Path::parse(&string(v)?));
-    if id.is_some() && !matches!(kind, Some(Kind::Summary | Kind::Histogram(_)) | None) {
-        cx.err(&o.key("id"), "only for a summary or a histogram");
-    }
-    if let (Some(k), Some(n)) = (&kind, &name) {
-        if matches!(k, Kind::Summary | Kind::Histogram(_)) {
-            if let Some(Source::Path { path, .. }) = &source {
-                if !path.has_wildcard() {
-                    cx.err(
-                        &o.key("path"),
-                        "a summary or histogram needs a path with a wildcard ([*]) selecting its observations",
-                    );
-                }
-            }
-            if matches!(source, Some(Source::Var(_))) {
-                cx.err(&o.key("var"), "a summary or histogram needs `path`");
-            }
-            for suffix in ["_count", "_sum", "_bucket"] {
-                if n.ends_with(suffix) {
-                    cx.err(
-                        &name_key,
-                        format!("a {} name may not end with {suffix}", k.as_str()),
-                    );
-                }
-            }
-        }
-    }
-    Some(MetricSpec {
-        name: name?,
-        help: help.unwrap_or_default(),
-        kind: kind?,
-        source: source?,
-        labels,
-        static_labels,
-        format: NumberFormat {
-            decimal_comma,
-            map,
-            scale,
-        },
-        delta,
-        id,
-    })
+    o.finish(&mut cx);
+    let ok = cx.problems.is_empty();
+    problems.append(&mut cx.problems);
+    ok.then_some((name?, metrics))
 }

@@ -7,7 +7,7 @@ use super::path::Path;
 use super::spec::{self, CollectorConfig, Part, Template};
 use super::value::NumberFormat;
 
-fn parse(toml_text: &str) -> Result<Vec<CollectorConfig>, Vec<String>> {
+pub(super) fn parse(toml_text: &str) -> Result<Vec<CollectorConfig>, Vec<String>> {
     let v: toml::Table = toml::from_str(toml_text).unwrap();
     let mut problems = Vec::new();
     let out = spec::from_config(v.get("collectors"), v.get("collectors_file"), &mut problems);
@@ -18,24 +18,24 @@ fn parse(toml_text: &str) -> Result<Vec<CollectorConfig>, Vec<String>> {
     }
 }
 
-fn one(toml_text: &str) -> CollectorConfig {
+pub(super) fn one(toml_text: &str) -> CollectorConfig {
     parse(toml_text)
         .unwrap_or_else(|e| panic!("{e:?}"))
         .remove(0)
 }
 
-const BASE: &str = r#"
+pub(super) const BASE: &str = r#"
 [[collectors]]
 name = "c"
 [[collectors.steps]]
 url = "http://127.0.0.1:1/data"
 "#;
 
-fn with_metrics(metrics: &str) -> CollectorConfig {
+pub(super) fn with_metrics(metrics: &str) -> CollectorConfig {
     one(&format!("{BASE}{metrics}"))
 }
 
-fn run(
+pub(super) fn run(
     c: &CollectorConfig,
     state: &State,
     body: serde_json::Value,
@@ -156,6 +156,7 @@ extract = [{ var = "tok", css = "input[", attr = "value" }, { var = "v", json = 
 name = "m"
 type = "summary"
 path = "total"
+observe = "per_element"
 delta = true
 labels = { "bad-label" = "x" }
 [[collectors.metrics]]
@@ -177,7 +178,7 @@ interval = "1m"
         "collector \"a\": `steps[0].headers.Host2`: `${var.host}` is not extracted by an earlier step",
         "collector \"a\": `steps[0].extract[0].css`: invalid CSS selector",
         "collector \"a\": `steps[0].extract[1]`: expected exactly one of",
-        "collector \"a\": `metrics[0].path`: a summary or histogram needs a path with a wildcard",
+        "collector \"a\": `metrics[0].observe`: per_element needs a path with a wildcard",
         "collector \"a\": `metrics[0].delta`: only for a counter",
         "collector \"a\": `metrics[0].labels`: \"bad-label\" is not a valid label name",
         "collector \"a\": `metrics[1].name`: \"m\" is defined twice",
@@ -382,7 +383,12 @@ fn collectors_file_may_be_yaml_or_json() {
 #[test]
 fn the_committed_examples_are_valid() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/collectors");
-    for f in ["vultr.toml", "incidents.yaml", "portal.toml"] {
+    for f in [
+        "vultr.toml",
+        "incidents.yaml",
+        "portal.toml",
+        "victorops.yaml",
+    ] {
         let c = parse(&format!(
             "collectors_file = \"{}\"\n",
             dir.join(f).display()

@@ -21,6 +21,7 @@ pub(super) fn build_poll(
     let mut targets = legacy_targets(top, max_push_bytes, cx);
 
     let mut p = top.sub("poll", cx);
+    let mappings = crate::collect::mapping::from_config(p.raw("mappings"), &mut cx.problems);
     let max_concurrent = p
         .int("max_concurrent_polls", cx, 1, 10_000)
         .unwrap_or(DEFAULT_MAX_CONCURRENT_POLLS) as usize;
@@ -36,7 +37,12 @@ pub(super) fn build_poll(
                                 table: Some(table),
                                 used: BTreeSet::new(),
                             };
-                            if let Some(t) = target(&mut sec, app_label, max_push_bytes, cx) {
+                            if let Some(mut t) = target(&mut sec, app_label, max_push_bytes, cx) {
+                                t.mapping = sec.get("mapping", cx, |v| {
+                                    let n =
+                                        v.as_str().ok_or_else(|| expected("a mapping name", v))?;
+                                    crate::collect::mapping::find(&mappings, n)
+                                });
                                 targets.push(t);
                             }
                             sec.finish(cx);
@@ -54,7 +60,7 @@ pub(super) fn build_poll(
             )),
         }
     }
-    let register = build_register(&mut p, max_push_bytes, cx);
+    let register = build_register(&mut p, max_push_bytes, &mappings, cx);
     p.finish(cx);
 
     let mut seen: BTreeSet<&str> = BTreeSet::new();
@@ -70,6 +76,7 @@ pub(super) fn build_poll(
         targets,
         max_concurrent,
         register,
+        mappings,
     }
 }
 
@@ -133,6 +140,8 @@ pub(super) fn legacy_targets(
             labels: Vec::new(),
             max_body_bytes: max_push_bytes,
             stale_after: interval * DEFAULT_STALE_INTERVALS,
+            mapping: None,
+            evict_after_failures: None,
         })
         .collect()
 }
@@ -308,12 +317,15 @@ pub(super) fn target(
         labels,
         max_body_bytes,
         stale_after,
+        mapping: None,
+        evict_after_failures: None,
     })
 }
 
 pub(super) fn build_register(
     p: &mut Section<'_>,
     max_push_bytes: usize,
+    mappings: &[std::sync::Arc<crate::collect::mapping::JsonMapping>],
     cx: &mut Diagnostics,
 ) -> Option<RegisterConfig> {
     let mut r = p.sub("register", cx);
@@ -363,6 +375,12 @@ pub(super) fn build_register(
         .size("max_body_size", cx)
         .map_or(max_push_bytes, |n| n as usize);
     let registry_file = r.string("registry_file", cx).map(PathBuf::from);
+    let instance_label = r.bool("instance_label", cx).unwrap_or(true);
+    let evict_after_failures = r
+        .int("evict_after_failures", cx, 1, 1_000_000)
+        .map(|n| n as u32);
+    let compat =
+        crate::poll::compat::CompatConfig::from_config(r.raw("compat"), mappings, &mut cx.problems);
     if default_interval < min_interval {
         cx.problems
             .push("`poll.register.default_interval`: expected at least `min_interval`".to_owned());
@@ -383,5 +401,9 @@ pub(super) fn build_register(
         timeout,
         max_body_bytes,
         registry_file,
+        instance_label,
+        evict_after_failures,
+        mappings: mappings.to_vec(),
+        compat,
     })
 }

@@ -26,6 +26,7 @@ fn defaults() -> Config {
             targets: Vec::new(),
             max_concurrent: DEFAULT_MAX_CONCURRENT_POLLS as usize,
             register: None,
+            mappings: Vec::new(),
         },
         push_api: true,
         sinks: Vec::new(),

@@ -10,6 +10,7 @@
 //! | POST | `/register` | self-registration of an exporter (JSON), or a heartbeat |
 //! | GET | `/register` | the registrations (JSON) |
 //! | DELETE | `/register/<id>` | removes a registration |
+//! | POST | `/api/post` (configurable) | the aggregator seed's registration, with `[poll.register.compat]` |
 //! | GET | `/-/healthy` | 200 while the process runs |
 //! | GET | `/-/ready` | 200 once every listener is bound, 503 before |
 //! | POST | `/-/reload` | re-read the config file and apply it whole or not at all |
@@ -68,7 +69,12 @@ pub struct HttpState {
 
 /// Builds the router.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let compat = state
+        .registrar
+        .as_ref()
+        .and_then(|r| r.compat())
+        .map(|c| c.path.clone());
+    let router = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/apps", get(apps))
@@ -83,7 +89,12 @@ pub fn router(state: HttpState) -> Router {
                 .get(not_found),
         )
         .route("/register", get(register_list).post(register_post))
-        .route("/register/{id}", delete(register_delete))
+        .route("/register/{id}", delete(register_delete));
+    let router = match compat {
+        Some(path) => router.route(&path, axum::routing::post(crate::poll::compat::handle)),
+        None => router,
+    };
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

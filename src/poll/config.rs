@@ -17,6 +17,8 @@ pub struct PollConfig {
     pub max_concurrent: usize,
     /// `[poll.register]`, when enabled.
     pub register: Option<RegisterConfig>,
+    /// `[[poll.mappings]]`: JSON bodies to metrics.
+    pub mappings: Vec<std::sync::Arc<crate::collect::mapping::JsonMapping>>,
 }
 
 /// One target to poll. Compared whole by the scheduler's reconciliation:
@@ -45,6 +47,10 @@ pub struct TargetConfig {
     pub max_body_bytes: usize,
     /// How long the last good data is served while polls fail.
     pub stale_after: Duration,
+    /// A JSON body is turned into metrics by this mapping (`mapping`).
+    pub mapping: Option<std::sync::Arc<crate::collect::mapping::JsonMapping>>,
+    /// Registered targets: removed after this many failed polls in a row.
+    pub evict_after_failures: Option<u32>,
 }
 
 /// Credentials of a polled target.
@@ -84,6 +90,14 @@ pub struct RegisterConfig {
     pub max_body_bytes: usize,
     /// Where registrations are kept across restarts; `None`: in memory only.
     pub registry_file: Option<PathBuf>,
+    /// Add `instance = <id>` to every series of a registered target.
+    pub instance_label: bool,
+    /// Remove a registration after this many failed polls in a row.
+    pub evict_after_failures: Option<u32>,
+    /// The mappings registrations may name.
+    pub mappings: Vec<std::sync::Arc<crate::collect::mapping::JsonMapping>>,
+    /// The aggregator seed's registration endpoint, when enabled.
+    pub compat: Option<crate::poll::compat::CompatConfig>,
 }
 
 /// Default for `poll.max_concurrent_polls`: enough to keep a few dozen

@@ -3,11 +3,13 @@
 //! * [`scheduler`]: the generic fixed-rate scheduler with reconciliation.
 //! * [`target`]: one target's request, checks and store update.
 //! * [`register`]: `POST /register` and the persisted registry.
+//! * [`compat`]: the aggregator seed's `POST /api/post`, as registrations.
 //!
 //! [`Poller`] ties them together: one scheduler holds every target, keyed by
 //! app name; configured targets are reconciled as a whole, registered ones
 //! added and removed one by one.
 
+pub mod compat;
 pub mod config;
 pub mod register;
 pub mod target;
@@ -31,6 +33,8 @@ pub struct Poller {
     statics: Mutex<BTreeSet<String>>,
     /// Names of registered targets.
     registered: Mutex<BTreeSet<String>>,
+    /// Where registered targets report that they should be evicted.
+    evictions: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
 }
 
 impl Poller {
@@ -45,6 +49,7 @@ impl Poller {
             store,
             statics: Mutex::new(BTreeSet::new()),
             registered: Mutex::new(BTreeSet::new()),
+            evictions: Mutex::new(None),
         })
     }
 
@@ -73,7 +78,7 @@ impl Poller {
         let mut kept = Vec::new();
         for name in registered {
             if let Some(def) = self.registered_def(&name).await {
-                kept.push(PollJob::new(def, AppKind::Registered, self.store.clone()));
+                kept.push(self.registered_job(def));
             }
         }
         jobs.extend(kept);
@@ -95,10 +100,18 @@ impl Poller {
             return Err(format!("id {:?} is a configured target's name", def.name));
         }
         lock(&self.registered).insert(def.name.clone());
-        self.scheduler
-            .upsert(PollJob::new(def, AppKind::Registered, self.store.clone()))
-            .await;
+        self.scheduler.upsert(self.registered_job(def)).await;
         Ok(())
+    }
+
+    /// Where registered targets send their id when they should be evicted.
+    pub fn set_evictions(&self, tx: tokio::sync::mpsc::UnboundedSender<String>) {
+        *lock(&self.evictions) = Some(tx);
+    }
+
+    fn registered_job(&self, def: TargetConfig) -> PollJob {
+        PollJob::new(def, AppKind::Registered, self.store.clone())
+            .with_evictions(lock(&self.evictions).clone())
     }
 
     /// Stops a registered target and removes its app.

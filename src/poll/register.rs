@@ -77,6 +77,8 @@ struct RegisterRequest {
     ttl: Option<DurationValue>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// A `[[poll.mappings]]` name: the target serves JSON.
+    mapping: Option<String>,
 }
 
 /// A validated registration: what the target is polled with.
@@ -94,6 +96,9 @@ pub struct Registration {
     pub ttl: Duration,
     /// Labels added to every series.
     pub labels: Vec<(String, String)>,
+    /// The JSON mapping of the target's body, by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<String>,
 }
 
 mod secs {
@@ -201,12 +206,17 @@ pub fn validate(
     }
     let labels: Vec<(String, String)> = req.labels.into_iter().collect();
     check_labels(&labels, app_label).map_err(|e| bad(format!("`labels`: {e}")))?;
+    if let Some(m) = &req.mapping {
+        crate::collect::mapping::find(&cfg.mappings, m)
+            .map_err(|e| bad(format!("`mapping`: {e}")))?;
+    }
     Ok(Registration {
         id: req.id,
         url,
         interval,
         ttl,
         labels,
+        mapping: req.mapping,
     })
 }
 
@@ -343,6 +353,8 @@ pub struct Registrar {
     changed: Notify,
     /// Serialises writes of the registry file, in order of changes.
     write_lock: tokio::sync::Mutex<()>,
+    /// Ids of targets that failed `evict_after_failures` polls in a row.
+    evictions: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
 impl std::fmt::Debug for Registrar {
@@ -359,6 +371,8 @@ impl Registrar {
         app_label: Option<String>,
         poller: Arc<Poller>,
     ) -> Arc<Registrar> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        poller.set_evictions(tx);
         let r = Arc::new(Registrar {
             cfg,
             app_label,
@@ -366,11 +380,17 @@ impl Registrar {
             poller,
             changed: Notify::new(),
             write_lock: tokio::sync::Mutex::new(()),
+            evictions: tokio::sync::Mutex::new(rx),
         });
         if let Some(path) = r.cfg.registry_file.clone() {
             r.restore(&path).await;
         }
         r
+    }
+
+    /// The aggregator seed's endpoint, when configured.
+    pub fn compat(&self) -> Option<&super::compat::CompatConfig> {
+        self.cfg.compat.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, RegistryState> {
@@ -400,6 +420,7 @@ impl Registrar {
                 "id": reg.id, "url": reg.url,
                 "interval": reg.interval.as_secs_f64(), "ttl": reg.ttl.as_secs_f64(),
                 "labels": reg.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "mapping": reg.mapping,
             });
             let reg = match validate(
                 doc.to_string().as_bytes(),
@@ -430,6 +451,11 @@ impl Registrar {
     }
 
     fn target(&self, reg: &Registration) -> TargetConfig {
+        let mut labels = reg.labels.clone();
+        // Two exporters with the same metrics must not collide.
+        if self.cfg.instance_label && !labels.iter().any(|(k, _)| k == "instance") {
+            labels.push(("instance".to_owned(), reg.id.clone()));
+        }
         TargetConfig {
             name: reg.id.clone(),
             url: reg.url.clone(),
@@ -439,9 +465,14 @@ impl Registrar {
             auth: None,
             ca_file: None,
             insecure_skip_verify: false,
-            labels: reg.labels.clone(),
+            labels,
             max_body_bytes: self.cfg.max_body_bytes,
             stale_after: reg.ttl,
+            mapping: reg
+                .mapping
+                .as_deref()
+                .and_then(|m| crate::collect::mapping::find(&self.cfg.mappings, m).ok()),
+            evict_after_failures: self.cfg.evict_after_failures,
         }
     }
 
@@ -603,6 +634,8 @@ impl Registrar {
 
     /// Expires registrations until `shutdown`.
     pub async fn run_expiry(self: Arc<Self>, shutdown: CancellationToken) {
+        // Only this loop receives evictions.
+        let mut evictions = self.evictions.lock().await;
         loop {
             let next = self.lock().next_expiry();
             // Without registrations, sleep until something changes.
@@ -610,6 +643,10 @@ impl Registrar {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.changed.notified() => continue,
+                Some(id) = evictions.recv() => {
+                    self.evict(&id).await;
+                    continue;
+                }
                 _ = tokio::time::sleep_until(wake) => {}
             }
             let gone = self.lock().expire(Instant::now());
@@ -623,6 +660,19 @@ impl Registrar {
             self.poller.metrics_registrations(self.lock().len());
             self.save().await;
         }
+    }
+
+    /// Removes a registration whose target failed `evict_after_failures`
+    /// polls in a row, as the seed's aggregator does; its next POST
+    /// registers it again.
+    async fn evict(&self, id: &str) {
+        if !self.lock().remove(id) {
+            return;
+        }
+        warn!(id = %id, failures = ?self.cfg.evict_after_failures, "registration evicted after failed polls");
+        self.poller.remove_registered(id).await;
+        self.poller.metrics_registrations(self.lock().len());
+        self.save().await;
     }
 
     /// Writes the registry file, if configured. Errors are logged: the

@@ -37,6 +37,10 @@ pub struct PollJob {
     store: Arc<Store>,
     client: OnceLock<Result<reqwest::Client, String>>,
     health: Health,
+    /// State of the JSON mapping (delta counters, observations).
+    mapped: crate::collect::mapping::MappingState,
+    /// Where to ask for eviction (registered targets).
+    evictions: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 impl std::fmt::Debug for PollJob {
@@ -84,7 +88,18 @@ impl PollJob {
             store,
             client: OnceLock::new(),
             health: Health::default(),
+            mapped: Default::default(),
+            evictions: None,
         }
+    }
+
+    /// Asks `tx` for eviction after `evict_after_failures` failed polls.
+    pub fn with_evictions(
+        mut self,
+        tx: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> PollJob {
+        self.evictions = tx;
+        self
     }
 
     /// The target's definition.
@@ -143,6 +158,12 @@ impl PollJob {
             }
             _ => {}
         }
+        let evict = result.is_err()
+            && self.def.evict_after_failures == Some(self.health.consecutive_failures());
+        if let (true, Some(tx)) = (evict, &self.evictions) {
+            debug!(target_name = %name, "evicting after repeated failed polls");
+            let _ = tx.send(name.clone());
+        }
     }
 
     /// GETs the target: the body as text and whether it is OpenMetrics.
@@ -189,6 +210,12 @@ impl PollJob {
 
     /// Parses, validates and commits a body; returns the number of series.
     async fn ingest(&self, body: String, openmetrics: bool) -> Result<usize, Failure> {
+        let body = match &self.def.mapping {
+            Some(m) => m
+                .render(&body, &self.mapped)
+                .map_err(|e| fail(PollFailure::InvalidBody, e))?,
+            None => body,
+        };
         let store = self.store.clone();
         let name = self.def.name.clone();
         let labels = self.def.labels.clone();

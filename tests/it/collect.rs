@@ -35,6 +35,8 @@ struct Mock {
     incident_requests: AtomicU64,
     /// Last query string of the incidents request.
     incidents_query: Mutex<String>,
+    /// Every `startedAfter` asked for.
+    started_after: Mutex<Vec<String>>,
 }
 
 type S = State<Arc<Mock>>;
@@ -65,9 +67,22 @@ async fn incidents(
     {
         return StatusCode::FORBIDDEN.into_response();
     }
-    *m.incidents_query.lock().unwrap() = q.unwrap_or_default();
+    let q = q.unwrap_or_default();
+    *m.incidents_query.lock().unwrap() = q.clone();
     m.incident_requests.fetch_add(1, Ordering::SeqCst);
-    json_response(&m.incidents.lock().unwrap().clone())
+    let mut v = m.incidents.lock().unwrap().clone();
+    // As the reporting API: `startedAfter` keeps the incidents started since.
+    let after = url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "startedAfter")
+        .map(|(_, v)| v.into_owned());
+    if let (Some(after), Some(list)) = (after, v["incidents"].as_array_mut()) {
+        m.started_after.lock().unwrap().push(after.clone());
+        let after = chrono::DateTime::parse_from_rfc3339(&after).unwrap();
+        list.retain(|i| {
+            chrono::DateTime::parse_from_rfc3339(i["startTime"].as_str().unwrap()).unwrap() >= after
+        });
+    }
+    json_response(&v)
 }
 
 async fn login_form(State(m): S) -> Response {
@@ -277,6 +292,125 @@ async fn vultr_example_keeps_the_sign_then_survives_a_changed_shape_and_a_timeou
         Some(12.5),
         "last good value kept until stale"
     );
+    app.stop().await;
+}
+
+/// An incident of the reporting API's shape, times relative to `t0`.
+fn vo_incident(
+    n: &str,
+    phase: &str,
+    t0: chrono::DateTime<chrono::Utc>,
+    start: i64,
+    acked: Option<i64>,
+    resolved: Option<i64>,
+) -> Value {
+    let at = |s: i64| {
+        (t0 + chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let mut transitions = Vec::new();
+    for (name, t) in [("ACKED", acked), ("RESOLVED", resolved)] {
+        if let Some(t) = t {
+            transitions.push(json!({"name": name, "at": at(t), "by": "ann", "message": null, "manually": true, "alertId": "a1", "alertUrl": null}));
+        }
+    }
+    json!({
+        "incidentNumber": n, "startTime": at(start), "currentPhase": phase,
+        "entityState": "CRITICAL", "entityType": "SERVICE", "routingKey": "default",
+        "alertCount": 1, "lastAlertTime": at(start), "lastAlertId": "a1", "entityId": "e1",
+        "host": "web-1", "service": "http", "pagedUsers": ["ann"], "pagedTeams": ["ops"],
+        "pagedPolicies": [{"policy": {"name": "Ops", "slug": "pol-ops"}, "team": {"name": "Ops", "slug": "team-ops"}}],
+        "transitions": transitions,
+    })
+}
+
+/// Collectington's own example as configuration: the secret file of
+/// `KEY="value"` lines, a request relative to now (`startedAfter`), the
+/// mean times computed by jq expressions and observed once per poll, and
+/// the incident counts by state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn victorops_example_computes_collectingtons_mean_times() {
+    let mock = Arc::new(Mock::default());
+    let t0 = chrono::Utc::now();
+    *mock.incidents.lock().unwrap() = json!({"offset": 0, "limit": 20, "total": 4, "incidents": [
+        // Started 50 s ago, acknowledged after 30 s, resolved after 45 s.
+        vo_incident("1", "RESOLVED", t0, -50, Some(-20), Some(-5)),
+        // Acknowledged after 10 s, not resolved.
+        vo_incident("2", "ACKED", t0, -40, Some(-30), None),
+        // Two hours ago: outside `startedAfter`.
+        vo_incident("3", "RESOLVED", t0, -7200, Some(-7000), Some(-6000)),
+        vo_incident("4", "UNACKED", t0, -10, None, None),
+    ]});
+    let addr = start_mock(mock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("splunk");
+    std::fs::write(&secrets, "API_KEY=\"vo-key\"\nAPI_ID=\"vo-id\"\n").unwrap();
+    let file = example_file(
+        dir.path(),
+        "victorops.yaml",
+        "https://api.victorops.com",
+        addr,
+        &[
+            ("/etc/exporter-proxy/splunk", secrets.to_str().unwrap()),
+            ("interval: 1m", "interval: 200ms"),
+            ("timeout: 20s", "timeout: 200ms"),
+        ],
+    );
+    let app = TestApp::with_top(&file, "", "", "").await;
+    let count = || metric("victorops_time_to_acknowledge_minutes_count");
+    // Per poll: one observation each poll, so the count keeps growing.
+    eventually(|| async { value_of(&app, count()).await >= Some(3.0) }).await;
+    let body = app.metrics().await;
+    let n = count().get(&body).unwrap();
+    let sum = metric("victorops_time_to_acknowledge_minutes_sum")
+        .get(&body)
+        .unwrap();
+    // The mean of 30 s and 10 s, in minutes, observed n times.
+    assert!(
+        (sum - n * (20.0 / 60.0)).abs() < 1e-9,
+        "sum {sum} count {n}"
+    );
+    let n = metric("victorops_time_to_resolve_minutes_count")
+        .get(&body)
+        .unwrap();
+    let sum = metric("victorops_time_to_resolve_minutes_sum")
+        .get(&body)
+        .unwrap();
+    assert!(
+        n >= 1.0 && (sum - n * 0.75).abs() < 1e-9,
+        "sum {sum} count {n}"
+    );
+    assert_eq!(metric("victorops_incidents_total").get(&body), Some(4.0));
+    for (state, v) in [("RESOLVED", 2.0), ("ACKED", 1.0), ("UNACKED", 1.0)] {
+        assert_eq!(
+            metric("victorops_incidents")
+                .label("state", state)
+                .get(&body),
+            Some(v),
+            "{state}"
+        );
+    }
+    // `startedAfter` is one minute before each request, in RFC 3339.
+    let asked = mock.started_after.lock().unwrap().clone();
+    assert!(!asked.is_empty());
+    for a in &asked {
+        let t = chrono::DateTime::parse_from_rfc3339(a).unwrap();
+        let ago = (t0 - t.with_timezone(&chrono::Utc)).num_seconds();
+        assert!(
+            (30..=61).contains(&ago),
+            "startedAfter {a} is {ago} s before the test's start"
+        );
+    }
+    // A minute without acknowledged incidents observes nothing (missing: skip)
+    // and the collector stays up.
+    *mock.incidents.lock().unwrap() =
+        json!({"offset": 0, "limit": 20, "total": 4, "incidents": []});
+    let before = value_of(&app, count()).await.unwrap();
+    let polls = mock.incident_requests.load(Ordering::SeqCst);
+    eventually(|| async { mock.incident_requests.load(Ordering::SeqCst) >= polls + 6 }).await;
+    let body = app.metrics().await;
+    let after = count().get(&body).unwrap();
+    assert!(after <= before + 1.0, "{before} -> {after}");
+    assert_eq!(apps_entry(&app, "victorops").await["status"], "up");
     app.stop().await;
 }
 
@@ -623,6 +757,7 @@ url = "http://127.0.0.1:1/x"
 headers = { X = "${secret.nope}" }
 [[collectors.metrics]]
 type = "histogram"
+buckets = [1, 1]
 path = "items[*].v"
 "#,
     )
@@ -638,7 +773,7 @@ path = "items[*].v"
         "collector \"api_one\": `metrics[0].path`: invalid path \"a..b\"",
         "collector \"api_two\": `steps[0].headers.X`: `${secret.nope}` is not defined",
         "collector \"api_two\": `metrics[0].name`: required",
-        "collector \"api_two\": `metrics[0].buckets`: required for a histogram",
+        "collector \"api_two\": `metrics[0].buckets`: expected a non-empty list of increasing finite numbers",
     ] {
         assert!(err.contains(want), "{want:?} missing in:\n{err}");
     }

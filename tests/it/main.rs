@@ -6,6 +6,7 @@
 //! A missing tool fails the test: it is never skipped.
 
 mod activation;
+mod aggregator;
 mod bad_input;
 mod cli;
 mod collect;

@@ -9,6 +9,7 @@ fn reg(id: &str, ttl_secs: u64) -> Registration {
         interval: Duration::from_secs(10),
         ttl: Duration::from_secs(ttl_secs),
         labels: Vec::new(),
+        mapping: None,
     }
 }
 

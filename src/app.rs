@@ -764,6 +764,7 @@ async fn start_jobs(
     }
 }
 
+/// Start-up and shutdown; reloads are above.
 impl Running {
     /// Starts serving on the sockets bound at start-up.
     fn serve_bound(&mut self, bound: Bound, config: &Config) -> anyhow::Result<()> {

@@ -16,7 +16,10 @@ LAYERS = [
     {"telemetry"},
     {"store"},
     {"outbound"},
-    {"ingest", "poll", "collect", "providers", "sinks", "persist"},
+    {"ingest", "collect", "providers", "sinks", "persist"},
+    # Poll targets and registrations may turn JSON into metrics with a
+    # collector mapping (collect::mapping).
+    {"poll"},
     {"http", "config"},
     {"app", "cli", "healthcheck"},
 ]

@@ -23,6 +23,7 @@ use crate::http::web::WebConfig;
 use crate::http::{self, HttpState};
 use crate::ingest::config::{Endpoint, ReceiverConfig};
 use crate::ingest::{self, unix, Ctx, Listener};
+use crate::outbound::scheduler::Reconciled;
 use crate::poll::register::Registrar;
 use crate::poll::Poller;
 use crate::store::Store;
@@ -224,6 +225,46 @@ fn endpoint_key(e: &Endpoint) -> String {
     }
 }
 
+/// Sockets bound by a reload before anything changes.
+struct FreshSockets {
+    /// New receivers, with the socket file each created.
+    receivers: Vec<(ReceiverConfig, Listener, Option<SocketFile>)>,
+    /// The RPC listener, when its address changed.
+    rpc: Option<std::net::TcpListener>,
+    /// The HTTP listener, when its address changed.
+    http: Option<TcpListener>,
+}
+
+/// Binds a receiver added by a reload.
+async fn bind_receiver(rc: &ReceiverConfig) -> Result<(Listener, Option<SocketFile>), String> {
+    match &rc.endpoint {
+        Endpoint::Tcp(a) => TcpListener::bind(a)
+            .await
+            .map(|l| (Listener::Tcp(l), None))
+            .map_err(|e| format!("receiver `{}`: binding {a}: {e}", rc.name)),
+        Endpoint::Unix(u) => unix::bind(u)
+            .map(|b| {
+                let socket = Some((b.path.clone(), b.inode()));
+                (Listener::Unix(b.listener, b.path), socket)
+            })
+            .map_err(|e| format!("receiver `{}`: {e}", rc.name)),
+    }
+}
+
+/// `"<what>: 1 added, 0 changed, ..."` when a reload changed any of them.
+fn summarize(what: &str, report: &Reconciled) -> Option<String> {
+    if report.added.is_empty() && report.replaced.is_empty() && report.removed.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{what}: {} added, {} changed, {} removed, {} unchanged",
+        report.added.len(),
+        report.replaced.len(),
+        report.removed.len(),
+        report.unchanged.len()
+    ))
+}
+
 /// Settings a reload cannot change (they shape state that lives on).
 fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     let mut v = Vec::new();
@@ -358,6 +399,36 @@ impl Running {
 
     /// Reads the config file again and applies it as a whole, or not at all.
     async fn reload(&mut self) -> Result<String, String> {
+        let new = self.load_for_reload()?;
+        // 1. Bind every new address first: a failure leaves all as it was.
+        let fresh = self.bind_fresh(&new).await?;
+
+        // 2. Apply. Receivers on the same socket keep it (and their
+        // connections in progress); changed ones restart their accept loop.
+        let mut changes: Vec<String> = Vec::new();
+        self.apply_receivers(&new, fresh.receivers, &mut changes)
+            .await?;
+        self.apply_rpc(&new, fresh.rpc, &mut changes).await?;
+        if let Some(l) = fresh.http {
+            info!(address = %new.http_listen, "http server moved by reload");
+            for (stop, _) in &self.http {
+                stop.cancel();
+            }
+            self.spawn_http(l);
+            changes.push(format!("http server on {}", new.http_listen));
+        }
+        self.apply_jobs(&new, &mut changes).await;
+        self.config = new;
+        Ok(if changes.is_empty() {
+            "configuration reloaded: nothing changed".to_owned()
+        } else {
+            format!("configuration reloaded: {}", changes.join("; "))
+        })
+    }
+
+    /// Reads and validates the configuration file, refusing it when it
+    /// changes a setting that only a restart can change.
+    fn load_for_reload(&self) -> Result<Config, String> {
         let path = self
             .config_path
             .clone()
@@ -374,8 +445,12 @@ impl Running {
                 fixed.join(", ")
             ));
         }
+        Ok(new)
+    }
 
-        // 1. Bind every new address first: a failure leaves all as it was.
+    /// Binds every address of `new` that is not bound yet. On a failure,
+    /// what was bound is released again and nothing changes.
+    async fn bind_fresh(&self, new: &Config) -> Result<FreshSockets, String> {
         let mut fresh: Vec<(ReceiverConfig, Listener, Option<SocketFile>)> = Vec::new();
         let mut failure = None;
         for rc in &new.receivers {
@@ -387,19 +462,7 @@ impl Running {
             {
                 continue;
             }
-            let bound = match &rc.endpoint {
-                Endpoint::Tcp(a) => TcpListener::bind(a)
-                    .await
-                    .map(|l| (Listener::Tcp(l), None))
-                    .map_err(|e| format!("receiver `{}`: binding {a}: {e}", rc.name)),
-                Endpoint::Unix(u) => unix::bind(u)
-                    .map(|b| {
-                        let socket = Some((b.path.clone(), b.inode()));
-                        (Listener::Unix(b.listener, b.path), socket)
-                    })
-                    .map_err(|e| format!("receiver `{}`: {e}", rc.name)),
-            };
-            match bound {
+            match bind_receiver(rc).await {
                 Ok((l, socket)) => fresh.push((rc.clone(), l, socket)),
                 Err(e) => {
                     failure = Some(e);
@@ -436,10 +499,21 @@ impl Running {
             }
             return Err(format!("{e}; nothing was applied"));
         }
+        Ok(FreshSockets {
+            receivers: fresh,
+            rpc: fresh_rpc,
+            http: fresh_http,
+        })
+    }
 
-        // 2. Apply. Receivers on the same socket keep it (and their
-        // connections in progress); changed ones restart their accept loop.
-        let mut changes: Vec<String> = Vec::new();
+    /// Keeps, restarts, stops and starts receivers so that they match
+    /// `new`; `fresh` are the newly bound ones.
+    async fn apply_receivers(
+        &mut self,
+        new: &Config,
+        fresh: Vec<(ReceiverConfig, Listener, Option<SocketFile>)>,
+        changes: &mut Vec<String>,
+    ) -> Result<(), String> {
         let networks_changed = self.config.allowed_networks != new.allowed_networks;
         let limits_changed = self.config.limits != new.limits;
         let mut kept = Vec::new();
@@ -467,7 +541,7 @@ impl Running {
                         }
                     }
                     changes.push(format!("receiver {} updated", n.name));
-                    kept.push(self.spawn_receiver(n.clone(), listener, r.socket, &new));
+                    kept.push(self.spawn_receiver(n.clone(), listener, r.socket, new));
                 }
                 None => {
                     r.stop.cancel();
@@ -483,67 +557,49 @@ impl Running {
         for (rc, listener, socket) in fresh {
             info!(receiver = %rc.name, address = %listener.describe(), "receiver bound by reload");
             changes.push(format!("receiver {} added", rc.name));
-            kept.push(self.spawn_receiver(rc, listener, socket, &new));
+            kept.push(self.spawn_receiver(rc, listener, socket, new));
         }
         self.receivers = kept;
+        Ok(())
+    }
 
-        if self.config.rpc != new.rpc || networks_changed {
-            let old_listener = self.stop_rpc().await;
-            let listener = match (fresh_rpc, new_rpc == old_rpc) {
-                (Some(l), _) => Some(l),
-                (None, true) => old_listener,
-                (None, false) => None,
-            };
-            if let Some(l) = listener {
-                self.spawn_rpc(l, &new)
-                    .map_err(|e| format!("receiver.rpc: {e}"))?;
-            }
-            changes.push("rpc receiver updated".to_owned());
+    /// Restarts the RPC receiver when its settings or the allowed networks
+    /// changed: on `fresh` when it moved, on its old socket otherwise.
+    async fn apply_rpc(
+        &mut self,
+        new: &Config,
+        fresh: Option<std::net::TcpListener>,
+        changes: &mut Vec<String>,
+    ) -> Result<(), String> {
+        let networks_changed = self.config.allowed_networks != new.allowed_networks;
+        if self.config.rpc == new.rpc && !networks_changed {
+            return Ok(());
         }
-        if let Some(l) = fresh_http {
-            info!(address = %new.http_listen, "http server moved by reload");
-            for (stop, _) in &self.http {
-                stop.cancel();
-            }
-            self.spawn_http(l);
-            changes.push(format!("http server on {}", new.http_listen));
+        let same_address =
+            new.rpc.as_ref().map(|r| r.listen) == self.config.rpc.as_ref().map(|r| r.listen);
+        let old_listener = self.stop_rpc().await;
+        let listener = match (fresh, same_address) {
+            (Some(l), _) => Some(l),
+            (None, true) => old_listener,
+            (None, false) => None,
+        };
+        if let Some(l) = listener {
+            self.spawn_rpc(l, new)
+                .map_err(|e| format!("receiver.rpc: {e}"))?;
         }
+        changes.push("rpc receiver updated".to_owned());
+        Ok(())
+    }
+
+    /// Hands the new poll targets, collectors and provider identifiers to
+    /// their schedulers.
+    async fn apply_jobs(&self, new: &Config, changes: &mut Vec<String>) {
         let report = self.poller.set_static(new.poll.targets.clone()).await;
-        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
-            changes.push(format!(
-                "poll targets: {} added, {} changed, {} removed, {} unchanged",
-                report.added.len(),
-                report.replaced.len(),
-                report.removed.len(),
-                report.unchanged.len()
-            ));
-        }
+        changes.extend(summarize("poll targets", &report));
         let report = self.collectors.set(new.collectors.clone()).await;
-        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
-            changes.push(format!(
-                "collectors: {} added, {} changed, {} removed, {} unchanged",
-                report.added.len(),
-                report.replaced.len(),
-                report.removed.len(),
-                report.unchanged.len()
-            ));
-        }
+        changes.extend(summarize("collectors", &report));
         let report = self.providers.apply(new.providers.as_ref()).await;
-        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
-            changes.push(format!(
-                "provider identifiers: {} added, {} changed, {} removed, {} unchanged",
-                report.added.len(),
-                report.replaced.len(),
-                report.removed.len(),
-                report.unchanged.len()
-            ));
-        }
-        self.config = new;
-        Ok(if changes.is_empty() {
-            "configuration reloaded: nothing changed".to_owned()
-        } else {
-            format!("configuration reloaded: {}", changes.join("; "))
-        })
+        changes.extend(summarize("provider identifiers", &report));
     }
 
     async fn reload_and_report(&mut self) -> Result<String, String> {
@@ -569,10 +625,66 @@ pub async fn run_with_store(
     let ready = Arc::new(AtomicBool::new(false));
     store.metrics().config_reloaded(true);
 
+    start_background(&config, &store, &shutdown, &tracker)?;
+    let jobs = start_jobs(&config, &store, &shutdown, &tracker).await;
+
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<crate::http::ReloadRequest>(4);
+    let router = http::router(HttpState {
+        store: store.clone(),
+        ready: ready.clone(),
+        push_api: config
+            .push_api
+            .then(|| Arc::new(crate::http::pushgw::PushApi::new(config.push_api_ttl))),
+        max_push_bytes: config.limits.max_push_bytes,
+        registrar: jobs.registrar,
+        reload: Some(reload_tx),
+    });
+    let router = match &bound.web.basic_auth {
+        Some(auth) => crate::http::auth::layer(router, auth.clone()),
+        None => router,
+    };
+    let mut running = Running {
+        config_path: bound.config_path.clone(),
+        store: store.clone(),
+        tracker: tracker.clone(),
+        abort: abort.clone(),
+        shutdown: shutdown.clone(),
+        receivers: Vec::new(),
+        rpc: None,
+        http: Vec::new(),
+        router,
+        tls: bound.web.tls.as_ref().map(|t| t.server_config.clone()),
+        poller: jobs.poller,
+        collectors: jobs.collectors,
+        providers: jobs.providers,
+        config: config.clone(),
+    };
+    running.serve_bound(bound, &config)?;
+
+    ready.store(true, Ordering::Release);
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        warn!(error = %e, "could not notify systemd");
+    }
+    info!("serving");
+
+    running.until_shutdown(reload_rx).await?;
+    running.drain().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Starts what runs beside the listeners: the snapshot (restored first),
+/// the expiry sweeper and the sinks.
+fn start_background(
+    config: &Config,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<()> {
     // Restore before any receiver runs, so that a restored (older) set can
     // never overwrite a newer push.
     if let Some(p) = &config.persistence {
-        crate::persist::restore(&store, p);
+        crate::persist::restore(store, p);
         tracker.spawn(crate::persist::run(
             store.clone(),
             p.clone(),
@@ -585,10 +697,27 @@ pub async fn run_with_store(
         shutdown.clone(),
     ));
     for sink in &config.sinks {
-        crate::sinks::spawn(sink.clone(), store.clone(), shutdown.clone(), &tracker)
+        crate::sinks::spawn(sink.clone(), store.clone(), shutdown.clone(), tracker)
             .map_err(anyhow::Error::msg)?;
     }
+    Ok(())
+}
 
+/// The outbound jobs and the self-registration endpoint's state.
+struct Jobs {
+    poller: Arc<Poller>,
+    collectors: Arc<crate::collect::Collectors>,
+    providers: Arc<crate::providers::ProviderSet>,
+    registrar: Option<Arc<Registrar>>,
+}
+
+/// Starts polling, collectors, providers and self-registration.
+async fn start_jobs(
+    config: &Config,
+    store: &Arc<Store>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Jobs {
     // Polls stop at shutdown at once: nothing to drain.
     let poller = Poller::new(
         store.clone(),
@@ -628,113 +757,100 @@ pub async fn run_with_store(
         }
         None => None,
     };
-
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<crate::http::ReloadRequest>(4);
-    let router = http::router(HttpState {
-        store: store.clone(),
-        ready: ready.clone(),
-        push_api: config
-            .push_api
-            .then(|| Arc::new(crate::http::pushgw::PushApi::new(config.push_api_ttl))),
-        max_push_bytes: config.limits.max_push_bytes,
+    Jobs {
+        poller,
+        collectors,
+        providers,
         registrar,
-        reload: Some(reload_tx),
-    });
-    let router = match &bound.web.basic_auth {
-        Some(auth) => crate::http::auth::layer(router, auth.clone()),
-        None => router,
-    };
-    let mut running = Running {
-        config_path: bound.config_path.clone(),
-        store: store.clone(),
-        tracker: tracker.clone(),
-        abort: abort.clone(),
-        shutdown: shutdown.clone(),
-        receivers: Vec::new(),
-        rpc: None,
-        http: Vec::new(),
-        router,
-        tls: bound.web.tls.as_ref().map(|t| t.server_config.clone()),
-        poller: poller.clone(),
-        collectors: collectors.clone(),
-        providers: providers.clone(),
-        config: config.clone(),
-    };
-    let mut sockets = bound.sockets;
-    for (rc, listener) in bound.receivers {
-        let socket = match &rc.endpoint {
-            Endpoint::Unix(u) => sockets
-                .iter()
-                .position(|(p, _)| *p == u.path)
-                .map(|i| sockets.remove(i)),
-            Endpoint::Tcp(_) => None,
-        };
-        let r = running.spawn_receiver(rc, listener, socket, &config);
-        running.receivers.push(r);
     }
-    if let Some(l) = bound.rpc {
-        running.spawn_rpc(l, &config)?;
-    }
-    running.spawn_http(bound.http);
+}
 
-    ready.store(true, Ordering::Release);
-    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        warn!(error = %e, "could not notify systemd");
+/// Start-up and shutdown; reloads are above.
+impl Running {
+    /// Starts serving on the sockets bound at start-up.
+    fn serve_bound(&mut self, bound: Bound, config: &Config) -> anyhow::Result<()> {
+        let mut sockets = bound.sockets;
+        for (rc, listener) in bound.receivers {
+            let socket = match &rc.endpoint {
+                Endpoint::Unix(u) => sockets
+                    .iter()
+                    .position(|(p, _)| *p == u.path)
+                    .map(|i| sockets.remove(i)),
+                Endpoint::Tcp(_) => None,
+            };
+            let r = self.spawn_receiver(rc, listener, socket, config);
+            self.receivers.push(r);
+        }
+        if let Some(l) = bound.rpc {
+            self.spawn_rpc(l, config)?;
+        }
+        self.spawn_http(bound.http);
+        Ok(())
     }
-    info!("serving");
 
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = hangup.recv() => {
-                info!("SIGHUP received: reloading the configuration");
-                let _ = running.reload_and_report().await;
-            }
-            Some(reply) = reload_rx.recv() => {
-                let _ = reply.send(running.reload_and_report().await);
+    /// Reloads on `SIGHUP` and on `POST /-/reload` until shutdown.
+    async fn until_shutdown(
+        &mut self,
+        mut reload_rx: tokio::sync::mpsc::Receiver<crate::http::ReloadRequest>,
+    ) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = hangup.recv() => {
+                    info!("SIGHUP received: reloading the configuration");
+                    let _ = self.reload_and_report().await;
+                }
+                Some(reply) = reload_rx.recv() => {
+                    let _ = reply.send(self.reload_and_report().await);
+                }
             }
         }
     }
 
-    let config = running.config.clone();
-    info!(grace = ?config.shutdown_grace, "shutting down: draining connections");
-    // The accept loops hand their listeners back: drop them now so that new
-    // connections are refused while the ones in progress drain.
-    let mut socket_files = Vec::new();
-    for r in std::mem::take(&mut running.receivers) {
-        drop(r.task.await);
-        socket_files.extend(r.socket);
-    }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    tracker.close();
-    poller.stop().await;
-    collectors.stop().await;
-    providers.stop().await;
-    let http = std::mem::take(&mut running.http);
-    let drained = tokio::time::timeout(config.shutdown_grace, async {
-        tracker.wait().await;
-        for (_, task) in http {
-            let _ = task.await;
+    /// Stops accepting, drains connections within the grace period (then
+    /// aborts them), stops the jobs, writes the final snapshot and removes
+    /// the socket files.
+    async fn drain(mut self) {
+        let config = self.config.clone();
+        info!(grace = ?config.shutdown_grace, "shutting down: draining connections");
+        // The accept loops hand their listeners back: drop them now so that new
+        // connections are refused while the ones in progress drain.
+        let mut socket_files = Vec::new();
+        for r in std::mem::take(&mut self.receivers) {
+            drop(r.task.await);
+            socket_files.extend(r.socket);
         }
-    })
-    .await;
-    if drained.is_err() {
-        warn!("grace period over: closing remaining connections");
-        abort.cancel();
-        // Aborted handlers still send their error reply; give them a moment.
-        let _ = tokio::time::timeout(ABORT_REPLY_TIME, tracker.wait()).await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        let tracker = self.tracker.clone();
+        tracker.close();
+        self.poller.stop().await;
+        self.collectors.stop().await;
+        self.providers.stop().await;
+        let http = std::mem::take(&mut self.http);
+        let drained = tokio::time::timeout(config.shutdown_grace, async {
+            tracker.wait().await;
+            for (_, task) in http {
+                let _ = task.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!("grace period over: closing remaining connections");
+            self.abort.cancel();
+            // Aborted handlers still send their error reply; give them a moment.
+            let _ = tokio::time::timeout(ABORT_REPLY_TIME, tracker.wait()).await;
+        }
+        let _ = self.stop_rpc().await;
+        if let Some(p) = &config.persistence {
+            // The final snapshot, after the last pushes were applied.
+            crate::persist::save(&self.store, &p.file).await;
+        }
+        for (path, inode) in &socket_files {
+            unix::BoundUnix::cleanup(path, *inode);
+        }
     }
-    let _ = running.stop_rpc().await;
-    if let Some(p) = &config.persistence {
-        // The final snapshot, after the last pushes were applied.
-        crate::persist::save(&store, &p.file).await;
-    }
-    for (path, inode) in &socket_files {
-        unix::BoundUnix::cleanup(path, *inode);
-    }
-    info!("stopped");
-    Ok(())
 }
 
 /// Removes apps whose TTL ran out, every `period`.

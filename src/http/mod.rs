@@ -91,7 +91,15 @@ pub fn router(state: HttpState) -> Router {
         .route("/register", get(register_list).post(register_post))
         .route("/register/{id}", delete(register_delete));
     let router = match compat {
-        Some(path) => router.route(&path, axum::routing::post(crate::poll::compat::handle)),
+        Some(path) => {
+            let registrar = state.registrar.clone();
+            router.route(
+                &path,
+                axum::routing::post(move |req: Request| {
+                    crate::poll::compat::handle(registrar.clone(), req)
+                }),
+            )
+        }
         None => router,
     };
     router

@@ -14,16 +14,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::register::MAX_REQUEST_BYTES;
+use super::register::{Registrar, MAX_REQUEST_BYTES};
 use crate::collect::mapping::{self, JsonMapping};
-use crate::http::HttpState;
 
 /// Paths the compatibility endpoint may not take (the router's own).
 const RESERVED: [&str; 4] = ["/", "/metrics", "/apps", "/register"];
@@ -179,8 +178,8 @@ fn json_response(status: StatusCode, v: &Value) -> Response {
 }
 
 /// `POST <compat.path>`: 200 echoing the body, as the seed's aggregator.
-pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
-    let Some(registrar) = s.registrar.clone() else {
+pub async fn handle(registrar: Option<Arc<Registrar>>, req: Request) -> Response {
+    let Some(registrar) = registrar else {
         return json_response(
             StatusCode::NOT_FOUND,
             &json!({"ok": false, "error": "self-registration is disabled"}),

@@ -466,17 +466,82 @@ async fn throughput(addr: SocketAddr, gzip: bool, args: &Args) -> Result<f64> {
     Ok(total as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Measures one scale: the proxy's own phases, the Pushgateway's, then
+/// scrape rounds over both and over nginx serving the proxy's page.
 async fn run_scale(
     args: &Args,
     proxy_bin: &std::path::Path,
     scale: Scale,
     ticks: f64,
 ) -> Result<ScaleResult> {
-    let load_limit = Duration::from_secs_f64(args.load_secs);
     let payloads = Payloads::new(scale, args.clients);
-    let total_series = scale.apps * scale.series;
+    let ProxyPhase {
+        mut proxy,
+        result: mut proxy_r,
+        pushed_bytes,
+        plain,
+        gzip,
+    } = proxy_phases(args, proxy_bin, scale, ticks, &payloads).await?;
+    let (mut gw_r, gateway) = pushgateway_phases(args, scale, ticks, &payloads).await?;
 
-    // --- the proxy: load, push phases, render after a change.
+    // --- nginx with the captured page.
+    let (mut nginx, nginx_addr) =
+        servers::start_nginx(&args.nginx, args.nginx_workers, &plain, &gzip).await?;
+
+    // --- scrapes: targets take turns within each round.
+    let mut nginx_r = TargetResult::default();
+    let mut targets: Vec<(&str, SocketAddr, &mut TargetResult)> =
+        vec![("proxy", proxy.http, &mut proxy_r)];
+    if let Some((_, a)) = &gateway {
+        targets.push(("pushgateway", *a, &mut gw_r));
+    }
+    targets.push(("nginx", nginx_addr, &mut nginx_r));
+    scrape_rounds(args, &mut targets).await?;
+    drop(targets);
+
+    // --- memory, then stop everything (a server that died fails the run).
+    let mem = |pids: &[u32]| procfs::memory_kib(pids);
+    (proxy_r.rss_kib, proxy_r.hwm_kib) = mem(&proxy.server.pids());
+    proxy.server.check_alive()?;
+    proxy.server.stop()?;
+    if let Some((gw, _)) = gateway {
+        (gw_r.rss_kib, gw_r.hwm_kib) = mem(&gw.pids());
+        gw.stop()?;
+    }
+    (nginx_r.rss_kib, nginx_r.hwm_kib) = mem(&nginx.pids());
+    nginx.check_alive()?;
+    nginx.stop()?;
+    Ok(ScaleResult {
+        scale,
+        pushed_bytes,
+        proxy: proxy_r,
+        pushgateway: gw_r,
+        nginx: nginx_r,
+    })
+}
+
+/// The proxy after its own phases, still running for the scrape rounds.
+struct ProxyPhase {
+    proxy: servers::Proxy,
+    result: TargetResult,
+    /// Bytes of exposition text of the initial load.
+    pushed_bytes: usize,
+    /// The page every later scrape gets from the cache, plain and gzip
+    /// (nginx serves these).
+    plain: Vec<u8>,
+    gzip: Vec<u8>,
+}
+
+/// Starts the proxy and measures its load, its push phases (one per
+/// transport) and the scrapes right after a change.
+async fn proxy_phases(
+    args: &Args,
+    proxy_bin: &std::path::Path,
+    scale: Scale,
+    ticks: f64,
+    payloads: &Payloads,
+) -> Result<ProxyPhase> {
+    let load_limit = Duration::from_secs_f64(args.load_secs);
     let mut proxy_r = TargetResult::default();
     let mut proxy =
         servers::start_proxy(proxy_bin, args.proxy_threads, scale.apps, scale.series).await?;
@@ -517,27 +582,51 @@ async fn run_scale(
             .push(push_phase(&pusher, t, p, args, &pids, ticks).await?);
         proxy.server.check_alive()?;
     }
-    // HTTP pushes made groups of their own (`{job="app0000"}`) beside the
-    // socket-pushed apps: delete them so that memory figures compare the
-    // same store as the Pushgateway's.
-    {
-        let mut conn = HttpConn::new(proxy.http);
-        let mut buf = Vec::new();
-        for a in 0..payloads.texts.len() {
-            let path = format!("/metrics/job/{}", workload::app_name(a));
-            let r = conn.send(&HttpConn::delete(&path), &mut buf).await?;
-            if r.status != 202 {
-                bail!("DELETE {path} answered {}", r.status);
-            }
-        }
-    }
+    delete_http_groups(proxy.http, payloads.texts.len()).await?;
     proxy_r.rss_pushed_kib = procfs::memory_kib(&pids).0;
     eprintln!("   proxy: scrape after a change");
+    let (plain, gzip) =
+        scrapes_after_change(&pusher, proxy.http, payloads, args, &mut proxy_r).await?;
+    Ok(ProxyPhase {
+        proxy,
+        result: proxy_r,
+        pushed_bytes,
+        plain,
+        gzip,
+    })
+}
+
+/// HTTP pushes made groups of their own (`{job="app0000"}`) beside the
+/// socket-pushed apps: delete them so that memory figures compare the
+/// same store as the Pushgateway's.
+async fn delete_http_groups(http: SocketAddr, apps: usize) -> Result<()> {
+    let mut conn = HttpConn::new(http);
+    let mut buf = Vec::new();
+    for a in 0..apps {
+        let path = format!("/metrics/job/{}", workload::app_name(a));
+        let r = conn.send(&HttpConn::delete(&path), &mut buf).await?;
+        if r.status != 202 {
+            bail!("DELETE {path} answered {}", r.status);
+        }
+    }
+    Ok(())
+}
+
+/// Times scrapes that follow a push (a render, not the cache) into
+/// `change_plain` / `change_gzip`; returns the cached page afterwards,
+/// plain and gzip.
+async fn scrapes_after_change(
+    pusher: &Pusher,
+    http: SocketAddr,
+    payloads: &Payloads,
+    args: &Args,
+    proxy_r: &mut TargetResult,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let change_payload = [
         encode_push(Transport::UnixCapnp, 0, &payloads.texts[0][0]),
         encode_push(Transport::UnixCapnp, 0, &payloads.texts[0][1]),
     ];
-    let mut conn = HttpConn::new(proxy.http);
+    let mut conn = HttpConn::new(http);
     let mut buf = Vec::new();
     for i in 0..args.change_samples {
         for gzip in [false, true] {
@@ -564,72 +653,67 @@ async fn run_scale(
     let plain = buf.clone();
     scrape_once(&mut conn, true, &mut buf).await?;
     let gzip = buf.clone();
-    drop(conn);
+    Ok((plain, gzip))
+}
 
-    // --- the Pushgateway: load, push phase (memory is read now: it is only
-    // alive during its own phase).
+/// The Pushgateway: load, push phase (memory is read now: it is only alive
+/// during its own phase). Returns it still running, unless it was skipped.
+async fn pushgateway_phases(
+    args: &Args,
+    scale: Scale,
+    ticks: f64,
+    payloads: &Payloads,
+) -> Result<(TargetResult, Option<(servers::Server, SocketAddr)>)> {
+    let load_limit = Duration::from_secs_f64(args.load_secs);
     let mut gw_r = TargetResult::default();
-    let mut gateway = None;
     if args
         .pushgateway_max_series
-        .is_some_and(|m| total_series > m)
+        .is_some_and(|m| scale.apps * scale.series > m)
     {
         gw_r.skipped = Some("skipped: above --pushgateway-max-series".to_owned());
-    } else {
-        let (mut gw, gw_addr) = servers::start_pushgateway(&args.pushgateway).await?;
-        let gw_pusher = Pusher::Gateway(gw_addr);
-        eprintln!("   pushgateway: loading");
-        let (secs, loaded, _) = load(
-            &gw_pusher,
-            Transport::HttpPut,
-            scale,
-            args.clients,
-            load_limit,
-        )
-        .await?;
-        match secs {
-            None => {
-                gw_r.skipped = Some(format!(
-                    "skipped: loaded only {loaded} of {} apps in {:.0} s",
-                    scale.apps,
-                    load_limit.as_secs_f64()
-                ));
-                gw.stop()?;
-            }
-            Some(secs) => {
-                gw_r.load_secs = Some(secs);
-                eprintln!("   pushgateway: pushing over http put");
-                let p = Arc::new(payloads.encode(Transport::HttpPut));
-                let pids = gw.pids();
-                gw_r.rss_loaded_kib = procfs::memory_kib(&pids).0;
-                gw_r.pushes
-                    .push(push_phase(&gw_pusher, Transport::HttpPut, p, args, &pids, ticks).await?);
-                gw_r.rss_pushed_kib = procfs::memory_kib(&pids).0;
-                gw.check_alive()?;
-                gateway = Some((gw, gw_addr));
-            }
-        }
+        return Ok((gw_r, None));
     }
+    let (mut gw, gw_addr) = servers::start_pushgateway(&args.pushgateway).await?;
+    let gw_pusher = Pusher::Gateway(gw_addr);
+    eprintln!("   pushgateway: loading");
+    let (secs, loaded, _) = load(
+        &gw_pusher,
+        Transport::HttpPut,
+        scale,
+        args.clients,
+        load_limit,
+    )
+    .await?;
+    let Some(secs) = secs else {
+        gw_r.skipped = Some(format!(
+            "skipped: loaded only {loaded} of {} apps in {:.0} s",
+            scale.apps,
+            load_limit.as_secs_f64()
+        ));
+        gw.stop()?;
+        return Ok((gw_r, None));
+    };
+    gw_r.load_secs = Some(secs);
+    eprintln!("   pushgateway: pushing over http put");
+    let p = Arc::new(payloads.encode(Transport::HttpPut));
+    let pids = gw.pids();
+    gw_r.rss_loaded_kib = procfs::memory_kib(&pids).0;
+    gw_r.pushes
+        .push(push_phase(&gw_pusher, Transport::HttpPut, p, args, &pids, ticks).await?);
+    gw_r.rss_pushed_kib = procfs::memory_kib(&pids).0;
+    gw.check_alive()?;
+    Ok((gw_r, Some((gw, gw_addr))))
+}
 
-    // --- nginx with the captured page.
-    let (mut nginx, nginx_addr) =
-        servers::start_nginx(&args.nginx, args.nginx_workers, &plain, &gzip).await?;
-
-    // --- scrapes: targets take turns within each round.
-    let mut targets: Vec<(&str, SocketAddr)> = vec![("proxy", proxy.http)];
-    if let Some((_, a)) = &gateway {
-        targets.push(("pushgateway", *a));
-    }
-    targets.push(("nginx", nginx_addr));
-    let mut nginx_r = TargetResult::default();
+/// Latency and throughput of every target, plain and gzip; the targets
+/// take turns within each of `args.rounds` rounds.
+async fn scrape_rounds(
+    args: &Args,
+    targets: &mut [(&str, SocketAddr, &mut TargetResult)],
+) -> Result<()> {
     for round in 0..args.rounds {
-        for (name, addr) in &targets {
+        for (name, addr, r) in targets.iter_mut() {
             eprintln!("   scrapes, round {}: {name}", round + 1);
-            let r = match *name {
-                "proxy" => &mut proxy_r,
-                "pushgateway" => &mut gw_r,
-                _ => &mut nginx_r,
-            };
             let (l, size) = latency(*addr, false, args).await?;
             r.lat_plain.extend(l);
             r.size_plain = size;
@@ -640,26 +724,7 @@ async fn run_scale(
             r.rps_gzip.push(throughput(*addr, true, args).await?);
         }
     }
-
-    // --- memory, then stop everything (a server that died fails the run).
-    let mem = |pids: &[u32]| procfs::memory_kib(pids);
-    (proxy_r.rss_kib, proxy_r.hwm_kib) = mem(&proxy.server.pids());
-    proxy.server.check_alive()?;
-    proxy.server.stop()?;
-    if let Some((gw, _)) = gateway {
-        (gw_r.rss_kib, gw_r.hwm_kib) = mem(&gw.pids());
-        gw.stop()?;
-    }
-    (nginx_r.rss_kib, nginx_r.hwm_kib) = mem(&nginx.pids());
-    nginx.check_alive()?;
-    nginx.stop()?;
-    Ok(ScaleResult {
-        scale,
-        pushed_bytes,
-        proxy: proxy_r,
-        pushgateway: gw_r,
-        nginx: nginx_r,
-    })
+    Ok(())
 }
 
 // --- reporting -------------------------------------------------------------
@@ -732,8 +797,9 @@ fn gw_push(r: &ScaleResult) -> Option<&PushResult> {
         .find(|p| p.transport == Transport::HttpPut)
 }
 
+/// Prints one scale's results as a Markdown table.
 fn print_scale(args: &Args, r: &ScaleResult) {
-    let (p, g, n) = (&r.proxy, &r.pushgateway, &r.nginx);
+    let g = &r.pushgateway;
     println!();
     println!(
         "### {} apps × {} series ({} series; pushed text {:.1} MiB)",
@@ -753,13 +819,24 @@ fn print_scale(args: &Args, r: &ScaleResult) {
         "| measure | exporter-proxy | Pushgateway | nginx (file) | vs Pushgateway | vs nginx |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
-    let row = |name: &str, pv: String, gv: String, nv: String, rg: Option<f64>, rn: Option<f64>| {
-        println!(
-            "| {name} | {pv} | {gv} | {nv} | {} | {} |",
-            ratio(rg),
-            ratio(rn)
-        );
-    };
+    print_push_rows(args, r);
+    print_scrape_rows(args, r);
+    print_memory_rows(r);
+}
+
+/// One row of the table: the three targets' values and the proxy's ratios
+/// to the Pushgateway and to nginx.
+fn row(name: &str, pv: String, gv: String, nv: String, rg: Option<f64>, rn: Option<f64>) {
+    println!(
+        "| {name} | {pv} | {gv} | {nv} | {} | {} |",
+        ratio(rg),
+        ratio(rn)
+    );
+}
+
+/// The initial load and each push phase: rate and server CPU per push.
+fn print_push_rows(args: &Args, r: &ScaleResult) {
+    let (p, g) = (&r.proxy, &r.pushgateway);
     row(
         "initial load of all apps (s)",
         opt(p.load_secs),
@@ -791,6 +868,12 @@ fn print_scale(args: &Args, r: &ScaleResult) {
             None,
         );
     }
+}
+
+/// `/metrics`: sizes, latencies (cached and right after a push) and
+/// throughput.
+fn print_scrape_rows(args: &Args, r: &ScaleResult) {
+    let (p, g, n) = (&r.proxy, &r.pushgateway, &r.nginx);
     for (label, gz) in [("plain", false), ("gzip", true)] {
         let (pl, gl, nl) = if gz {
             (&p.lat_gzip, &g.lat_gzip, &n.lat_gzip)
@@ -860,6 +943,11 @@ fn print_scale(args: &Args, r: &ScaleResult) {
             better_rate(median(pv), median(nv)),
         );
     }
+}
+
+/// Memory of each server after each phase, and its peak.
+fn print_memory_rows(r: &ScaleResult) {
+    let (p, g, n) = (&r.proxy, &r.pushgateway, &r.nginx);
     row(
         "VmRSS after the initial load (MiB)",
         opt(mib(p.rss_loaded_kib)),

@@ -619,6 +619,12 @@ impl Store {
         }
 
         let mut exp = exposition::parse(text, &limits).map_err(parse_error)?;
+        if fast {
+            for (reason, n) in &exp.dropped {
+                tracing::warn!(app, reason = reason.as_str(), n, "samples dropped from a push");
+                self.metrics.count_dropped(reason.as_str(), *n);
+            }
+        }
         let normalised = normalise_bounds(&mut exp);
         if !opts.default.is_empty() {
             for s in exp.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {

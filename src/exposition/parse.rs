@@ -2,9 +2,14 @@
 //!
 //! The rules follow Go's `expfmt.TextParser`, which promtool, Prometheus and the
 //! Pushgateway use, so anything accepted here is accepted downstream once re-encoded.
-//! Where this parser differs it is stricter (label names starting with `__`, derived-name
-//! collisions, duplicate series) or more forgiving about transport details (CRLF line
-//! endings, a missing final newline).
+//! Where this parser differs it is stricter (derived-name collisions, duplicate series)
+//! or more forgiving about transport details (CRLF line endings, a missing final
+//! newline, trailing blanks). What Go accepts is accepted: `__` label names other than
+//! `__name__`, TYPE keywords in any case, empty HELP and TYPE lines (which set
+//! nothing), HELP for a derived name of a histogram or summary. Histogram and summary
+//! samples that Go silently ignores (a bucket without `le`, a summary sample without
+//! `quantile`) are dropped and counted in [`Exposition::dropped`]; a histogram sample
+//! named like its family with an `le` label, which Go reads as a bucket, becomes one.
 //!
 //! The input is scanned once, line by line with `memchr`; family names are looked up as
 //! slices of the input, so only the data that ends up in the [`Exposition`] is copied.
@@ -19,7 +24,7 @@
 mod lex;
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::ops::Range;
 
@@ -32,6 +37,7 @@ use lex::{
 };
 
 use super::encode::{escape_label_value, format_go_float, hash_sorted, series_hash};
+use super::DropReason;
 use super::{
     is_metric_name_char, is_metric_name_start, is_valid_metric_name, EncodeOptions, EncodedFamily,
     Exposition, Family, MetricType, ParseError, ParseLimits, Sample, SeriesKeyHasher,
@@ -53,8 +59,9 @@ pub fn parse(text: &str, limits: &ParseLimits) -> Result<Exposition, ParseError>
         // Only the encoding path falls back, and this parser has no sink.
         Err(Stop::Fallback) => unreachable!("a parser without a sink never falls back"),
     }
+    let dropped = std::mem::take(&mut parser.dropped);
     let (families, _) = parser.finish()?;
-    Ok(Exposition { families })
+    Ok(Exposition { families, dropped })
 }
 
 /// Parses and validates like [`parse()`], but writes every sample line straight into
@@ -67,8 +74,9 @@ pub fn parse(text: &str, limits: &ParseLimits) -> Result<Exposition, ParseError>
 /// Series are unique in the result *after* the options applied (labels set, bounds
 /// rewritten). Accepts and refuses exactly what [`parse()`] does, with the same
 /// errors, except that it returns `Ok(None)` for input it leaves to [`parse()`]: a
-/// label value with an escape sequence, a sample with more than 16 labels, or a
-/// series that repeats (whose error only the full parser words).
+/// label value with an escape sequence, a sample with more than 16 labels, a
+/// series that repeats (whose error only the full parser words), or a sample that
+/// [`parse()`] drops or renames (see [`DropReason`]).
 pub fn parse_encoded(
     text: &str,
     limits: &ParseLimits,
@@ -202,6 +210,8 @@ struct Parser<'a, 'l> {
     labels: Vec<(&'a str, &'a str)>,
     /// Set by [`parse_encoded`]: samples are encoded here instead of collected.
     sink: Option<BlockSink<'l>>,
+    /// Samples dropped, by reason.
+    dropped: BTreeMap<DropReason, u64>,
 }
 
 impl<'a, 'l> Parser<'a, 'l> {
@@ -219,6 +229,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             hash_order: Vec::new(),
             labels: Vec::new(),
             sink,
+            dropped: BTreeMap::new(),
         }
     }
 
@@ -280,37 +291,61 @@ impl<'a, 'l> Parser<'a, 'l> {
                 ),
             ));
         }
-        let rest = skip_blanks(rest);
-        // A declaration may change how later sample names resolve.
-        self.last = None;
-        let index = self.family_index(no, name);
+        let mut rest = skip_blanks(rest);
         if keyword == "HELP" {
-            let family = &mut self.families[index];
-            if family.help.is_some() {
-                return Err(err(no, format!("second HELP line for family {name}")));
-            }
             // The text format has no escape for a carriage return, and a raw one at the
             // end of the text would be read back as part of a CRLF line ending: drop
             // such debris (`\r\r\n` from line endings converted twice) so that the
             // text we store is the text our output says.
-            let rest = rest.trim_end_matches('\r');
-            family.help = Some(unescape_help(no, name, rest)?);
+            rest = rest.trim_end_matches('\r');
+        }
+        if rest.is_empty() {
+            // An empty HELP or a TYPE without a type: Go's parser sets nothing, so a
+            // later HELP or TYPE line for the family is its first.
+            return Ok(());
+        }
+        // A declaration may change how later sample names resolve.
+        self.last = None;
+        // Like Go's parser, a HELP or TYPE line for a derived name of a declared
+        // histogram or summary (`foo_bucket`, `foo_sum`) is about that family.
+        let index = match self.by_name.get(name) {
+            Some(&index) => index,
+            None => match self.derived_family(name) {
+                Some(index) => index,
+                None => self.family_index(no, name),
+            },
+        };
+        let given = name;
+        let name = self.families[index].name.clone();
+        let as_given = if given == name {
+            String::new()
         } else {
+            format!(" (as {given})")
+        };
+        if keyword == "HELP" {
+            let family = &mut self.families[index];
+            if family.help.is_some() {
+                return Err(err(no, format!("second HELP line for family {name}{as_given}")));
+            }
+            family.help = Some(unescape_help(no, &name, rest)?);
+        } else {
+            // Go compares the keyword in upper case: `Counter` and `COUNTER` are
+            // counters. Trailing blanks, which Go refuses, are ignored.
             let typ_text = rest.trim_end_matches([' ', '\t']);
-            let typ = MetricType::from_keyword(typ_text).ok_or_else(|| {
-                let problem = if typ_text.is_empty() {
-                    format!("missing type for family {name}")
-                } else {
-                    format!("invalid type {} for family {name}", quote(typ_text))
-                };
-                err(
-                    no,
-                    format!("{problem}: expected counter, gauge, histogram, summary or untyped"),
-                )
-            })?;
+            let typ =
+                MetricType::from_keyword(&typ_text.to_ascii_lowercase()).ok_or_else(|| {
+                    err(
+                        no,
+                        format!(
+                            "invalid type {} for family {name}: \
+                         expected counter, gauge, histogram, summary or untyped",
+                            quote(typ_text)
+                        ),
+                    )
+                })?;
             let (family, meta) = (&mut self.families[index], &mut self.meta[index]);
             if meta.typed {
-                return Err(err(no, format!("second TYPE line for family {name}")));
+                return Err(err(no, format!("second TYPE line for family {name}{as_given}")));
             }
             if meta.samples != 0 {
                 return Err(err(
@@ -552,12 +587,22 @@ impl<'a, 'l> Parser<'a, 'l> {
         }
 
         let index = self.resolve(no, name);
-        check_type(no, &self.families[index], name, labels)?;
+        let renamed = match check_type(no, &self.families[index], name, labels)? {
+            Verdict::Keep => None,
+            // The encoding path leaves what it would not write as given to `parse`.
+            _ if self.sink.is_some() => return Err(Stop::Fallback),
+            Verdict::Rename(to) => Some(to),
+            Verdict::Drop(reason) => {
+                *self.dropped.entry(reason).or_default() += 1;
+                self.meta[index].samples += 1;
+                return Ok(());
+            }
+        };
         if let Some(sink) = &mut self.sink {
             sink.encode(index, &self.families[index], &line, labels)?;
         } else {
             let sample = Sample {
-                name: name.to_owned(),
+                name: renamed.unwrap_or_else(|| name.to_owned()),
                 labels: labels
                     .iter()
                     .map(|&(n, v)| (n.to_owned(), unescape_label_value(v).into_owned()))
@@ -907,45 +952,56 @@ pub(super) fn is_go_float(v: &str) -> bool {
     }
 }
 
+/// What becomes of a sample in its family.
+enum Verdict {
+    /// Kept as it is.
+    Keep,
+    /// Kept under another name: a histogram sample named like its family with an
+    /// `le` label, which Go's parser reads as a bucket, becomes `foo_bucket`.
+    Rename(String),
+    /// Dropped for the reason given (a [`DropReason`]), as Go's parser drops it: a
+    /// bucket without `le`, a summary quantile without `quantile`.
+    Drop(DropReason),
+}
+
 /// Checks that a sample fits the type of the family it resolved to.
 fn check_type(
     no: usize,
     family: &Family,
     name: &str,
     labels: &[(&str, &str)],
-) -> Result<(), ParseError> {
+) -> Result<Verdict, ParseError> {
     let label = |wanted: &str| {
         labels
             .iter()
             .find(|(n, _)| *n == wanted)
             .map(|(_, v)| unescape_label_value(v))
     };
-    let float_label = |wanted: &str, what: &str| -> Result<(), ParseError> {
+    // `Ok(false)`: the label is missing.
+    let float_label = |wanted: &str| -> Result<bool, ParseError> {
         let Some(value) = label(wanted) else {
-            return Err(err(
-                no,
-                format!("{what} {name} has no {wanted} label: expected {wanted}=\"<float>\""),
-            ));
+            return Ok(false);
         };
-        parse_float(&value, false).map(|_| ()).map_err(|why| {
+        parse_float(&value, false).map(|_| true).map_err(|why| {
             err(
                 no,
                 format!("invalid {wanted} label of {name}: expected a float value, found {why}"),
             )
         })
     };
-    match family.typ {
-        MetricType::Histogram if name == family.name => Err(err(
-            no,
-            format!(
-                "sample {name} in histogram {name}: \
-                 expected {name}_bucket, {name}_sum or {name}_count"
-            ),
-        )),
-        MetricType::Histogram if name.ends_with("_bucket") => float_label("le", "histogram bucket"),
-        MetricType::Summary if name == family.name => float_label("quantile", "summary quantile"),
-        _ => Ok(()),
-    }
+    let is_bucket = name == family.name || name.ends_with("_bucket");
+    Ok(match family.typ {
+        MetricType::Histogram if is_bucket => match float_label("le")? {
+            false => Verdict::Drop(DropReason::BucketWithoutLe),
+            true if name == family.name => Verdict::Rename(format!("{name}_bucket")),
+            true => Verdict::Keep,
+        },
+        MetricType::Summary if name == family.name => match float_label("quantile")? {
+            false => Verdict::Drop(DropReason::QuantileWithoutQuantile),
+            true => Verdict::Keep,
+        },
+        _ => Verdict::Keep,
+    })
 }
 
 /// Whether two samples are the same series: same name and the same label set.

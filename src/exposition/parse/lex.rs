@@ -59,12 +59,11 @@ pub(super) fn parse_labels<'a>(
                 ),
             ));
         }
-        if name.starts_with("__") {
+        // Go's parser reserves only `__name__`; other `__` names are valid labels.
+        if name == "__name__" {
             return Err(err(
                 no,
-                format!(
-                    "reserved label name {name} in {metric}: expected a name not starting with __"
-                ),
+                format!("reserved label name __name__ in {metric}: expected another name"),
             ));
         }
 

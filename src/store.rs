@@ -621,7 +621,12 @@ impl Store {
         let mut exp = exposition::parse(text, &limits).map_err(parse_error)?;
         if fast {
             for (reason, n) in &exp.dropped {
-                tracing::warn!(app, reason = reason.as_str(), n, "samples dropped from a push");
+                tracing::warn!(
+                    app,
+                    reason = reason.as_str(),
+                    n,
+                    "samples dropped from a push"
+                );
                 self.metrics.count_dropped(reason.as_str(), *n);
             }
         }

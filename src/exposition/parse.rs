@@ -325,7 +325,10 @@ impl<'a, 'l> Parser<'a, 'l> {
         if keyword == "HELP" {
             let family = &mut self.families[index];
             if family.help.is_some() {
-                return Err(err(no, format!("second HELP line for family {name}{as_given}")));
+                return Err(err(
+                    no,
+                    format!("second HELP line for family {name}{as_given}"),
+                ));
             }
             family.help = Some(unescape_help(no, &name, rest)?);
         } else {
@@ -345,7 +348,10 @@ impl<'a, 'l> Parser<'a, 'l> {
                 })?;
             let (family, meta) = (&mut self.families[index], &mut self.meta[index]);
             if meta.typed {
-                return Err(err(no, format!("second TYPE line for family {name}{as_given}")));
+                return Err(err(
+                    no,
+                    format!("second TYPE line for family {name}{as_given}"),
+                ));
             }
             if meta.samples != 0 {
                 return Err(err(

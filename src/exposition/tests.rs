@@ -64,7 +64,10 @@ fn check(input: &str, expected: &str) {
     assert_eq!(got, expected, "input:\n{input}");
     let again = parse(&got, &ParseLimits::default())
         .unwrap_or_else(|e| panic!("re-parse of our output failed: {e}\noutput:\n{got}"));
-    assert_eq!(again.families, exp.families, "re-parse of our output differs");
+    assert_eq!(
+        again.families, exp.families,
+        "re-parse of our output differs"
+    );
     assert!(again.dropped.is_empty(), "our output has samples to drop");
     assert_eq!(encode(&again), got, "encoding is not a fixed point");
 }
@@ -1151,7 +1154,10 @@ fn type_keywords_in_any_case_and_a_missing_type() {
     check("# TYPE a Counter\na 1\n", "# TYPE a counter\na 1\n");
     check("# TYPE a COUNTER\na 1\n", "# TYPE a counter\na 1\n");
     check("# TYPE a GaUgE \na 1\n", "# TYPE a gauge\na 1\n");
-    check("# TYPE h HISTOGRAM\nh_count 1\n", "# TYPE h histogram\nh_count 1\n");
+    check(
+        "# TYPE h HISTOGRAM\nh_count 1\n",
+        "# TYPE h histogram\nh_count 1\n",
+    );
     // A TYPE line without a type sets none: the family stays untyped, and may get
     // its type from a later TYPE line.
     check("# TYPE a\na 1\n", "# TYPE a untyped\na 1\n");

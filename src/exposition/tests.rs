@@ -1033,59 +1033,6 @@ fn go_float_format() {
     }
 }
 
-/// Converts an OpenMetrics body, then parses and encodes it like a push.
-#[track_caller]
-fn check_om(input: &str, expected: &str) {
-    assert!(looks_like_openmetrics(input), "not detected as OpenMetrics");
-    let text = openmetrics_to_text(input).unwrap_or_else(|e| panic!("conversion failed: {e}"));
-    check(&text, expected);
-}
-
-#[test]
-fn openmetrics_counter_created_unit_exemplar_and_eof() {
-    check_om(
-        "# HELP req Requests \\\"served\\\".\n# TYPE req counter\n# UNIT req requests\nreq_total{code=\"200\"} 3 # {trace_id=\"a # b\"} 1 1.5\nreq_created{code=\"200\"} 1.7e9\n# EOF\n",
-        "# HELP req_total Requests \"served\".\n# TYPE req_total counter\nreq_total{code=\"200\"} 3\n# HELP req_created Requests \"served\".\n# TYPE req_created gauge\nreq_created{code=\"200\"} 1.7e9\n",
-    );
-}
-
-#[test]
-fn openmetrics_histogram_info_stateset_unknown_and_timestamps() {
-    check_om(
-        "# TYPE lat histogram\nlat_bucket{le=\"1.0\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_count 2\nlat_sum 1.5\nlat_created 12\n# TYPE build info\nbuild_info{version=\"1\"} 1\n# TYPE state stateset\nstate{state=\"a\"} 1\n# TYPE thing unknown\nthing 4 1520879607.789\n# EOF",
-        "# TYPE lat histogram\nlat_bucket{le=\"1.0\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_count 2\nlat_sum 1.5\n# TYPE lat_created gauge\nlat_created 12\n# TYPE build_info gauge\nbuild_info{version=\"1\"} 1\n# TYPE state gauge\nstate{state=\"a\"} 1\n# TYPE thing untyped\nthing 4 1520879607789\n",
-    );
-}
-
-#[test]
-fn openmetrics_counter_without_created_and_gaugehistogram() {
-    check_om(
-        "# TYPE c counter\nc_total 1\n# HELP g A gauge histogram.\n# TYPE g gaugehistogram\ng_bucket{le=\"+Inf\"} 1\ng_gcount 1\ng_gsum 2\n# EOF\n",
-        "# TYPE c_total counter\nc_total 1\n# TYPE g_bucket untyped\ng_bucket{le=\"+Inf\"} 1\n# TYPE g_gcount untyped\ng_gcount 1\n# TYPE g_gsum untyped\ng_gsum 2\n",
-    );
-}
-
-#[test]
-fn openmetrics_errors_name_the_line() {
-    let e = openmetrics_to_text("a 1\n# EOF\nb 2\n").unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "line 3: text after # EOF: expected the end of the body"
-    );
-    let e = openmetrics_to_text("# TYPE a flux\na 1\n# EOF\n").unwrap_err();
-    assert_eq!(e.line, 1);
-    let e = openmetrics_to_text("a 1 soon\n# EOF\n").unwrap_err();
-    assert!(
-        e.to_string()
-            .starts_with("line 1: invalid OpenMetrics timestamp"),
-        "{e}"
-    );
-    let e = openmetrics_to_text("a{b=\"x} 1\n# EOF\n").unwrap_err();
-    assert_eq!(e.line, 1);
-    assert!(!looks_like_openmetrics("a 1\n"));
-    assert!(looks_like_openmetrics("a 1\n# EOF\n\n"));
-}
-
 #[test]
 fn the_go_float_shortcut_never_disagrees_with_format_go_float() {
     // `is_go_float` lets the encoding path skip formatting a bound; it must

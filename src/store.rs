@@ -814,14 +814,25 @@ impl Store {
         }
         let mut undo: Vec<Undo> = Vec::with_capacity(batch.len());
         let mut total = 0;
-        for p in batch {
+        for mut p in batch {
             // A replace push of the same series (the usual case: new values)
             // leaves the global indexes as they are: they depend only on the
             // app's family names, types and series, which were checked when
             // they came.
-            let same_series = state.apps.get(&p.app).is_some_and(|old| {
-                old.info.kind == kind && same_families(&old.families, &p.families)
-            });
+            let same = |state: &State, p: &Prepared| {
+                state.apps.get(&p.app).is_some_and(|old| {
+                    old.info.kind == kind && same_families(&old.families, &p.families)
+                })
+            };
+            let mut same_series = same(&state, &p);
+            if !same_series {
+                // Untyped families joining typed ones (see `join`).
+                if let Err(e) = state.join(&mut p, kind, &mut undo) {
+                    state.roll_back(undo);
+                    return Err(e);
+                }
+                same_series = same(&state, &p);
+            }
             if !same_series {
                 if let Err(e) = state.check(&p, kind, &self.options) {
                     state.roll_back(undo);
@@ -1490,5 +1501,6 @@ impl State {
     }
 }
 
+mod join;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ mod cli;
 mod collect;
 mod docker;
 mod expfmt;
+mod exporters;
 mod grafana;
 mod http;
 mod interop;

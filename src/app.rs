@@ -211,6 +211,7 @@ struct Running {
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     poller: Arc<Poller>,
+    sd: Arc<crate::poll::sd::ServiceDiscovery>,
     collectors: Arc<crate::collect::Collectors>,
     providers: Arc<crate::providers::ProviderSet>,
 }
@@ -517,6 +518,15 @@ impl Running {
                 report.unchanged.len()
             ));
         }
+        let report = self.sd.set(new.poll.sd.clone()).await;
+        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
+            changes.push(format!(
+                "service discovery: {} added, {} changed, {} removed",
+                report.added.len(),
+                report.replaced.len(),
+                report.removed.len()
+            ));
+        }
         let report = self.collectors.set(new.collectors.clone()).await;
         if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
             changes.push(format!(
@@ -597,6 +607,12 @@ pub async fn run_with_store(
     if !report.added.is_empty() {
         info!(targets = ?report.added, "polling");
     }
+    let sd = crate::poll::sd::ServiceDiscovery::new(
+        poller.clone(),
+        store.clone(),
+        shutdown.child_token(),
+    );
+    sd.set(config.poll.sd.clone()).await;
     let collectors = Arc::new(crate::collect::Collectors::new(
         store.clone(),
         config.poll.max_concurrent,
@@ -654,6 +670,7 @@ pub async fn run_with_store(
         router,
         tls: bound.web.tls.as_ref().map(|t| t.server_config.clone()),
         poller: poller.clone(),
+        sd: sd.clone(),
         collectors: collectors.clone(),
         providers: providers.clone(),
         config: config.clone(),
@@ -706,6 +723,7 @@ pub async fn run_with_store(
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracker.close();
+    sd.stop().await;
     poller.stop().await;
     collectors.stop().await;
     providers.stop().await;

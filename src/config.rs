@@ -219,6 +219,8 @@ pub struct PollConfig {
     pub max_concurrent: usize,
     /// `[poll.register]`, when enabled.
     pub register: Option<RegisterConfig>,
+    /// `[[poll.file_sd]]` and `[[poll.http_sd]]` (see `poll::sd`).
+    pub sd: Vec<crate::poll::sd::SdConfig>,
 }
 
 /// One target to poll. Compared whole by the scheduler's reconciliation:
@@ -1208,6 +1210,14 @@ fn build_poll(
         }
     }
     let register = build_register(&mut p, max_push_bytes, cx);
+    let (file_sd, http_sd) = (p.raw("file_sd"), p.raw("http_sd"));
+    let sd = crate::poll::sd::parse_config(
+        file_sd,
+        http_sd,
+        app_label,
+        max_push_bytes,
+        &mut cx.problems,
+    );
     p.finish(cx);
 
     let mut seen: BTreeSet<&str> = BTreeSet::new();
@@ -1223,6 +1233,7 @@ fn build_poll(
         targets,
         max_concurrent,
         register,
+        sd,
     }
 }
 

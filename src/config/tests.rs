@@ -23,6 +23,7 @@ fn defaults() -> Config {
             targets: Vec::new(),
             max_concurrent: DEFAULT_MAX_CONCURRENT_POLLS as usize,
             register: None,
+            sd: Vec::new(),
         },
         push_api: true,
         sinks: Vec::new(),

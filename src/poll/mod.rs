@@ -3,15 +3,17 @@
 //! * [`scheduler`]: the generic fixed-rate scheduler with reconciliation.
 //! * [`target`]: one target's request, checks and store update.
 //! * [`register`]: `POST /register` and the persisted registry.
+//! * [`sd`]: targets from Prometheus service discovery (file_sd, http_sd).
 //!
 //! [`Poller`] ties them together: one scheduler holds every target, keyed by
-//! app name; configured targets are reconciled as a whole, registered ones
-//! added and removed one by one.
+//! app name; configured and discovered targets are reconciled as a whole,
+//! registered ones added and removed one by one.
 
 pub mod register;
+pub mod sd;
 pub mod target;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -30,6 +32,13 @@ pub struct Poller {
     statics: Mutex<BTreeSet<String>>,
     /// Names of registered targets.
     registered: Mutex<BTreeSet<String>>,
+    /// The configured targets.
+    static_defs: Mutex<Vec<TargetConfig>>,
+    /// Targets by service-discovery source (see [`sd`]).
+    discovered: Mutex<BTreeMap<String, Vec<TargetConfig>>>,
+    /// Held while the whole set is reconciled, so that a reload and a
+    /// discovery cannot each reconcile a stale view of the other.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 impl Poller {
@@ -44,6 +53,9 @@ impl Poller {
             store,
             statics: Mutex::new(BTreeSet::new()),
             registered: Mutex::new(BTreeSet::new()),
+            static_defs: Mutex::new(Vec::new()),
+            discovered: Mutex::new(BTreeMap::new()),
+            reconciling: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -57,25 +69,42 @@ impl Poller {
     /// disappears. Registered targets are kept.
     pub async fn set_static(&self, targets: Vec<TargetConfig>) -> Reconciled {
         let names: BTreeSet<String> = targets.iter().map(|t| t.name.clone()).collect();
-        *lock(&self.statics) = names.clone();
-        // A configured name now wins over a registration of the same name.
+        *lock(&self.statics) = names;
+        *lock(&self.static_defs) = targets;
+        self.reconcile_all().await
+    }
+
+    /// Reconciles the scheduler with every target: configured, discovered
+    /// (unless a configured one has the name) and registered (kept as they
+    /// are).
+    async fn reconcile_all(&self) -> Reconciled {
+        let _one_at_a_time = self.reconciling.lock().await;
+        let targets = lock(&self.static_defs).clone();
+        let mut names: BTreeSet<String> = targets.iter().map(|t| t.name.clone()).collect();
+        let mut jobs: Vec<PollJob> = targets
+            .into_iter()
+            .map(|t| PollJob::new(t, AppKind::Poll, self.store.clone()))
+            .collect();
+        let discovered: Vec<TargetConfig> =
+            lock(&self.discovered).values().flatten().cloned().collect();
+        for t in discovered {
+            if names.insert(t.name.clone()) {
+                jobs.push(PollJob::new(t, AppKind::Poll, self.store.clone()));
+            }
+        }
+        // A configured or discovered name now wins over a registration of
+        // the same name.
         let registered: Vec<String> = lock(&self.registered)
             .iter()
             .filter(|n| !names.contains(*n))
             .cloned()
             .collect();
-        let mut jobs: Vec<PollJob> = targets
-            .into_iter()
-            .map(|t| PollJob::new(t, AppKind::Poll, self.store.clone()))
-            .collect();
         // Keep the registered jobs as they are: rebuild equal definitions.
-        let mut kept = Vec::new();
         for name in registered {
             if let Some(def) = self.registered_def(&name).await {
-                kept.push(PollJob::new(def, AppKind::Registered, self.store.clone()));
+                jobs.push(PollJob::new(def, AppKind::Registered, self.store.clone()));
             }
         }
-        jobs.extend(kept);
         self.scheduler.reconcile(jobs).await
     }
 

@@ -176,7 +176,9 @@ impl PartialEq for SdJob {
 impl SdJob {
     fn new(sd: SdConfig, poller: Arc<Poller>, store: Arc<Store>) -> SdJob {
         let endpoint = match &sd.source {
-            SdSource::Http(def) => Some(PollJob::new(def.clone(), AppKind::Poll, store.clone())),
+            SdSource::Http(def) => {
+                Some(PollJob::new((**def).clone(), AppKind::Poll, store.clone()))
+            }
             SdSource::Files(_) => None,
         };
         SdJob {

@@ -25,6 +25,7 @@ mod pushgw;
 mod register;
 mod reload;
 mod rpc;
+mod sd;
 mod sinks;
 mod support;
 mod tls;

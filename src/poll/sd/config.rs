@@ -46,7 +46,7 @@ pub enum SdSource {
     Files(Vec<PathBuf>),
     /// `http_sd`: the endpoint, with its credentials, TLS, timeout and body
     /// limit (`name` is the source name).
-    Http(TargetConfig),
+    Http(Box<TargetConfig>),
 }
 
 #[derive(Deserialize, Default)]
@@ -213,11 +213,11 @@ fn validate(
             max_push_bytes,
             problems,
         );
-        SdSource::Http(TargetConfig {
+        SdSource::Http(Box::new(TargetConfig {
             name: format!("sd/{}", raw.name),
             url,
             ..endpoint
-        })
+        }))
     } else {
         let only_http = [
             ("url", raw.url.is_some()),
@@ -258,7 +258,7 @@ fn validate(
         }
         SdSource::Files(files.into_iter().map(PathBuf::from).collect())
     };
-    (problems.len() == before).then(|| SdConfig {
+    (problems.len() == before).then_some(SdConfig {
         name: raw.name,
         source,
         refresh_interval,

@@ -635,7 +635,7 @@ fn expected(what: &str, v: &Value) -> String {
     format!("expected {what}, found {}", v.type_str())
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);

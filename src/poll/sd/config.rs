@@ -49,6 +49,14 @@ pub enum SdSource {
     Http(Box<TargetConfig>),
 }
 
+/// A byte count: an integer, or a size such as "16MiB".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBasic {
@@ -79,7 +87,7 @@ struct RawAccess {
     bearer_token_env: Option<String>,
     basic_auth: Option<RawBasic>,
     tls: Option<RawTls>,
-    max_body_size: Option<u64>,
+    max_body_size: Option<RawSize>,
     stale_after: Option<String>,
 }
 
@@ -96,7 +104,7 @@ struct RawSd {
     bearer_token_env: Option<String>,
     basic_auth: Option<RawBasic>,
     tls: Option<RawTls>,
-    max_body_size: Option<u64>,
+    max_body_size: Option<RawSize>,
     /// Settings of the discovered targets.
     #[serde(default)]
     targets: RawAccess,
@@ -204,7 +212,10 @@ fn validate(
                 bearer_token_env: raw.bearer_token_env,
                 basic_auth: raw.basic_auth,
                 tls: raw.tls,
-                max_body_size: Some(raw.max_body_size.unwrap_or(DEFAULT_SD_BODY_BYTES as u64)),
+                max_body_size: Some(
+                    raw.max_body_size
+                        .unwrap_or(RawSize::Bytes(DEFAULT_SD_BODY_BYTES as u64)),
+                ),
                 interval: Some(humantime::format_duration(refresh_interval).to_string()),
                 ..RawAccess::default()
             },
@@ -371,9 +382,24 @@ fn access(
         ca_file: tls.ca_file.map(PathBuf::from),
         insecure_skip_verify: tls.insecure_skip_verify,
         labels,
-        max_body_bytes: raw
-            .max_body_size
-            .map_or(max_push_bytes, |n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_body_bytes: match raw.max_body_size {
+            None => max_push_bytes,
+            Some(size) => {
+                let n = match size {
+                    RawSize::Bytes(n) => Ok(n),
+                    RawSize::Text(t) => crate::config::parse_size(&t),
+                };
+                match n {
+                    Ok(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+                    Ok(_) | Err(_) => {
+                        problems.push(format!(
+                            "`{path}.max_body_size`: expected a positive byte count or a size such as \"16MiB\""
+                        ));
+                        max_push_bytes
+                    }
+                }
+            }
+        },
         stale_after,
     }
 }

@@ -34,7 +34,7 @@ fn file_sd(files: &[&str]) -> SdConfig {
 fn config_of_both_kinds() {
     let (sds, problems) = parse(
         "[[poll.file_sd]]\nname = \"nodes\"\nfiles = [\"/etc/sd/*.json\", \"/etc/sd/x.yml\"]\n\
-         [poll.file_sd.targets]\ninterval = \"30s\"\nbearer_token_file = \"/etc/tok\"\n\
+         [poll.file_sd.targets]\ninterval = \"30s\"\nbearer_token_file = \"/etc/tok\"\nmax_body_size = \"2MiB\"\n\
          [[poll.http_sd]]\nname = \"jobs\"\nurl = \"https://backend:8443/sd\"\nrefresh_interval = \"2m\"\n\
          basic_auth = { username = \"u\", password_env = \"SD_PASSWORD\" }\n\
          tls = { insecure_skip_verify = true }\n",
@@ -44,6 +44,7 @@ fn config_of_both_kinds() {
     assert_eq!(sds[0].refresh_interval, config::DEFAULT_FILE_REFRESH);
     assert_eq!(sds[0].template.interval, Duration::from_secs(30));
     assert!(matches!(sds[0].template.auth, Some(Auth::Bearer(_))));
+    assert_eq!(sds[0].template.max_body_bytes, 2 << 20);
     assert_eq!(sds[1].refresh_interval, Duration::from_secs(120));
     let SdSource::Http(endpoint) = &sds[1].source else {
         panic!("http")

@@ -12,7 +12,7 @@ import sys
 # Top-level modules of src/lib.rs by layer, lowest first. A module may use
 # modules of lower layers only (and its own submodules).
 LAYERS = [
-    {"exposition", "secret", "netacl", "activation", "generated", "ttl", "fsutil"},
+    {"exposition", "secret", "netacl", "activation", "generated", "ttl", "fsutil", "units"},
     {"telemetry"},
     {"store"},
     {"outbound"},

@@ -33,6 +33,9 @@ command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway
 command -v victoria-metrics >/dev/null || missing+=(victoria-metrics)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v python3 >/dev/null || missing+=(python3)
+# The expfmt differential oracle (tests/go/expfmt_oracle) builds offline on these.
+command -v go >/dev/null || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/prometheus/common/expfmt ] || missing+=(golang-github-prometheus-common-dev)
 if ! command -v systemd-analyze >/dev/null || ! command -v systemd-socket-activate >/dev/null; then
     missing+=(systemd)
 fi

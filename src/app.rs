@@ -213,6 +213,7 @@ struct Running {
     router: axum::Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     poller: Arc<Poller>,
+    sd: Arc<crate::poll::sd::ServiceDiscovery>,
     collectors: Arc<crate::collect::Collectors>,
     providers: Arc<crate::providers::ProviderSet>,
 }
@@ -596,6 +597,15 @@ impl Running {
     async fn apply_jobs(&self, new: &Config, changes: &mut Vec<String>) {
         let report = self.poller.set_static(new.poll.targets.clone()).await;
         changes.extend(summarize("poll targets", &report));
+        let report = self.sd.set(new.poll.sd.clone()).await;
+        if !report.added.is_empty() || !report.replaced.is_empty() || !report.removed.is_empty() {
+            changes.push(format!(
+                "service discovery: {} added, {} changed, {} removed",
+                report.added.len(),
+                report.replaced.len(),
+                report.removed.len()
+            ));
+        }
         let report = self.collectors.set(new.collectors.clone()).await;
         changes.extend(summarize("collectors", &report));
         let report = self.providers.apply(new.providers.as_ref()).await;
@@ -655,6 +665,7 @@ pub async fn run_with_store(
         router,
         tls: bound.web.tls.as_ref().map(|t| t.server_config.clone()),
         poller: jobs.poller,
+        sd: jobs.sd,
         collectors: jobs.collectors,
         providers: jobs.providers,
         config: config.clone(),
@@ -706,6 +717,7 @@ fn start_background(
 /// The outbound jobs and the self-registration endpoint's state.
 struct Jobs {
     poller: Arc<Poller>,
+    sd: Arc<crate::poll::sd::ServiceDiscovery>,
     collectors: Arc<crate::collect::Collectors>,
     providers: Arc<crate::providers::ProviderSet>,
     registrar: Option<Arc<Registrar>>,
@@ -728,6 +740,12 @@ async fn start_jobs(
     if !report.added.is_empty() {
         info!(targets = ?report.added, "polling");
     }
+    let sd = crate::poll::sd::ServiceDiscovery::new(
+        poller.clone(),
+        store.clone(),
+        shutdown.child_token(),
+    );
+    sd.set(config.poll.sd.clone()).await;
     let collectors = Arc::new(crate::collect::Collectors::new(
         store.clone(),
         config.poll.max_concurrent,
@@ -759,6 +777,7 @@ async fn start_jobs(
     };
     Jobs {
         poller,
+        sd,
         collectors,
         providers,
         registrar,
@@ -825,6 +844,7 @@ impl Running {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let tracker = self.tracker.clone();
         tracker.close();
+        self.sd.stop().await;
         self.poller.stop().await;
         self.collectors.stop().await;
         self.providers.stop().await;

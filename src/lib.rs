@@ -52,3 +52,4 @@ pub mod sinks;
 pub mod store;
 pub mod telemetry;
 pub mod ttl;
+pub mod units;

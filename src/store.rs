@@ -577,6 +577,17 @@ impl Store {
         }
 
         let mut exp = exposition::parse(text, &limits).map_err(parse_error)?;
+        if fast {
+            for (reason, n) in &exp.dropped {
+                tracing::warn!(
+                    app,
+                    reason = reason.as_str(),
+                    n,
+                    "samples dropped from a push"
+                );
+                self.metrics.count_dropped(reason.as_str(), *n);
+            }
+        }
         let normalised = normalise_bounds(&mut exp);
         if !opts.default.is_empty() {
             for s in exp.families.iter_mut().flat_map(|f| f.samples.iter_mut()) {
@@ -761,14 +772,25 @@ impl Store {
         }
         let mut undo: Vec<Undo> = Vec::with_capacity(batch.len());
         let mut total = 0;
-        for p in batch {
+        for mut p in batch {
             // A replace push of the same series (the usual case: new values)
             // leaves the global indexes as they are: they depend only on the
             // app's family names, types and series, which were checked when
             // they came.
-            let same_series = state.apps.get(&p.app).is_some_and(|old| {
-                old.info.kind == kind && same_families(&old.families, &p.families)
-            });
+            let same = |state: &State, p: &Prepared| {
+                state.apps.get(&p.app).is_some_and(|old| {
+                    old.info.kind == kind && same_families(&old.families, &p.families)
+                })
+            };
+            let mut same_series = same(&state, &p);
+            if !same_series {
+                // Untyped families joining typed ones (see `join`).
+                if let Err(e) = state.join(&mut p, kind, &mut undo) {
+                    state.roll_back(undo);
+                    return Err(e);
+                }
+                same_series = same(&state, &p);
+            }
             if !same_series {
                 if let Err(e) = state.check(&p, kind, &self.options) {
                     state.roll_back(undo);
@@ -1446,5 +1468,6 @@ impl State {
     }
 }
 
+mod join;
 #[cfg(test)]
 mod tests;

@@ -151,6 +151,8 @@ pub struct SelfMetrics {
     /// key set is small and dynamic; held for an increment only.
     pushes: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
     rejections: Mutex<BTreeMap<RejectReason, u64>>,
+    /// Samples left out of accepted pushes, by reason (`exposition::DropReason`).
+    dropped: Mutex<BTreeMap<&'static str, u64>>,
     open_connections: Mutex<BTreeMap<String, i64>>,
     render_nanos: AtomicU64,
     expired: AtomicU64,
@@ -212,6 +214,17 @@ impl SelfMetrics {
             .entry((listener.to_owned(), format, result))
             .or_default() += 1;
         self.bump();
+    }
+
+    /// Counts `n` samples left out of an accepted push for `reason`.
+    pub fn count_dropped(&self, reason: &'static str, n: u64) {
+        *lock(&self.dropped).entry(reason).or_default() += n;
+        self.bump();
+    }
+
+    /// Samples left out of accepted pushes for `reason` so far.
+    pub fn dropped(&self, reason: &str) -> u64 {
+        lock(&self.dropped).get(reason).copied().unwrap_or(0)
     }
 
     /// Counts one rejection by reason.
@@ -394,6 +407,15 @@ impl SelfMetrics {
                 "{p}push_rejections_total{{reason=\"{}\"}} {n}",
                 reason.as_str()
             );
+        }
+        header(
+            out,
+            "dropped_samples_total",
+            "Samples left out of accepted pushes, by reason.",
+            MetricType::Counter,
+        );
+        for (reason, n) in lock(&self.dropped).iter() {
+            let _ = writeln!(out, "{p}dropped_samples_total{{reason=\"{reason}\"}} {n}");
         }
         header(
             out,

@@ -61,6 +61,14 @@ pub(super) fn build_poll(
         }
     }
     let register = build_register(&mut p, max_push_bytes, &mappings, cx);
+    let (file_sd, http_sd) = (p.raw("file_sd"), p.raw("http_sd"));
+    let sd = crate::poll::sd::parse_config(
+        file_sd,
+        http_sd,
+        app_label,
+        max_push_bytes,
+        &mut cx.problems,
+    );
     p.finish(cx);
 
     let mut seen: BTreeSet<&str> = BTreeSet::new();
@@ -77,6 +85,7 @@ pub(super) fn build_poll(
         max_concurrent,
         register,
         mappings,
+        sd,
     }
 }
 

@@ -27,6 +27,7 @@ fn defaults() -> Config {
             max_concurrent: DEFAULT_MAX_CONCURRENT_POLLS as usize,
             register: None,
             mappings: Vec::new(),
+            sd: Vec::new(),
         },
         push_api: true,
         sinks: Vec::new(),

@@ -110,6 +110,28 @@ impl fmt::Display for MetricType {
 pub struct Exposition {
     /// Every family once, each holding all of its samples.
     pub families: Vec<Family>,
+    /// Samples left out, by reason (see [`DropReason`]).
+    pub dropped: std::collections::BTreeMap<DropReason, u64>,
+}
+
+/// Why [`parse()`] left a sample out instead of refusing the whole input: samples
+/// that Go's `expfmt` parser also ignores, and that would make the output invalid.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum DropReason {
+    /// A histogram bucket (`foo_bucket`, or `foo` itself) without an `le` label.
+    BucketWithoutLe,
+    /// A summary sample named like its family without a `quantile` label.
+    QuantileWithoutQuantile,
+}
+
+impl DropReason {
+    /// The reason as a label value, lowercase with underscores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::BucketWithoutLe => "bucket_without_le",
+            DropReason::QuantileWithoutQuantile => "quantile_without_quantile_label",
+        }
+    }
 }
 
 /// One metric family: its metadata and all of its samples.
@@ -287,8 +309,8 @@ pub fn is_valid_metric_name(name: &str) -> bool {
 
 /// Whether `name` is a syntactically valid label name: `[a-zA-Z_][a-zA-Z0-9_]*`.
 ///
-/// Names starting with `__` pass this check but are reserved for Prometheus' internal
-/// use, and [`parse()`] rejects them in pushed samples.
+/// Of the names starting with `__`, which Prometheus reserves for its own use,
+/// [`parse()`] refuses only `__name__` in samples, as Go's parser does.
 pub fn is_valid_label_name(name: &str) -> bool {
     match name.as_bytes().split_first() {
         Some((&first, rest)) => {

@@ -2,9 +2,14 @@
 //!
 //! The rules follow Go's `expfmt.TextParser`, which promtool, Prometheus and the
 //! Pushgateway use, so anything accepted here is accepted downstream once re-encoded.
-//! Where this parser differs it is stricter (label names starting with `__`, derived-name
-//! collisions, duplicate series) or more forgiving about transport details (CRLF line
-//! endings, a missing final newline).
+//! Where this parser differs it is stricter (derived-name collisions, duplicate series)
+//! or more forgiving about transport details (CRLF line endings, a missing final
+//! newline, trailing blanks). What Go accepts is accepted: `__` label names other than
+//! `__name__`, TYPE keywords in any case, empty HELP and TYPE lines (which set
+//! nothing), HELP for a derived name of a histogram or summary. Histogram and summary
+//! samples that Go silently ignores (a bucket without `le`, a summary sample without
+//! `quantile`) are dropped and counted in [`Exposition::dropped`]; a histogram sample
+//! named like its family with an `le` label, which Go reads as a bucket, becomes one.
 //!
 //! The input is scanned once, line by line with `memchr`; family names are looked up as
 //! slices of the input, so only the data that ends up in the [`Exposition`] is copied.
@@ -16,25 +21,28 @@
 //! with the same errors; the push path hands the few inputs it does not handle (escapes
 //! in label values, repeated series) to [`parse()`].
 
-use std::borrow::Cow;
+mod lex;
+
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write as _;
 use std::ops::Range;
 
 use bytes::Bytes;
-use memchr::{memchr, memchr2};
+use memchr::memchr;
 
-use super::encode::{escape_label_value, format_go_float, hash_sorted, series_hash};
-use super::{
-    is_label_name_char, is_label_name_start, is_metric_name_char, is_metric_name_start,
-    is_valid_metric_name, EncodeOptions, EncodedFamily, Exposition, Family, MetricType, ParseError,
-    ParseErrorKind, ParseLimits, Sample, SeriesKeyHasher,
+use lex::{
+    err, found, parse_float, parse_labels, quote, skip_blanks, skip_blanks_at, split_token,
+    truncate, unescape_help, unescape_label_value,
 };
 
-/// Found-text in error messages is cut to this many characters: enough to recognise the
-/// token, while an error about a megabyte-long line stays short.
-const MAX_FOUND_CHARS: usize = 40;
+use super::encode::{escape_label_value, format_go_float, hash_sorted, series_hash};
+use super::DropReason;
+use super::{
+    is_metric_name_char, is_metric_name_start, is_valid_metric_name, EncodeOptions, EncodedFamily,
+    Exposition, Family, MetricType, ParseError, ParseErrorKind, ParseLimits, Sample,
+    SeriesKeyHasher,
+};
 
 /// A series is named in a duplicate-series error up to this many characters.
 const MAX_SERIES_CHARS: usize = 120;
@@ -52,8 +60,9 @@ pub fn parse(text: &str, limits: &ParseLimits) -> Result<Exposition, ParseError>
         // Only the encoding path falls back, and this parser has no sink.
         Err(Stop::Fallback) => unreachable!("a parser without a sink never falls back"),
     }
+    let dropped = std::mem::take(&mut parser.dropped);
     let (families, _) = parser.finish()?;
-    Ok(Exposition { families })
+    Ok(Exposition { families, dropped })
 }
 
 /// Parses and validates like [`parse()`], but writes every sample line straight into
@@ -66,8 +75,9 @@ pub fn parse(text: &str, limits: &ParseLimits) -> Result<Exposition, ParseError>
 /// Series are unique in the result *after* the options applied (labels set, bounds
 /// rewritten). Accepts and refuses exactly what [`parse()`] does, with the same
 /// errors, except that it returns `Ok(None)` for input it leaves to [`parse()`]: a
-/// label value with an escape sequence, a sample with more than 16 labels, or a
-/// series that repeats (whose error only the full parser words).
+/// label value with an escape sequence, a sample with more than 16 labels, a
+/// series that repeats (whose error only the full parser words), or a sample that
+/// [`parse()`] drops or renames (see [`DropReason`]).
 pub fn parse_encoded(
     text: &str,
     limits: &ParseLimits,
@@ -201,6 +211,8 @@ struct Parser<'a, 'l> {
     labels: Vec<(&'a str, &'a str)>,
     /// Set by [`parse_encoded`]: samples are encoded here instead of collected.
     sink: Option<BlockSink<'l>>,
+    /// Samples dropped, by reason.
+    dropped: BTreeMap<DropReason, u64>,
 }
 
 impl<'a, 'l> Parser<'a, 'l> {
@@ -218,6 +230,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             hash_order: Vec::new(),
             labels: Vec::new(),
             sink,
+            dropped: BTreeMap::new(),
         }
     }
 
@@ -279,37 +292,67 @@ impl<'a, 'l> Parser<'a, 'l> {
                 ),
             ));
         }
-        let rest = skip_blanks(rest);
-        // A declaration may change how later sample names resolve.
-        self.last = None;
-        let index = self.family_index(no, name);
+        let mut rest = skip_blanks(rest);
         if keyword == "HELP" {
-            let family = &mut self.families[index];
-            if family.help.is_some() {
-                return Err(err(no, format!("second HELP line for family {name}")));
-            }
             // The text format has no escape for a carriage return, and a raw one at the
             // end of the text would be read back as part of a CRLF line ending: drop
             // such debris (`\r\r\n` from line endings converted twice) so that the
             // text we store is the text our output says.
-            let rest = rest.trim_end_matches('\r');
-            family.help = Some(unescape_help(no, name, rest)?);
+            rest = rest.trim_end_matches('\r');
+        }
+        if rest.is_empty() {
+            // An empty HELP or a TYPE without a type: Go's parser sets nothing, so a
+            // later HELP or TYPE line for the family is its first.
+            return Ok(());
+        }
+        // A declaration may change how later sample names resolve.
+        self.last = None;
+        // Like Go's parser, a HELP or TYPE line for a derived name of a declared
+        // histogram or summary (`foo_bucket`, `foo_sum`) is about that family.
+        let index = match self.by_name.get(name) {
+            Some(&index) => index,
+            None => match self.derived_family(name) {
+                Some(index) => index,
+                None => self.family_index(no, name),
+            },
+        };
+        let given = name;
+        let name = self.families[index].name.clone();
+        let as_given = if given == name {
+            String::new()
         } else {
-            let typ_text = rest.trim_end_matches([' ', '\t']);
-            let typ = MetricType::from_keyword(typ_text).ok_or_else(|| {
-                let problem = if typ_text.is_empty() {
-                    format!("missing type for family {name}")
-                } else {
-                    format!("invalid type {} for family {name}", quote(typ_text))
-                };
-                err(
+            format!(" (as {given})")
+        };
+        if keyword == "HELP" {
+            let family = &mut self.families[index];
+            if family.help.is_some() {
+                return Err(err(
                     no,
-                    format!("{problem}: expected counter, gauge, histogram, summary or untyped"),
-                )
-            })?;
+                    format!("second HELP line for family {name}{as_given}"),
+                ));
+            }
+            family.help = Some(unescape_help(no, &name, rest)?);
+        } else {
+            // Go compares the keyword in upper case: `Counter` and `COUNTER` are
+            // counters. Trailing blanks, which Go refuses, are ignored.
+            let typ_text = rest.trim_end_matches([' ', '\t']);
+            let typ =
+                MetricType::from_keyword(&typ_text.to_ascii_lowercase()).ok_or_else(|| {
+                    err(
+                        no,
+                        format!(
+                            "invalid type {} for family {name}: \
+                         expected counter, gauge, histogram, summary or untyped",
+                            quote(typ_text)
+                        ),
+                    )
+                })?;
             let (family, meta) = (&mut self.families[index], &mut self.meta[index]);
             if meta.typed {
-                return Err(err(no, format!("second TYPE line for family {name}")));
+                return Err(err(
+                    no,
+                    format!("second TYPE line for family {name}{as_given}"),
+                ));
             }
             if meta.samples != 0 {
                 return Err(err(
@@ -552,12 +595,22 @@ impl<'a, 'l> Parser<'a, 'l> {
         }
 
         let index = self.resolve(no, name);
-        check_type(no, &self.families[index], name, labels)?;
+        let renamed = match check_type(no, &self.families[index], name, labels)? {
+            Verdict::Keep => None,
+            // The encoding path leaves what it would not write as given to `parse`.
+            _ if self.sink.is_some() => return Err(Stop::Fallback),
+            Verdict::Rename(to) => Some(to),
+            Verdict::Drop(reason) => {
+                *self.dropped.entry(reason).or_default() += 1;
+                self.meta[index].samples += 1;
+                return Ok(());
+            }
+        };
         if let Some(sink) = &mut self.sink {
             sink.encode(index, &self.families[index], &line, labels)?;
         } else {
             let sample = Sample {
-                name: name.to_owned(),
+                name: renamed.unwrap_or_else(|| name.to_owned()),
                 labels: labels
                     .iter()
                     .map(|&(n, v)| (n.to_owned(), unescape_label_value(v).into_owned()))
@@ -907,203 +960,16 @@ pub(super) fn is_go_float(v: &str) -> bool {
     }
 }
 
-/// Parses the label set after `{`, appending names and raw (still escaped) values to
-/// `labels`; returns the position after `}` and whether a value has an escape sequence.
-fn parse_labels<'a>(
-    no: usize,
-    line: &'a str,
-    mut pos: usize,
-    metric: &str,
-    labels: &mut Vec<(&'a str, &'a str)>,
-) -> Result<(usize, bool), ParseError> {
-    let bytes = line.as_bytes();
-    let mut escaped = false;
-    loop {
-        pos = skip_blanks_at(bytes, pos);
-        match bytes.get(pos) {
-            Some(b'}') => return Ok((pos + 1, escaped)),
-            None => {
-                return Err(err(
-                    no,
-                    format!("unterminated label set of {metric}: expected '}}', found end of line"),
-                ))
-            }
-            Some(_) => {}
-        }
-
-        let name_end = bytes[pos..]
-            .iter()
-            .position(|&b| !is_label_name_char(b))
-            .map_or(bytes.len(), |i| pos + i);
-        let name = &line[pos..name_end];
-        if name.is_empty() || !is_label_name_start(bytes[pos]) {
-            let token_end = bytes[pos..]
-                .iter()
-                .position(|&b| matches!(b, b' ' | b'\t' | b'=' | b',' | b'}'))
-                .map_or(bytes.len(), |i| pos + i);
-            let token = &line[pos..token_end];
-            let what = if token.is_empty() {
-                found(&line[pos..])
-            } else {
-                found(token)
-            };
-            return Err(err(
-                no,
-                format!(
-                    "invalid label name in {metric}: expected [a-zA-Z_][a-zA-Z0-9_]*, found {what}"
-                ),
-            ));
-        }
-        if name.starts_with("__") {
-            return Err(err(
-                no,
-                format!(
-                    "reserved label name {name} in {metric}: expected a name not starting with __"
-                ),
-            ));
-        }
-
-        pos = skip_blanks_at(bytes, name_end);
-        if bytes.get(pos) != Some(&b'=') {
-            return Err(err(
-                no,
-                format!(
-                    "expected '=' after label name {name} in {metric}, found {}",
-                    found(&line[pos..])
-                ),
-            ));
-        }
-        pos = skip_blanks_at(bytes, pos + 1);
-        if bytes.get(pos) != Some(&b'"') {
-            return Err(err(
-                no,
-                format!(
-                    "expected '\"' to open the value of label {name} in {metric}, found {}",
-                    found(&line[pos..])
-                ),
-            ));
-        }
-        let (value, after, has_escape) = parse_label_value(no, line, pos + 1, metric, name)?;
-        escaped |= has_escape;
-        if labels.iter().any(|(n, _)| {
-            n.len() == name.len() && n.as_bytes()[0] == name.as_bytes()[0] && *n == name
-        }) {
-            return Err(err(
-                no,
-                format!("duplicate label name {name} in {metric}: expected each label once"),
-            ));
-        }
-        labels.push((name, value));
-
-        pos = skip_blanks_at(bytes, after);
-        match bytes.get(pos) {
-            // A trailing comma before `}` is allowed: the next round sees the `}`.
-            Some(b',') => pos += 1,
-            Some(b'}') => return Ok((pos + 1, escaped)),
-            _ => {
-                return Err(err(
-                    no,
-                    format!(
-                    "expected ',' or '}}' after the value of label {name} in {metric}, found {}",
-                    found(&line[pos..])
-                ),
-                ))
-            }
-        }
-    }
-}
-
-/// Reads a label value starting after its opening quote, checking its escape
-/// sequences; returns its raw text, the position after the closing quote and whether
-/// the text has an escape sequence.
-fn parse_label_value<'a>(
-    no: usize,
-    line: &'a str,
-    start: usize,
-    metric: &str,
-    label: &str,
-) -> Result<(&'a str, usize, bool), ParseError> {
-    let bytes = line.as_bytes();
-    let mut escaped = false;
-    let mut run = start;
-    loop {
-        let Some(i) = memchr2(b'"', b'\\', &bytes[run..]) else {
-            return Err(err(
-                no,
-                format!("unterminated value of label {label} in {metric}: expected a closing '\"'"),
-            ));
-        };
-        let special = run + i;
-        if bytes[special] == b'"' {
-            // Both bytes are ASCII, so these slices fall on char boundaries.
-            return Ok((&line[start..special], special + 1, escaped));
-        }
-        escaped = true;
-        let next = line[special + 1..].chars().next();
-        if !matches!(next, Some('\\' | '"' | 'n')) {
-            let seq = next.map_or_else(|| "\\".to_owned(), |c| format!("\\{c}"));
-            return Err(err(
-                no,
-                format!(
-                    "invalid escape sequence {} in the value of label {label} in {metric}: \
-                     expected \\\\, \\\" or \\n",
-                    quote(&seq)
-                ),
-            ));
-        }
-        run = special + 2;
-    }
-}
-
-/// The value of a label from its raw text, whose escape sequences
-/// [`parse_label_value`] checked.
-fn unescape_label_value(raw: &str) -> Cow<'_, str> {
-    if memchr(b'\\', raw.as_bytes()).is_none() {
-        return Cow::Borrowed(raw);
-    }
-    let mut value = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        value.push(match c {
-            '\\' => match chars.next() {
-                Some('n') => '\n',
-                Some(other) => other,
-                None => '\\',
-            },
-            c => c,
-        });
-    }
-    Cow::Owned(value)
-}
-
-/// Unescapes HELP text, which knows only `\\` and `\n`.
-fn unescape_help(no: usize, family: &str, text: &str) -> Result<String, ParseError> {
-    let bytes = text.as_bytes();
-    let mut help = String::with_capacity(text.len());
-    let mut run = 0;
-    while let Some(i) = memchr(b'\\', &bytes[run..]) {
-        let special = run + i;
-        help.push_str(&text[run..special]);
-        let escaped = text[special + 1..].chars().next();
-        help.push(match escaped {
-            Some('\\') => '\\',
-            Some('n') => '\n',
-            _ => {
-                let seq = escaped.map_or_else(|| "\\".to_owned(), |c| format!("\\{c}"));
-                return Err(err(
-                    no,
-                    format!(
-                        "invalid escape sequence {} in HELP text for {family}: \
-                         expected \\\\ or \\n",
-                        quote(&seq)
-                    ),
-                ));
-            }
-        });
-        run = special + 2;
-    }
-    help.push_str(&text[run..]);
-    Ok(help)
+/// What becomes of a sample in its family.
+enum Verdict {
+    /// Kept as it is.
+    Keep,
+    /// Kept under another name: a histogram sample named like its family with an
+    /// `le` label, which Go's parser reads as a bucket, becomes `foo_bucket`.
+    Rename(String),
+    /// Dropped for the reason given (a [`DropReason`]), as Go's parser drops it: a
+    /// bucket without `le`, a summary quantile without `quantile`.
+    Drop(DropReason),
 }
 
 /// Checks that a sample fits the type of the family it resolved to.
@@ -1112,108 +978,38 @@ fn check_type(
     family: &Family,
     name: &str,
     labels: &[(&str, &str)],
-) -> Result<(), ParseError> {
+) -> Result<Verdict, ParseError> {
     let label = |wanted: &str| {
         labels
             .iter()
             .find(|(n, _)| *n == wanted)
             .map(|(_, v)| unescape_label_value(v))
     };
-    let float_label = |wanted: &str, what: &str| -> Result<(), ParseError> {
+    // `Ok(false)`: the label is missing.
+    let float_label = |wanted: &str| -> Result<bool, ParseError> {
         let Some(value) = label(wanted) else {
-            return Err(err(
-                no,
-                format!("{what} {name} has no {wanted} label: expected {wanted}=\"<float>\""),
-            ));
+            return Ok(false);
         };
-        parse_float(&value, false).map(|_| ()).map_err(|why| {
+        parse_float(&value, false).map(|_| true).map_err(|why| {
             err(
                 no,
                 format!("invalid {wanted} label of {name}: expected a float value, found {why}"),
             )
         })
     };
-    match family.typ {
-        MetricType::Histogram if name == family.name => Err(err(
-            no,
-            format!(
-                "sample {name} in histogram {name}: \
-                 expected {name}_bucket, {name}_sum or {name}_count"
-            ),
-        )),
-        MetricType::Histogram if name.ends_with("_bucket") => float_label("le", "histogram bucket"),
-        MetricType::Summary if name == family.name => float_label("quantile", "summary quantile"),
-        _ => Ok(()),
-    }
-}
-
-/// Parses a value as Go's `strconv.ParseFloat` does for decimal input: an optional sign,
-/// digits with an optional point and exponent, or `Inf`/`Infinity` (optionally signed)
-/// and `NaN` in any case. Hex floats and out-of-range numbers are rejected.
-///
-/// Returns the value and its canonical text; on failure, the found-text for the error.
-/// Without `need_value`, the value returned for a finite number is 0 when knowing that
-/// it is finite needed no conversion (a plain decimal without exponent, of fewer than
-/// 300 characters, is always finite).
-fn parse_float(tok: &str, need_value: bool) -> Result<(f64, &str), String> {
-    let unsigned = tok.strip_prefix(['+', '-']).unwrap_or(tok);
-    let negative = tok.starts_with('-');
-    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
-        return Ok(if negative {
-            (f64::NEG_INFINITY, "-Inf")
-        } else {
-            (f64::INFINITY, "+Inf")
-        });
-    }
-    // Go accepts NaN only without a sign.
-    if tok.eq_ignore_ascii_case("nan") {
-        return Ok((f64::NAN, "NaN"));
-    }
-    if !is_decimal_float(unsigned) {
-        return Err(found(tok));
-    }
-    if !need_value && tok.len() < 300 && !tok.contains(['e', 'E']) {
-        return Ok((0.0, tok));
-    }
-    match tok.parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok((v, tok)),
-        _ => Err(format!("{} (out of range)", found(tok))),
-    }
-}
-
-/// `digits [. digits] [e [sign] digits]` with at least one mantissa digit, or
-/// `. digits [...]`.
-fn is_decimal_float(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |from: usize| {
-        b[from..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(b.len(), |i| from + i)
-    };
-    let int_end = digits(0);
-    let mut pos = int_end;
-    let mut mantissa_digits = int_end;
-    if b.get(pos) == Some(&b'.') {
-        let frac_end = digits(pos + 1);
-        mantissa_digits += frac_end - (pos + 1);
-        pos = frac_end;
-    }
-    if mantissa_digits == 0 {
-        return false;
-    }
-    if matches!(b.get(pos), Some(b'e' | b'E')) {
-        pos += 1;
-        if matches!(b.get(pos), Some(b'+' | b'-')) {
-            pos += 1;
-        }
-        let exp_end = digits(pos);
-        if exp_end == pos {
-            return false;
-        }
-        pos = exp_end;
-    }
-    pos == b.len()
+    let is_bucket = name == family.name || name.ends_with("_bucket");
+    Ok(match family.typ {
+        MetricType::Histogram if is_bucket => match float_label("le")? {
+            false => Verdict::Drop(DropReason::BucketWithoutLe),
+            true if name == family.name => Verdict::Rename(format!("{name}_bucket")),
+            true => Verdict::Keep,
+        },
+        MetricType::Summary if name == family.name => match float_label("quantile")? {
+            false => Verdict::Drop(DropReason::QuantileWithoutQuantile),
+            true => Verdict::Keep,
+        },
+        _ => Verdict::Keep,
+    })
 }
 
 /// Whether two samples are the same series: same name and the same label set.
@@ -1238,53 +1034,4 @@ fn describe_series(sample: &Sample) -> String {
         out.push(b'}');
     }
     truncate(&String::from_utf8_lossy(&out), MAX_SERIES_CHARS)
-}
-
-fn err(line: usize, message: String) -> ParseError {
-    ParseError {
-        line,
-        message,
-        kind: ParseErrorKind::Invalid,
-    }
-}
-
-/// The found-text of an error: quoted and cut to [`MAX_FOUND_CHARS`], or `end of line`.
-fn found(s: &str) -> String {
-    if s.is_empty() {
-        "end of line".to_owned()
-    } else {
-        quote(s)
-    }
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", truncate(s, MAX_FOUND_CHARS))
-}
-
-fn truncate(s: &str, max_chars: usize) -> String {
-    match s.char_indices().nth(max_chars) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_owned(),
-    }
-}
-
-fn skip_blanks(s: &str) -> &str {
-    s.trim_start_matches([' ', '\t'])
-}
-
-fn skip_blanks_at(bytes: &[u8], mut pos: usize) -> usize {
-    while matches!(bytes.get(pos), Some(b' ' | b'\t')) {
-        pos += 1;
-    }
-    pos
-}
-
-/// Splits off the token up to the first blank; the rest starts with that blank.
-fn split_token(s: &str) -> (&str, &str) {
-    let end = s
-        .as_bytes()
-        .iter()
-        .position(|&b| b == b' ' || b == b'\t')
-        .unwrap_or(s.len());
-    s.split_at(end)
 }

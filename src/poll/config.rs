@@ -17,6 +17,8 @@ pub struct PollConfig {
     pub max_concurrent: usize,
     /// `[poll.register]`, when enabled.
     pub register: Option<RegisterConfig>,
+    /// `[[poll.file_sd]]` and `[[poll.http_sd]]` (see `poll::sd`).
+    pub sd: Vec<crate::poll::sd::SdConfig>,
     /// `[[poll.mappings]]`: JSON bodies to metrics.
     pub mappings: Vec<std::sync::Arc<crate::collect::mapping::JsonMapping>>,
 }

@@ -1,20 +1,21 @@
 //! Polling other exporters: configured targets and self-registered ones.
 //!
-//! * [`scheduler`]: the generic fixed-rate scheduler with reconciliation.
 //! * [`target`]: one target's request, checks and store update.
 //! * [`register`]: `POST /register` and the persisted registry.
 //! * [`compat`]: the aggregator seed's `POST /api/post`, as registrations.
+//! * [`sd`]: targets from Prometheus service discovery (file_sd, http_sd).
 //!
 //! [`Poller`] ties them together: one scheduler holds every target, keyed by
-//! app name; configured targets are reconciled as a whole, registered ones
-//! added and removed one by one.
+//! app name; configured and discovered targets are reconciled as a whole,
+//! registered ones added and removed one by one.
 
 pub mod compat;
 pub mod config;
 pub mod register;
+pub mod sd;
 pub mod target;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -35,6 +36,13 @@ pub struct Poller {
     registered: Mutex<BTreeSet<String>>,
     /// Where registered targets report that they should be evicted.
     evictions: Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>,
+    /// The configured targets.
+    static_defs: Mutex<Vec<TargetConfig>>,
+    /// Targets by service-discovery source (see [`sd`]).
+    discovered: Mutex<BTreeMap<String, Vec<TargetConfig>>>,
+    /// Held while the whole set is reconciled, so that a reload and a
+    /// discovery cannot each reconcile a stale view of the other.
+    reconciling: tokio::sync::Mutex<()>,
 }
 
 impl Poller {
@@ -50,6 +58,9 @@ impl Poller {
             statics: Mutex::new(BTreeSet::new()),
             registered: Mutex::new(BTreeSet::new()),
             evictions: Mutex::new(None),
+            static_defs: Mutex::new(Vec::new()),
+            discovered: Mutex::new(BTreeMap::new()),
+            reconciling: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -63,25 +74,42 @@ impl Poller {
     /// disappears. Registered targets are kept.
     pub async fn set_static(&self, targets: Vec<TargetConfig>) -> Reconciled {
         let names: BTreeSet<String> = targets.iter().map(|t| t.name.clone()).collect();
-        *lock(&self.statics) = names.clone();
-        // A configured name now wins over a registration of the same name.
+        *lock(&self.statics) = names;
+        *lock(&self.static_defs) = targets;
+        self.reconcile_all().await
+    }
+
+    /// Reconciles the scheduler with every target: configured, discovered
+    /// (unless a configured one has the name) and registered (kept as they
+    /// are).
+    async fn reconcile_all(&self) -> Reconciled {
+        let _one_at_a_time = self.reconciling.lock().await;
+        let targets = lock(&self.static_defs).clone();
+        let mut names: BTreeSet<String> = targets.iter().map(|t| t.name.clone()).collect();
+        let mut jobs: Vec<PollJob> = targets
+            .into_iter()
+            .map(|t| PollJob::new(t, AppKind::Poll, self.store.clone()))
+            .collect();
+        let discovered: Vec<TargetConfig> =
+            lock(&self.discovered).values().flatten().cloned().collect();
+        for t in discovered {
+            if names.insert(t.name.clone()) {
+                jobs.push(PollJob::new(t, AppKind::Poll, self.store.clone()));
+            }
+        }
+        // A configured or discovered name now wins over a registration of
+        // the same name.
         let registered: Vec<String> = lock(&self.registered)
             .iter()
             .filter(|n| !names.contains(*n))
             .cloned()
             .collect();
-        let mut jobs: Vec<PollJob> = targets
-            .into_iter()
-            .map(|t| PollJob::new(t, AppKind::Poll, self.store.clone()))
-            .collect();
         // Keep the registered jobs as they are: rebuild equal definitions.
-        let mut kept = Vec::new();
         for name in registered {
             if let Some(def) = self.registered_def(&name).await {
-                kept.push(self.registered_job(def));
+                jobs.push(self.registered_job(def));
             }
         }
-        jobs.extend(kept);
         self.scheduler.reconcile(jobs).await
     }
 

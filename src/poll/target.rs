@@ -167,7 +167,7 @@ impl PollJob {
     }
 
     /// GETs the target: the body as text and whether it is OpenMetrics.
-    async fn fetch(&self) -> Result<(String, bool), Failure> {
+    pub(super) async fn fetch(&self) -> Result<(String, bool), Failure> {
         let client = self.client()?;
         let mut req = client
             .get(&self.def.url)

@@ -352,7 +352,7 @@ async fn polls_real_node_exporter_and_prometheus_and_promtool_accepts_the_result
 /// exporters' own names (node_exporter's `node_memory_Active_bytes`...) exit
 /// with 3 and are tolerated; a parse error ("error while linting") exits
 /// with 1 and fails, as does any lint about our own metrics.
-async fn promtool_parses(body: &str) {
+pub async fn promtool_parses(body: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("metrics.txt");
     std::fs::write(&file, body).unwrap();

@@ -234,6 +234,8 @@ pub enum Variant {
     /// On the final answer of the first step: MegaFon's CSRF cookie with a
     /// narrow path, T2's session cookie with path `/`.
     Final,
+    /// MegaFon: both cookies on the final answer, for the whole site.
+    Simple,
 }
 
 impl Mock {
@@ -702,13 +704,15 @@ async fn megafon_check(State(m): State<Mock>, headers: HeaderMap) -> Response {
     if let Some(r) = c.refused() {
         return r;
     }
-    if m.variant == Variant::Final {
-        // Both cookies at once; the CSRF one still for /mlk/api/auth only.
+    if m.variant != Variant::Hops {
+        // Both cookies at once; the CSRF one for /mlk/api/auth only (Final).
+        let csrf = if m.variant == Variant::Final {
+            "NEW-CSRF-TOKEN=csrf123; Path=/mlk/api/auth"
+        } else {
+            "NEW-CSRF-TOKEN=csrf123; Path=/"
+        };
         let mut r = axum::Json(json!({"authenticated": false})).into_response();
-        for c in [
-            "NEW-CSRF-TOKEN=csrf123; Path=/mlk/api/auth",
-            "SESSION=sess1; Path=/mlk",
-        ] {
+        for c in [csrf, "SESSION=sess1; Path=/mlk"] {
             r.headers_mut().append("set-cookie", c.parse().unwrap());
         }
         return r;

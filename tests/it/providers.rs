@@ -452,6 +452,50 @@ async fn every_cookie_of_the_jar_goes_with_the_login() {
     app.stop().await;
 }
 
+/// MegaFon: a 200 login answer with a `jwtToken` is a success even when
+/// the page also carries one of the texts the login checks look for (the
+/// original looked for the token first). Cookies for the whole site here,
+/// so that nothing else is at stake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_megafon_login_with_a_jwt_wins_over_the_page_texts() {
+    use crate::portals::Variant;
+    let portal = Portal::start_variant("MegafonRussiaB2C", Variant::Simple).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ssp.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "service: {{messages: {{init: -1000000, disabled: -1000001}}, user_agents: []}}\nidentifiers:\n  MegafonRussiaB2C:\n    - {{identifier: jwtmsg, password: jwtmsg, base_url: \"{0}\"}}\n    - {{identifier: captcha, password: captcha, base_url: \"{0}\"}}\n",
+            portal.base()
+        ),
+    )
+    .unwrap();
+    let app = TestApp::with_config(&format!(
+        "[providers]\nconfig_file = \"{}\"\ntimeout = \"8s\"\n",
+        file.display()
+    ))
+    .await;
+    eventually(|| async {
+        let body = app.metrics().await;
+        ["jwtmsg", "captcha"]
+            .iter()
+            .all(|id| status_of(&body, "MegafonRussiaB2C", id).is_some_and(|s| s != "init"))
+    })
+    .await;
+    let body = app.metrics().await;
+    assert_eq!(portal.violations(), Vec::<String>::new());
+    let v = |id: &str| {
+        metric("ssp_balance")
+            .label("provider", "MegafonRussiaB2C")
+            .label("identifier", id)
+            .get(&body)
+    };
+    assert_eq!(v("jwtmsg"), Some(4.5));
+    // Without a token the texts still decide.
+    assert_eq!(v("captcha"), Some(-1000003.0));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn an_invalid_provider_file_lists_every_violation() {
     let dir = tempfile::tempdir().unwrap();
@@ -539,21 +583,6 @@ async fn https_portals_are_verified_unless_told_otherwise() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    for p in ["Vultr", "ArubaCloud"] {
-        let v = |id: &str| {
-            metric("ssp_balance")
-                .label("provider", p)
-                .label("identifier", id)
-                .get(&body)
-        };
-        assert_eq!(v("trusted"), Some(5.0), "{p}");
-        assert_eq!(v("unverified"), Some(6.0), "{p}");
-        assert_eq!(v("unknown_ca"), Some(-1000007.0), "{p}");
-        assert_eq!(
-            status_of(&body, p, "unknown_ca").as_deref(),
-            Some("connection_error")
-        );
-    }
     // The error says what failed and names both ways out, in /apps (and
     // in the log, which prints the same message).
     let apps = get(app.http, "/apps?format=json").await.body_string();
@@ -574,6 +603,21 @@ async fn https_portals_are_verified_unless_told_otherwise() {
         ] {
             assert!(err.contains(needle), "{needle} not in {err:?}");
         }
+    }
+    for p in ["Vultr", "ArubaCloud"] {
+        let v = |id: &str| {
+            metric("ssp_balance")
+                .label("provider", p)
+                .label("identifier", id)
+                .get(&body)
+        };
+        assert_eq!(v("trusted"), Some(5.0), "{p}");
+        assert_eq!(v("unverified"), Some(6.0), "{p}");
+        assert_eq!(v("unknown_ca"), Some(-1000007.0), "{p}");
+        assert_eq!(
+            status_of(&body, p, "unknown_ca").as_deref(),
+            Some("connection_error")
+        );
     }
     app.stop().await;
 }

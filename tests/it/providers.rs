@@ -524,6 +524,51 @@ async fn an_invalid_provider_file_lists_every_violation() {
     }
 }
 
+/// The original's own sample file, byte for byte, passes `check-config`;
+/// a key the original ignored is a warning naming its path, a misspelled
+/// one an error naming the key meant.
+#[tokio::test]
+async fn the_original_sample_and_ignored_keys_pass_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/ssp/original-sample.yaml"
+    ))
+    .unwrap();
+    let check = |yaml: String| {
+        let dir = dir.path().to_owned();
+        async move {
+            std::fs::write(dir.join("ssp.yaml"), yaml).unwrap();
+            let toml = dir.join("config.toml");
+            std::fs::write(&toml, "[providers]\nconfig_file = \"ssp.yaml\"\n").unwrap();
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_exporter-proxy"))
+                .args(["-c", toml.to_str().unwrap(), "check-config"])
+                .output()
+                .await
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, err) = check(sample.clone()).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "{err}");
+    let (code, err) = check(format!("{sample}\nexporter_version: 2\n")).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning:") && err.contains("`/exporter_version`: unknown key ignored"),
+        "{err}"
+    );
+    let (code, err) = check(sample.replace("user_agents:", "user_agent:")).await;
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("`/service/user_agent`") && err.contains("`user_agents`"),
+        "{err}"
+    );
+}
+
 /// HTTPS portals with a test CA: verified by default (an unknown CA is a
 /// `connection_error`), trusted with `ca_file`, accepted with `tls_verify: false`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,7 +129,7 @@ async fn setup(dir: &std::path::Path, typed: bool) -> (Vec<Portal>, std::path::P
         for (id, pw) in TYPED_IDS.iter().filter(|_| typed) {
             writeln!(
                 yaml,
-                "    - {{identifier: {id}, password: \"{pw}\", base_url: \"{}\", poll_interval: 5400, labels: {{currency: X}}}}",
+                "    - {{identifier: {id}, password: \"{pw}\", base_url: \"{}\", poll_interval: 5400, labels: {{currency: y, paid: n, code: 0123, on: off}}}}",
                 portal.base()
             )
             .unwrap();
@@ -383,6 +383,23 @@ async fn yaml_typed_credentials_reach_the_portals_as_the_original_sent_them() {
                 .get(&body);
             if got != Some(want) {
                 wrong.push(format!("{p}/{id}: balance {got:?}, expected {want}"));
+            }
+        }
+    }
+    // Label values keep their text too (YAML 1.1 would say true, false,
+    // 83 and false).
+    for p in PROVIDERS {
+        for (id, _) in TYPED_IDS {
+            let labelled = metric("ssp_balance")
+                .label("provider", p)
+                .label("identifier", id)
+                .label("currency", "y")
+                .label("paid", "n")
+                .label("code", "0123")
+                .label("on", "off")
+                .is_in(&body);
+            if !labelled {
+                wrong.push(format!("{p}/{id}: labels changed"));
             }
         }
     }

@@ -5,6 +5,10 @@
 //! original sends must be there with the right value and JSON type, and
 //! nothing else in a form or JSON body; otherwise the portal answers 400
 //! and records why in [`Portal::violations`], which the tests assert empty.
+//! The headers checked are those the original's code sets, plus `Accept:
+//! */*`; what the `requests` library adds on its own (`Accept-Encoding:
+//! gzip, deflate`, `Connection: keep-alive`) is transport detail a portal
+//! does not look at, and is not required.
 //!
 //! The cookie-based portals set their session or CSRF cookies as real ones
 //! do: on redirect hops and with paths narrower than the next request's.

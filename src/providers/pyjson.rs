@@ -9,8 +9,9 @@
 
 use super::config::yaml11::Typed;
 
-/// A JSON value of a request body.
-#[derive(Debug, Clone, PartialEq)]
+/// A JSON value of a request body. `Debug` shows the keys only: a body
+/// carries credentials.
+#[derive(Clone, PartialEq)]
 pub enum Json {
     /// A value from the provider file, typed as the original typed it.
     Typed(Typed),
@@ -18,6 +19,18 @@ pub enum Json {
     Str(String),
     /// An object, its fields in order.
     Object(Vec<(&'static str, Json)>),
+}
+
+impl std::fmt::Debug for Json {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Json::Object(fields) => f
+                .debug_map()
+                .entries(fields.iter().map(|(k, v)| (k, v)))
+                .finish(),
+            _ => f.write_str(".."),
+        }
+    }
 }
 
 impl Json {
@@ -195,5 +208,9 @@ mod tests {
         assert_eq!(big.dumps(), "123456789012345678901234567890");
         let v: serde_json::Value = serde_json::from_str(&body.dumps()).unwrap();
         assert_eq!(v["Password"], "пароль\"\u{1F600}");
+        // Debug shows the shape, never a value.
+        let dbg = format!("{body:?}");
+        assert!(dbg.contains("Password") && !dbg.contains("пароль"), "{dbg}");
+        assert!(!dbg.contains("79201234567"), "{dbg}");
     }
 }

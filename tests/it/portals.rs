@@ -5,6 +5,10 @@
 //! original sends must be there with the right value and JSON type, and
 //! nothing else in a form or JSON body; otherwise the portal answers 400
 //! and records why in [`Portal::violations`], which the tests assert empty.
+//! The headers checked are those the original's code sets, plus `Accept:
+//! */*`; what the `requests` library adds on its own (`Accept-Encoding:
+//! gzip, deflate`, `Connection: keep-alive`) is transport detail a portal
+//! does not look at, and is not required.
 //!
 //! The cookie-based portals set their session or CSRF cookies as real ones
 //! do: on redirect hops and with paths narrower than the next request's.
@@ -89,11 +93,16 @@ impl Drop for Portal {
 impl Portal {
     /// Serves the mock of `provider` over plain HTTP.
     pub async fn start(provider: &str) -> Portal {
+        Portal::start_variant(provider, Variant::Hops).await
+    }
+
+    /// Serves the mock of `provider`, setting its cookies as `variant` says.
+    pub async fn start_variant(provider: &str, variant: Variant) -> Portal {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Hits::default();
         let violations = Violations::default();
-        let app = counted(router(provider, violations.clone()), hits.clone());
+        let app = counted(router(provider, violations.clone(), variant), hits.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -123,7 +132,10 @@ impl Portal {
         let addr = listener.local_addr().unwrap();
         let hits = Hits::default();
         let violations = Violations::default();
-        let app = counted(router(provider, violations.clone()), hits.clone());
+        let app = counted(
+            router(provider, violations.clone(), Variant::Hops),
+            hits.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
@@ -172,8 +184,11 @@ impl Portal {
 }
 
 /// The mock routes of `provider`.
-pub fn router(provider: &str, violations: Violations) -> Router {
-    let m = Mock { violations };
+pub fn router(provider: &str, violations: Violations, variant: Variant) -> Router {
+    let m = Mock {
+        violations,
+        variant,
+    };
     let r = match provider {
         "Vultr" => Router::new().route("/v2/account", get(vultr)),
         "ArubaCloud" => {
@@ -212,6 +227,19 @@ pub fn router(provider: &str, violations: Violations) -> Router {
 #[derive(Clone)]
 pub struct Mock {
     violations: Violations,
+    variant: Variant,
+}
+
+/// Where MegaFon and T2 set the cookies of their first step.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Variant {
+    /// On a redirect hop, with a path narrower than the next request's.
+    Hops,
+    /// On the final answer of the first step: MegaFon's CSRF cookie with a
+    /// narrow path, T2's session cookie with path `/`.
+    Final,
+    /// MegaFon: both cookies on the final answer, for the whole site.
+    Simple,
 }
 
 impl Mock {
@@ -680,6 +708,19 @@ async fn megafon_check(State(m): State<Mock>, headers: HeaderMap) -> Response {
     if let Some(r) = c.refused() {
         return r;
     }
+    if m.variant != Variant::Hops {
+        // Both cookies at once; the CSRF one for /mlk/api/auth only (Final).
+        let csrf = if m.variant == Variant::Final {
+            "NEW-CSRF-TOKEN=csrf123; Path=/mlk/api/auth"
+        } else {
+            "NEW-CSRF-TOKEN=csrf123; Path=/"
+        };
+        let mut r = axum::Json(json!({"authenticated": false})).into_response();
+        for c in [csrf, "SESSION=sess1; Path=/mlk"] {
+            r.headers_mut().append("set-cookie", c.parse().unwrap());
+        }
+        return r;
+    }
     // The CSRF cookie is set on the redirect, for /mlk/api/auth only: the
     // login (/mlk/api/login) gets it only as the original sends it, from
     // the whole jar.
@@ -768,9 +809,25 @@ async fn t2_redirect(State(m): State<Mock>, headers: HeaderMap) -> Response {
     if let Some(r) = c.refused() {
         return r;
     }
+    if m.variant == Variant::Final {
+        // The page itself, its session cookie for the whole site.
+        let (status, headers_out, page) = t2_page_parts();
+        let mut r = (status, headers_out, page).into_response();
+        r.headers_mut()
+            .append("set-cookie", "session-cookie=s1; Path=/".parse().unwrap());
+        return r;
+    }
     // The session cookie comes with the redirect, for /lk only: the token
     // request gets it only as the original sends it, from the whole jar.
     redirect("/lk/", "session-cookie=s1; Path=/lk")
+}
+
+fn t2_page_parts() -> (StatusCode, [(&'static str, &'static str); 1], &'static str) {
+    (
+        StatusCode::OK,
+        [("content-type", "text/html")],
+        r#"<html><head><meta name="csrf-token-name" content="csrftoken"><meta name="csrf-token-value" content="tv1"></head></html>"#,
+    )
 }
 
 async fn t2_page(State(m): State<Mock>, headers: HeaderMap) -> Response {
@@ -780,11 +837,7 @@ async fn t2_page(State(m): State<Mock>, headers: HeaderMap) -> Response {
     if let Some(r) = c.refused() {
         return r;
     }
-    (
-        [("content-type", "text/html")],
-        r#"<html><head><meta name="csrf-token-name" content="csrftoken"><meta name="csrf-token-value" content="tv1"></head></html>"#,
-    )
-        .into_response()
+    t2_page_parts().into_response()
 }
 
 async fn t2_token(State(m): State<Mock>, req: Request) -> Response {

@@ -905,3 +905,52 @@ path = "v"
         "{err}"
     );
 }
+
+/// A runaway jq expression is stopped by its budget: the cycle fails with
+/// an error naming the collector, the metric and the expression, and the
+/// next cycle runs normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_expression_fails_its_cycle_naming_collector_metric_and_expression() {
+    use exporter_proxy::collect::CollectJob;
+    use exporter_proxy::config::Config;
+    use exporter_proxy::store::{Store, StoreOptions};
+    use exporter_proxy::telemetry::SelfMetrics;
+
+    let addr = start_mock(Arc::new(Mock::default())).await;
+    let text = format!(
+        r#"
+[[collectors]]
+name = "spinner"
+[[collectors.steps]]
+method = "POST"
+url = "http://{addr}/echo"
+json = {{ n = 3 }}
+[[collectors.metrics]]
+name = "fine"
+type = "gauge"
+expr = ".got.n * 2"
+[[collectors.metrics]]
+name = "spin"
+type = "gauge"
+expr = "last(range(1e18))"
+"#
+    );
+    let def = Config::parse(&text).unwrap().config.collectors.remove(0);
+    let store = Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new()));
+    let job = CollectJob::new(def, store.clone());
+    job.cycle().await;
+    let apps = store.apps();
+    let err = apps[0].last_error.clone().unwrap();
+    assert_eq!(apps[0].up, Some(false));
+    assert!(
+        err.contains(
+            "collector spinner: metric spin: expression `last(range(1e18))`: stopped after"
+        ),
+        "{err}"
+    );
+    // All or nothing: `fine` evaluated but was not applied.
+    assert!(store.apps()[0].series == 0, "{:?}", store.apps()[0]);
+    // The evaluation ended: the next cycle runs (and fails the same way).
+    job.cycle().await;
+    assert_eq!(store.apps()[0].up, Some(false));
+}

@@ -105,3 +105,4 @@ fn unsafe_or_invalid_expressions_are_refused_at_load() {
     let err = eval(".a + 1", json!({"a": "x"})).unwrap_err();
     assert!(err.starts_with("expression `.a + 1`: "), "{err}");
 }
+

@@ -954,3 +954,71 @@ expr = "last(range(1e18))"
     job.cycle().await;
     assert_eq!(store.apps()[0].up, Some(false));
 }
+
+/// One element without the key: with `missing = "skip"` the other
+/// elements and metrics are served; with the default (`fail`) the cycle
+/// fails naming the exact element; with a default value it is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_in_one_element_is_skipped_defaulted_or_named_exactly() {
+    let addr = start_mock(Arc::new(Mock::default())).await;
+    // The echo endpoint answers {"got": <the JSON body sent>}.
+    let collector = |name: &str, missing: &str| {
+        format!(
+            r#"
+[[collectors]]
+name = "{name}"
+interval = "200ms"
+timeout = "200ms"
+[[collectors.steps]]
+method = "POST"
+url = "http://{addr}/echo"
+json = {{ teams = [{{ name = "a", open_incidents = 2 }}, {{ name = "b" }}, {{ name = "c", open_incidents = 5 }}] }}
+[[collectors.metrics]]
+name = "{name}_open"
+type = "gauge"
+path = "got.teams[*].open_incidents"
+labels = {{ team = "name" }}
+{missing}
+[[collectors.metrics]]
+name = "{name}_teams"
+type = "gauge"
+expr = ".got.teams | length"
+"#
+        )
+    };
+    let app = TestApp::with_config(&format!(
+        "{}{}{}",
+        collector("skipping", "missing = \"skip\""),
+        collector("defaulting", "missing = 0"),
+        collector("failing", "")
+    ))
+    .await;
+    eventually(|| async { apps_entry(&app, "failing").await["status"] == "down" }).await;
+    let e = apps_entry(&app, "failing").await;
+    let err = e["last_error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        err.contains("metric failing_open: missing value: path `got.teams[*].open_incidents`: no key \"open_incidents\" at `got.teams[1]`"),
+        "{e}"
+    );
+    eventually(|| async {
+        value_of(&app, metric("defaulting_open").label("team", "b")).await == Some(0.0)
+    })
+    .await;
+    eventually(|| async { value_of(&app, metric("skipping_teams")).await == Some(3.0) }).await;
+    let body = app.metrics().await;
+    let open = |c: &str, t: &str| metric(&format!("{c}_open")).label("team", t).get(&body);
+    assert_eq!(
+        (
+            open("skipping", "a"),
+            open("skipping", "b"),
+            open("skipping", "c")
+        ),
+        (Some(2.0), None, Some(5.0))
+    );
+    assert_eq!(open("defaulting", "c"), Some(5.0));
+    assert!(
+        metric("failing_teams").get(&body).is_none(),
+        "all or nothing"
+    );
+    app.stop().await;
+}

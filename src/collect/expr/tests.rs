@@ -105,4 +105,3 @@ fn unsafe_or_invalid_expressions_are_refused_at_load() {
     let err = eval(".a + 1", json!({"a": "x"})).unwrap_err();
     assert!(err.starts_with("expression `.a + 1`: "), "{err}");
 }
-

@@ -1022,3 +1022,79 @@ expr = ".got.teams | length"
     );
     app.stop().await;
 }
+
+/// Time placeholders reach the API in each format, and a per-poll
+/// histogram observes its one value at every poll, in the default buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_placeholders_and_a_per_poll_histogram_over_loopback() {
+    let mock = Arc::new(Mock::default());
+    *mock.incidents.lock().unwrap() = json!({"total": 3, "incidents": []});
+    let addr = start_mock(mock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("splunk");
+    std::fs::write(
+        &secrets,
+        "# dotenv\nexport API_ID=vo-id\nAPI_KEY='vo-key'\n",
+    )
+    .unwrap();
+    let before = chrono::Utc::now();
+    let app = TestApp::with_config(&format!(
+        r#"
+[[collectors]]
+name = "timed"
+interval = "200ms"
+timeout = "200ms"
+secrets = {{ id = {{ file = "{s}", key = "API_ID" }}, key = {{ file = "{s}", key = "API_KEY" }} }}
+[[collectors.steps]]
+url = "http://{addr}/api-reporting/v2/incidents"
+query = {{ since = "${{now-1h|unix}}", until_ms = "${{now+1m|unix_ms}}", at = "${{now}}" }}
+headers = {{ X-VO-Api-Id = "${{secret.id}}", X-VO-Api-Key = "${{secret.key}}" }}
+[[collectors.metrics]]
+name = "timed_total_tenths"
+type = "histogram"
+observe = "per_poll"
+expr = ".total / 10"
+"#,
+        s = secrets.display()
+    ))
+    .await;
+    let count = || metric("timed_total_tenths_count");
+    eventually(|| async { value_of(&app, count()).await >= Some(2.0) }).await;
+    let body = app.metrics().await;
+    let n = count().get(&body).unwrap();
+    let bucket = |le: &str| {
+        metric("timed_total_tenths_bucket")
+            .label("le", le)
+            .get(&body)
+    };
+    // 0.3, every poll: above 0.25, within 0.5.
+    assert_eq!(
+        (bucket("0.25"), bucket("0.5"), bucket("+Inf")),
+        (Some(0.0), Some(n), Some(n))
+    );
+    let q = mock.incidents_query.lock().unwrap().clone();
+    let param = |k: &str| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("{k} not in {q}"))
+    };
+    let after = chrono::Utc::now();
+    let since: i64 = param("since").parse().unwrap();
+    assert!(
+        (before.timestamp() - 3600..=after.timestamp() - 3600).contains(&since),
+        "{q}"
+    );
+    let until_ms: i64 = param("until_ms").parse().unwrap();
+    assert!(
+        (before.timestamp_millis() + 60_000..=after.timestamp_millis() + 60_000)
+            .contains(&until_ms),
+        "{q}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(&param("at")).unwrap();
+    assert!(
+        param("at").ends_with('Z') && at.timestamp() >= before.timestamp() - 1,
+        "{q}"
+    );
+    app.stop().await;
+}

@@ -91,8 +91,6 @@ struct Health {
     last_success: Option<Instant>,
     /// `None` before the first poll.
     up: Option<bool>,
-    /// Failed polls since the last success.
-    failures: u32,
 }
 
 /// A target as a scheduler job.
@@ -106,6 +104,8 @@ pub struct PollJob {
     mapped: crate::collect::mapping::MappingState,
     /// Where to ask for eviction (registered targets).
     evictions: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Failed polls since the last success.
+    failures: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for PollJob {
@@ -155,6 +155,7 @@ impl PollJob {
             health: Mutex::new(Health::default()),
             mapped: Default::default(),
             evictions: None,
+            failures: Default::default(),
         }
     }
 
@@ -196,6 +197,7 @@ impl PollJob {
             Ok((body, om)) => self.ingest(body, om).await,
             Err(e) => Err(e),
         };
+        self.count_failures(result.is_ok());
         let elapsed = started.elapsed();
         let metrics = self.store.metrics();
         let name = &self.def.name;
@@ -205,7 +207,6 @@ impl PollJob {
             Ok(series) => {
                 health.last_success = Some(Instant::now());
                 health.up = Some(true);
-                health.failures = 0;
                 drop(health);
                 metrics.poll_result(name, elapsed, Ok(()));
                 if was_up != Some(true) {
@@ -217,12 +218,7 @@ impl PollJob {
                     .last_success
                     .is_none_or(|t| t.elapsed() >= self.def.stale_after);
                 health.up = Some(false);
-                health.failures = health.failures.saturating_add(1);
-                let evict = self.def.evict_after_failures == Some(health.failures);
                 drop(health);
-                if let (true, Some(tx)) = (evict, &self.evictions) {
-                    let _ = tx.send(name.clone());
-                }
                 metrics.poll_result(name, elapsed, Err(f.reason));
                 let message = format!("{}: {}", f.reason.as_str(), f.message);
                 self.store
@@ -232,6 +228,22 @@ impl PollJob {
                 } else {
                     debug!(target_name = %name, reason = f.reason.as_str(), error = %f.message, "poll failed again");
                 }
+            }
+        }
+    }
+
+    /// Counts failed polls in a row; at `evict_after_failures`, asks for
+    /// the registration's eviction (once).
+    fn count_failures(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let n = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        if let (Some(limit), Some(tx)) = (self.def.evict_after_failures, &self.evictions) {
+            if n == limit {
+                let _ = tx.send(self.def.name.clone());
             }
         }
     }

@@ -101,7 +101,7 @@ pub struct PollJob {
     client: OnceLock<Result<reqwest::Client, String>>,
     health: Mutex<Health>,
     /// State of the JSON mapping (delta counters, observations).
-    mapped: crate::collect::mapping::MappingState,
+    mapped: Arc<crate::collect::mapping::MappingState>,
     /// Where to ask for eviction (registered targets).
     evictions: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     /// Failed polls since the last success.
@@ -240,7 +240,10 @@ impl PollJob {
             self.failures.store(0, Ordering::Relaxed);
             return;
         }
-        let n = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+        let n = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
         if let (Some(limit), Some(tx)) = (self.def.evict_after_failures, &self.evictions) {
             if n == limit {
                 let _ = tx.send(self.def.name.clone());
@@ -296,10 +299,15 @@ impl PollJob {
 
     /// Parses, validates and commits a body; returns the number of series.
     async fn ingest(&self, body: String, openmetrics: bool) -> Result<usize, Failure> {
-        let body = match &self.def.mapping {
-            Some(m) => m
-                .render(&body, &self.mapped)
-                .map_err(|e| fail(PollFailure::InvalidBody, e))?,
+        let body = match self.def.mapping.clone() {
+            // On the blocking pool: a mapping may run jq expressions.
+            Some(m) => {
+                let state = self.mapped.clone();
+                tokio::task::spawn_blocking(move || m.render(&body, &state))
+                    .await
+                    .map_err(|e| fail(PollFailure::InvalidBody, format!("mapping failed: {e}")))?
+                    .map_err(|e| fail(PollFailure::InvalidBody, e))?
+            }
             None => body,
         };
         let store = self.store.clone();

@@ -20,6 +20,12 @@
 //!   (secrets live in the environment), `halt` (it would end the process),
 //!   `input`/`inputs`, `debug` and `stderr`, module `import`/`include`.
 //!
+//! Not bounded: a single operation that allocates by itself, such as a
+//! string repeated by an integer (`"x" * 1000000000`) or an assignment at
+//! a huge index (`.[1000000000] = 1`). Expressions are the operator's
+//! configuration; do not feed them numbers from a response that can reach
+//! such operations.
+//!
 //! Evaluation is synchronous: callers run it on the blocking pool.
 
 use std::cell::Cell;

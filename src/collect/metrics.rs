@@ -9,7 +9,11 @@
 //!   a counter of ours: it starts at the first value seen, grows by every
 //!   increase, and when the total goes down (the upstream reset it) grows by
 //!   the new total, as Prometheus' `rate` does. It never goes down.
-//! * `summary` and `histogram`: the path selects an array of observations
+//! * `summary` and `histogram` with `observe = "per_poll"`: every value
+//!   (one, for a single path or a mean computed by `expr`) is observed at
+//!   every poll, as collectington does: `_count` counts polls.
+//! * `summary` and `histogram` per element (the default for a `[*]` path):
+//!   the path (or `expr`) selects an array of observations
 //!   (`incidents[*].ack_seconds`); each is counted once: an observation is
 //!   identified by its `id` path (or, without one, by its whole element) and
 //!   counted the first time it is seen; the collector remembers the
@@ -18,6 +22,13 @@
 //!   again. A `null` value is "not yet observed" (an incident not yet
 //!   acknowledged): it is counted when it gets a value. `_count` and `_sum`
 //!   (and `_bucket`) are cumulative since start-up; no quantiles.
+//!
+//! Elements come from a path (its last wildcard) or from the outputs of a
+//! jq expression (a value, or an object with `value` and label keys).
+//! A missing value (absent key, index out of range, `null`) follows the
+//! metric's `missing`: fail (naming the exact place, array indices
+//! included), skip the sample, or use a default; a value of the wrong type
+//! always fails.
 //!
 //! Evaluation is all or nothing: any error fails the cycle and leaves the
 //! state as it was.

@@ -64,8 +64,6 @@ struct State {
     last_success: Option<Instant>,
     /// `None` before the first run.
     up: Option<bool>,
-    /// Failed runs since the last success.
-    failures: u32,
 }
 
 /// Up/down state of one job.
@@ -73,11 +71,6 @@ struct State {
 pub struct Health(Mutex<State>);
 
 impl Health {
-    /// Failed runs since the last success (0 after a success).
-    pub fn consecutive_failures(&self) -> u32 {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).failures
-    }
-
     /// Records a run's result in the store and the self-metrics.
     pub fn record(
         &self,
@@ -93,7 +86,6 @@ impl Health {
             Ok(()) => {
                 state.last_success = Some(Instant::now());
                 state.up = Some(true);
-                state.failures = 0;
                 drop(state);
                 metrics.poll_result(job.name, elapsed, Ok(()));
                 if was_up == Some(true) {
@@ -107,7 +99,6 @@ impl Health {
                     .last_success
                     .is_none_or(|t| t.elapsed() >= job.stale_after);
                 state.up = Some(false);
-                state.failures = state.failures.saturating_add(1);
                 drop(state);
                 metrics.poll_result(job.name, elapsed, Err(f.reason));
                 let message = format!("{}: {}", f.reason.as_str(), f.message);

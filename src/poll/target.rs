@@ -38,9 +38,11 @@ pub struct PollJob {
     client: OnceLock<Result<reqwest::Client, String>>,
     health: Health,
     /// State of the JSON mapping (delta counters, observations).
-    mapped: crate::collect::mapping::MappingState,
+    mapped: Arc<crate::collect::mapping::MappingState>,
     /// Where to ask for eviction (registered targets).
     evictions: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Failed polls since the last success.
+    failures: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for PollJob {
@@ -90,6 +92,7 @@ impl PollJob {
             health: Health::default(),
             mapped: Default::default(),
             evictions: None,
+            failures: Default::default(),
         }
     }
 
@@ -131,6 +134,7 @@ impl PollJob {
             Ok((body, om)) => self.ingest(body, om).await,
             Err(e) => Err(e),
         };
+        self.count_failures(result.is_ok());
         let job = JobRef {
             name: &self.def.name,
             kind: self.kind,
@@ -158,11 +162,24 @@ impl PollJob {
             }
             _ => {}
         }
-        let evict = result.is_err()
-            && self.def.evict_after_failures == Some(self.health.consecutive_failures());
-        if let (true, Some(tx)) = (evict, &self.evictions) {
-            debug!(target_name = %name, "evicting after repeated failed polls");
-            let _ = tx.send(name.clone());
+    }
+
+    /// Counts failed polls in a row; at `evict_after_failures`, asks for
+    /// the registration's eviction (once).
+    fn count_failures(&self, ok: bool) {
+        use std::sync::atomic::Ordering;
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let n = self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        if let (Some(limit), Some(tx)) = (self.def.evict_after_failures, &self.evictions) {
+            if n == limit {
+                let _ = tx.send(self.def.name.clone());
+            }
         }
     }
 
@@ -210,10 +227,15 @@ impl PollJob {
 
     /// Parses, validates and commits a body; returns the number of series.
     async fn ingest(&self, body: String, openmetrics: bool) -> Result<usize, Failure> {
-        let body = match &self.def.mapping {
-            Some(m) => m
-                .render(&body, &self.mapped)
-                .map_err(|e| fail(PollFailure::InvalidBody, e))?,
+        let body = match self.def.mapping.clone() {
+            // On the blocking pool: a mapping may run jq expressions.
+            Some(m) => {
+                let state = self.mapped.clone();
+                tokio::task::spawn_blocking(move || m.render(&body, &state))
+                    .await
+                    .map_err(|e| fail(PollFailure::InvalidBody, format!("mapping failed: {e}")))?
+                    .map_err(|e| fail(PollFailure::InvalidBody, e))?
+            }
             None => body,
         };
         let store = self.store.clone();

@@ -905,3 +905,196 @@ path = "v"
         "{err}"
     );
 }
+
+/// A runaway jq expression is stopped by its budget: the cycle fails with
+/// an error naming the collector, the metric and the expression, and the
+/// next cycle runs normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_expression_fails_its_cycle_naming_collector_metric_and_expression() {
+    use exporter_proxy::collect::CollectJob;
+    use exporter_proxy::config::Config;
+    use exporter_proxy::store::{Store, StoreOptions};
+    use exporter_proxy::telemetry::SelfMetrics;
+
+    let addr = start_mock(Arc::new(Mock::default())).await;
+    let text = format!(
+        r#"
+[[collectors]]
+name = "spinner"
+[[collectors.steps]]
+method = "POST"
+url = "http://{addr}/echo"
+json = {{ n = 3 }}
+[[collectors.metrics]]
+name = "fine"
+type = "gauge"
+expr = ".got.n * 2"
+[[collectors.metrics]]
+name = "spin"
+type = "gauge"
+expr = "last(range(1e18))"
+"#
+    );
+    let def = Config::parse(&text).unwrap().config.collectors.remove(0);
+    let store = Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new()));
+    let job = CollectJob::new(def, store.clone());
+    job.cycle().await;
+    let apps = store.apps();
+    let err = apps[0].last_error.clone().unwrap();
+    assert_eq!(apps[0].up, Some(false));
+    assert!(
+        err.contains(
+            "collector spinner: metric spin: expression `last(range(1e18))`: stopped after"
+        ),
+        "{err}"
+    );
+    // All or nothing: `fine` evaluated but was not applied.
+    assert!(store.apps()[0].series == 0, "{:?}", store.apps()[0]);
+    // The evaluation ended: the next cycle runs (and fails the same way).
+    job.cycle().await;
+    assert_eq!(store.apps()[0].up, Some(false));
+}
+
+/// One element without the key: with `missing = "skip"` the other
+/// elements and metrics are served; with the default (`fail`) the cycle
+/// fails naming the exact element; with a default value it is used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_key_in_one_element_is_skipped_defaulted_or_named_exactly() {
+    let addr = start_mock(Arc::new(Mock::default())).await;
+    // The echo endpoint answers {"got": <the JSON body sent>}.
+    let collector = |name: &str, missing: &str| {
+        format!(
+            r#"
+[[collectors]]
+name = "{name}"
+interval = "200ms"
+timeout = "200ms"
+[[collectors.steps]]
+method = "POST"
+url = "http://{addr}/echo"
+json = {{ teams = [{{ name = "a", open_incidents = 2 }}, {{ name = "b" }}, {{ name = "c", open_incidents = 5 }}] }}
+[[collectors.metrics]]
+name = "{name}_open"
+type = "gauge"
+path = "got.teams[*].open_incidents"
+labels = {{ team = "name" }}
+{missing}
+[[collectors.metrics]]
+name = "{name}_teams"
+type = "gauge"
+expr = ".got.teams | length"
+"#
+        )
+    };
+    let app = TestApp::with_config(&format!(
+        "{}{}{}",
+        collector("skipping", "missing = \"skip\""),
+        collector("defaulting", "missing = 0"),
+        collector("failing", "")
+    ))
+    .await;
+    eventually(|| async { apps_entry(&app, "failing").await["status"] == "down" }).await;
+    let e = apps_entry(&app, "failing").await;
+    let err = e["last_error"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        err.contains("metric failing_open: missing value: path `got.teams[*].open_incidents`: no key \"open_incidents\" at `got.teams[1]`"),
+        "{e}"
+    );
+    eventually(|| async {
+        value_of(&app, metric("defaulting_open").label("team", "b")).await == Some(0.0)
+    })
+    .await;
+    eventually(|| async { value_of(&app, metric("skipping_teams")).await == Some(3.0) }).await;
+    let body = app.metrics().await;
+    let open = |c: &str, t: &str| metric(&format!("{c}_open")).label("team", t).get(&body);
+    assert_eq!(
+        (
+            open("skipping", "a"),
+            open("skipping", "b"),
+            open("skipping", "c")
+        ),
+        (Some(2.0), None, Some(5.0))
+    );
+    assert_eq!(open("defaulting", "c"), Some(5.0));
+    assert!(
+        metric("failing_teams").get(&body).is_none(),
+        "all or nothing"
+    );
+    app.stop().await;
+}
+
+/// Time placeholders reach the API in each format, and a per-poll
+/// histogram observes its one value at every poll, in the default buckets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_placeholders_and_a_per_poll_histogram_over_loopback() {
+    let mock = Arc::new(Mock::default());
+    *mock.incidents.lock().unwrap() = json!({"total": 3, "incidents": []});
+    let addr = start_mock(mock.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("splunk");
+    std::fs::write(
+        &secrets,
+        "# dotenv\nexport API_ID=vo-id\nAPI_KEY='vo-key'\n",
+    )
+    .unwrap();
+    let before = chrono::Utc::now();
+    let app = TestApp::with_config(&format!(
+        r#"
+[[collectors]]
+name = "timed"
+interval = "200ms"
+timeout = "200ms"
+secrets = {{ id = {{ file = "{s}", key = "API_ID" }}, key = {{ file = "{s}", key = "API_KEY" }} }}
+[[collectors.steps]]
+url = "http://{addr}/api-reporting/v2/incidents"
+query = {{ since = "${{now-1h|unix}}", until_ms = "${{now+1m|unix_ms}}", at = "${{now}}" }}
+headers = {{ X-VO-Api-Id = "${{secret.id}}", X-VO-Api-Key = "${{secret.key}}" }}
+[[collectors.metrics]]
+name = "timed_total_tenths"
+type = "histogram"
+observe = "per_poll"
+expr = ".total / 10"
+"#,
+        s = secrets.display()
+    ))
+    .await;
+    let count = || metric("timed_total_tenths_count");
+    eventually(|| async { value_of(&app, count()).await >= Some(2.0) }).await;
+    let body = app.metrics().await;
+    let n = count().get(&body).unwrap();
+    let bucket = |le: &str| {
+        metric("timed_total_tenths_bucket")
+            .label("le", le)
+            .get(&body)
+    };
+    // 0.3, every poll: above 0.25, within 0.5.
+    assert_eq!(
+        (bucket("0.25"), bucket("0.5"), bucket("+Inf")),
+        (Some(0.0), Some(n), Some(n))
+    );
+    let q = mock.incidents_query.lock().unwrap().clone();
+    let param = |k: &str| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("{k} not in {q}"))
+    };
+    let after = chrono::Utc::now();
+    let since: i64 = param("since").parse().unwrap();
+    assert!(
+        (before.timestamp() - 3600..=after.timestamp() - 3600).contains(&since),
+        "{q}"
+    );
+    let until_ms: i64 = param("until_ms").parse().unwrap();
+    assert!(
+        (before.timestamp_millis() + 60_000..=after.timestamp_millis() + 60_000)
+            .contains(&until_ms),
+        "{q}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(&param("at")).unwrap();
+    assert!(
+        param("at").ends_with('Z') && at.timestamp() >= before.timestamp() - 1,
+        "{q}"
+    );
+    app.stop().await;
+}

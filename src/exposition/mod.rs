@@ -24,7 +24,10 @@
 
 mod encode;
 mod openmetrics;
+pub mod openmetrics_out;
 mod parse;
+pub mod proto;
+pub mod protobuf;
 #[cfg(test)]
 mod tests;
 
@@ -181,6 +184,30 @@ pub struct EncodedFamily {
     pub body: bytes::Bytes,
     /// The [`series_key`] of each line of `body`, in order.
     pub keys: Vec<u64>,
+    /// The family as pushed in protobuf, labels applied, when it has what
+    /// text cannot carry (native histograms, exemplars): the source of its
+    /// protobuf and OpenMetrics encodings. `None` for text pushes.
+    pub rich: Option<std::sync::Arc<proto::MetricFamily>>,
+    /// The family's protobuf and OpenMetrics encodings, computed at the
+    /// first scrape that asks for them and kept as long as the block.
+    pub alt: AltEncodings,
+}
+
+/// The other encodings of an [`EncodedFamily`], computed lazily once.
+/// Caches: they never take part in comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct AltEncodings {
+    /// The family's metrics as `MetricFamily.metric` fields.
+    pub protobuf: std::sync::OnceLock<bytes::Bytes>,
+    /// The family's OpenMetrics sample lines, and the kind they were
+    /// written as.
+    pub openmetrics: std::sync::OnceLock<(openmetrics_out::OmKind, bytes::Bytes)>,
+}
+
+impl PartialEq for AltEncodings {
+    fn eq(&self, _: &AltEncodings) -> bool {
+        true
+    }
 }
 
 /// Hashers for maps keyed by series keys. The keys are already xxh3 hashes, so

@@ -28,8 +28,8 @@ use memchr::{memchr, memchr2};
 use super::encode::{escape_label_value, format_go_float, hash_sorted, series_hash};
 use super::{
     is_label_name_char, is_label_name_start, is_metric_name_char, is_metric_name_start,
-    is_valid_metric_name, EncodeOptions, EncodedFamily, Exposition, Family, MetricType, ParseError,
-    ParseLimits, Sample, SeriesKeyHasher,
+    is_valid_metric_name, AltEncodings, EncodeOptions, EncodedFamily, Exposition, Family,
+    MetricType, ParseError, ParseLimits, Sample, SeriesKeyHasher,
 };
 
 /// Found-text in error messages is cut to this many characters: enough to recognise the
@@ -839,6 +839,8 @@ impl BlockSink<'_> {
                     typ: family.typ,
                     body,
                     keys,
+                    rich: None,
+                    alt: AltEncodings::default(),
                 }
             })
             .collect()

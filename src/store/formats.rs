@@ -390,3 +390,7 @@ fn set_labels(labels: &mut Vec<LabelPair>, extra: &[(&str, &str)], default: &[(&
     }
     labels.sort_by(|a, b| a.name.cmp(&b.name));
 }
+
+#[cfg(test)]
+#[path = "formats_tests.rs"]
+mod tests;

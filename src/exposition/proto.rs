@@ -307,3 +307,243 @@ pub fn encode_delimited(out: &mut Vec<u8>, family: &MetricFamily) {
 pub fn encode_varint(out: &mut Vec<u8>, v: u64) {
     prost::encoding::encode_varint(v, out);
 }
+
+#[cfg(test)]
+mod tests {
+    //! Holds the hand-derived messages to the `metrics.proto` that Debian's
+    //! `golang-github-prometheus-client-model-dev` ships (the one Go
+    //! clients are built from): every field's number, wire type and
+    //! integer encoding, and the enum values.
+
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const PROTO: &str = "/usr/share/gocode/src/github.com/prometheus/client_model/io/prometheus/client/metrics.proto";
+
+    /// `message → field number → (type, name)` from the .proto file.
+    fn schema() -> (
+        BTreeMap<String, BTreeMap<u32, (String, String)>>,
+        Vec<(String, i32)>,
+    ) {
+        let text = std::fs::read_to_string(PROTO).unwrap_or_else(|e| {
+            panic!("{PROTO}: {e}: install the Debian package golang-github-prometheus-client-model-dev (scripts/test.sh does)")
+        });
+        let mut messages = BTreeMap::new();
+        let mut enum_values = Vec::new();
+        let mut current: Option<String> = None;
+        let mut in_enum = false;
+        for line in text.lines().map(|l| l.split("//").next().unwrap().trim()) {
+            let words: Vec<&str> = line
+                .split(|c: char| c.is_whitespace() || c == ';' || c == '=')
+                .filter(|w| !w.is_empty())
+                .collect();
+            match words.as_slice() {
+                ["message", name, "{"] => current = Some((*name).to_owned()),
+                ["enum", _, "{"] => in_enum = true,
+                ["}"] => {
+                    current = None;
+                    in_enum = false;
+                }
+                [name, number] if in_enum => {
+                    enum_values.push(((*name).to_owned(), number.parse().unwrap()))
+                }
+                ["optional" | "repeated" | "required", typ, name, number] => {
+                    let m = current.clone().expect("a field inside a message");
+                    messages.entry(m).or_insert_with(BTreeMap::new).insert(
+                        number.parse().unwrap(),
+                        ((*typ).to_owned(), (*name).to_owned()),
+                    );
+                }
+                _ => {}
+            }
+        }
+        (messages, enum_values)
+    }
+
+    /// `field number → (wire type, first varint value)` of an encoding.
+    fn wire(mut b: &[u8]) -> BTreeMap<u32, (u64, u64)> {
+        let mut out = BTreeMap::new();
+        while !b.is_empty() {
+            let key = prost::encoding::decode_varint(&mut b).unwrap();
+            let (field, wt) = ((key >> 3) as u32, key & 7);
+            let raw = match wt {
+                0 => prost::encoding::decode_varint(&mut b).unwrap(),
+                1 => {
+                    b = &b[8..];
+                    0
+                }
+                2 => {
+                    let len = prost::encoding::decode_varint(&mut b).unwrap() as usize;
+                    b = &b[len..];
+                    0
+                }
+                5 => {
+                    b = &b[4..];
+                    0
+                }
+                _ => panic!("wire type {wt}"),
+            };
+            out.entry(field).or_insert((wt, raw));
+        }
+        out
+    }
+
+    fn label() -> LabelPair {
+        LabelPair {
+            name: Some("a".into()),
+            value: Some("b".into()),
+        }
+    }
+
+    fn exemplar() -> Exemplar {
+        Exemplar {
+            label: vec![label()],
+            value: Some(1.0),
+            timestamp: Some(Timestamp {
+                seconds: 1,
+                nanos: 1,
+            }),
+        }
+    }
+
+    fn span() -> BucketSpan {
+        BucketSpan {
+            offset: Some(-1),
+            length: Some(1),
+        }
+    }
+
+    fn bucket() -> Bucket {
+        Bucket {
+            cumulative_count: Some(1),
+            cumulative_count_float: Some(1.0),
+            upper_bound: Some(1.0),
+            exemplar: Some(exemplar()),
+        }
+    }
+
+    /// Every message with every field set; signed integers are -1.
+    fn full() -> Vec<(&'static str, Vec<u8>)> {
+        let histogram = Histogram {
+            sample_count: Some(1),
+            sample_count_float: Some(1.0),
+            sample_sum: Some(1.0),
+            bucket: vec![bucket()],
+            schema: Some(-1),
+            zero_threshold: Some(1.0),
+            zero_count: Some(1),
+            zero_count_float: Some(1.0),
+            negative_span: vec![span()],
+            negative_delta: vec![-1],
+            negative_count: vec![1.0],
+            positive_span: vec![span()],
+            positive_delta: vec![-1],
+            positive_count: vec![1.0],
+        };
+        let summary = Summary {
+            sample_count: Some(1),
+            sample_sum: Some(1.0),
+            quantile: vec![Quantile {
+                quantile: Some(0.5),
+                value: Some(1.0),
+            }],
+        };
+        let metric = Metric {
+            label: vec![label()],
+            gauge: Some(Gauge { value: Some(1.0) }),
+            counter: Some(Counter {
+                value: Some(1.0),
+                exemplar: Some(exemplar()),
+            }),
+            summary: Some(summary.clone()),
+            untyped: Some(Untyped { value: Some(1.0) }),
+            histogram: Some(histogram.clone()),
+            timestamp_ms: Some(-1),
+        };
+        vec![
+            ("LabelPair", label().encode_to_vec()),
+            ("Gauge", Gauge { value: Some(1.0) }.encode_to_vec()),
+            ("Counter", metric.counter.clone().unwrap().encode_to_vec()),
+            ("Quantile", summary.quantile[0].encode_to_vec()),
+            ("Summary", summary.encode_to_vec()),
+            ("Untyped", Untyped { value: Some(1.0) }.encode_to_vec()),
+            ("Histogram", histogram.encode_to_vec()),
+            ("Bucket", bucket().encode_to_vec()),
+            ("BucketSpan", span().encode_to_vec()),
+            ("Exemplar", exemplar().encode_to_vec()),
+            ("Metric", metric.encode_to_vec()),
+            (
+                "MetricFamily",
+                MetricFamily {
+                    name: Some("n".into()),
+                    help: Some("h".into()),
+                    r#type: Some(MetricType::Gauge as i32),
+                    metric: vec![metric],
+                }
+                .encode_to_vec(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn messages_match_client_models_metrics_proto() {
+        let (schema, enum_values) = schema();
+        let ours = full();
+        assert_eq!(
+            ours.iter()
+                .map(|(n, _)| (*n).to_owned())
+                .collect::<std::collections::BTreeSet<_>>(),
+            schema.keys().cloned().collect(),
+            "the same messages"
+        );
+        for (message, bytes) in ours {
+            let fields = wire(&bytes);
+            let declared = &schema[message];
+            assert_eq!(
+                fields.keys().collect::<Vec<_>>(),
+                declared.keys().collect::<Vec<_>>(),
+                "field numbers of {message}"
+            );
+            for (number, (typ, name)) in declared {
+                let (wt, raw) = fields[number];
+                let expected = match typ.as_str() {
+                    "double" => 1,
+                    "float" | "fixed32" => 5,
+                    "int32" | "int64" | "uint32" | "uint64" | "sint32" | "sint64" | "bool"
+                    | "MetricType" => 0,
+                    _ => 2,
+                };
+                assert_eq!(wt, expected, "wire type of {message}.{name} ({typ})");
+                match typ.as_str() {
+                    "sint32" | "sint64" => assert_eq!(raw, 1, "{message}.{name} is zigzag"),
+                    "int32" | "int64" => {
+                        assert_eq!(raw, u64::MAX, "{message}.{name} is not zigzag")
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let ours: Vec<(String, i32)> = [
+            MetricType::Counter,
+            MetricType::Gauge,
+            MetricType::Summary,
+            MetricType::Untyped,
+            MetricType::Histogram,
+            MetricType::GaugeHistogram,
+        ]
+        .into_iter()
+        .map(|t| {
+            let mut name = String::new();
+            for (i, c) in format!("{t:?}").chars().enumerate() {
+                if c.is_uppercase() && i > 0 {
+                    name.push('_');
+                }
+                name.push(c.to_ascii_uppercase());
+            }
+            (name, t as i32)
+        })
+        .collect();
+        assert_eq!(ours, enum_values);
+    }
+}

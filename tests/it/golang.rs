@@ -321,3 +321,97 @@ async fn prometheus_scrapes_native_histograms_and_exemplars() {
     assert_eq!(bucket["value"][1], "100", "{bucket}");
     app.stop().await;
 }
+
+/// A delimited protobuf body of `families`, gzip-compressed when asked.
+fn protobuf_body(families: &[MetricFamily], gzip: bool) -> Vec<u8> {
+    let mut body = Vec::new();
+    for f in families {
+        proto::encode_delimited(&mut body, f);
+    }
+    if gzip {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&body).unwrap();
+        body = gz.finish().unwrap();
+    }
+    body
+}
+
+fn gauge_family(name: &str, value: f64) -> MetricFamily {
+    MetricFamily {
+        name: Some(name.into()),
+        help: None,
+        r#type: Some(proto::MetricType::Gauge as i32),
+        metric: vec![proto::Metric {
+            gauge: Some(proto::Gauge { value: Some(value) }),
+            ..proto::Metric::default()
+        }],
+    }
+}
+
+async fn put_protobuf(app: &TestApp, path: &str, body: &[u8], gzip: bool) -> Response {
+    let len = body.len().to_string();
+    let mut headers = vec![
+        ("Content-Type", proto::DELIMITED_CONTENT_TYPE),
+        ("Content-Length", len.as_str()),
+    ];
+    if gzip {
+        headers.push(("Content-Encoding", "gzip"));
+    }
+    request_with_body(app.http, "PUT", path, &headers, body).await
+}
+
+#[tokio::test]
+async fn protobuf_pushes_gzip_and_refusals_over_http() {
+    let app = TestApp::start().await;
+    let body = protobuf_body(&[gauge_family("pb_value", 1.5)], true);
+    let r = put_protobuf(&app, "/metrics/job/pb", &body, true).await;
+    assert_eq!(r.status, 200, "{}", r.body_string());
+    let m = app.metrics().await;
+    assert!(
+        metric("pb_value")
+            .label("job", "pb")
+            .label("instance", "")
+            .value("1.5")
+            .is_in(&m),
+        "{m}"
+    );
+    assert!(metric("exporter_proxy_pushes_total")
+        .label("format", "protobuf")
+        .label("result", "accepted")
+        .is_in(&m));
+    // Refused: a counter family whose metric carries a gauge; a truncated
+    // stream. 400 with the reason, the group kept, its failure time set.
+    let mut bad = gauge_family("pb_value", 2.0);
+    bad.r#type = Some(proto::MetricType::Counter as i32);
+    let r = put_protobuf(
+        &app,
+        "/metrics/job/pb",
+        &protobuf_body(&[bad], false),
+        false,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body_string()
+            .contains("family pb_value, metric #1: a counter family needs the counter field"),
+        "{}",
+        r.body_string()
+    );
+    let full = protobuf_body(&[gauge_family("pb_value", 3.0)], false);
+    let r = put_protobuf(&app, "/metrics/job/pb", &full[..full.len() - 2], false).await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.body_string().contains("byte offset 0"),
+        "{}",
+        r.body_string()
+    );
+    let m = app.metrics().await;
+    assert!(metric("pb_value").value("1.5").is_in(&m), "{m}");
+    let failed = metric("push_failure_time_seconds")
+        .label("job", "pb")
+        .get(&m)
+        .unwrap();
+    assert!(failed > 1.6e9, "{m}");
+    app.stop().await;
+}

@@ -321,11 +321,11 @@ mod tests {
 
     const PROTO: &str = "/usr/share/gocode/src/github.com/prometheus/client_model/io/prometheus/client/metrics.proto";
 
-    /// `message → field number → (type, name)` from the .proto file.
-    fn schema() -> (
-        BTreeMap<String, BTreeMap<u32, (String, String)>>,
-        Vec<(String, i32)>,
-    ) {
+    /// Message → field number → (type, name).
+    type Messages = BTreeMap<String, BTreeMap<u32, (String, String)>>;
+
+    /// The messages and the enum values of the .proto file.
+    fn schema() -> (Messages, Vec<(String, i32)>) {
         let text = std::fs::read_to_string(PROTO).unwrap_or_else(|e| {
             panic!("{PROTO}: {e}: install the Debian package golang-github-prometheus-client-model-dev (scripts/test.sh does)")
         });

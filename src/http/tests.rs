@@ -163,6 +163,15 @@ async fn metrics_formats_by_accept() {
     )
     .await;
     assert_eq!(gunzip(&gz.body), r.body);
+    // Scrapes do not change the generation: every body is built once.
+    let cached = s.store.cached().expect("scrapes keep the cache current");
+    for f in [Format::OpenMetrics, Format::Protobuf] {
+        assert!(cached.is_built(f, true), "{f:?}");
+    }
+    assert!(
+        !cached.is_built(Format::Text, true),
+        "only what was asked for is built"
+    );
     // The text body is unchanged by the other formats.
     let r = get(&s, "/metrics", &[]).await;
     assert_eq!(r.body, s.store.render().to_bytes().to_vec());

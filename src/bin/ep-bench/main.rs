@@ -12,6 +12,7 @@
 //! when it ends, also on error. See `docs/benchmarks.md`.
 
 mod client;
+mod formats;
 mod procfs;
 mod servers;
 mod workload;
@@ -172,6 +173,8 @@ struct TargetResult {
     /// VmRSS after the initial load and after the push phases.
     rss_loaded_kib: u64,
     rss_pushed_kib: u64,
+    /// The proxy only: its other formats ([`formats::ALT_FORMATS`]).
+    formats: Vec<formats::FormatResult>,
 }
 
 struct ScaleResult {
@@ -412,7 +415,17 @@ async fn push_phase(
 
 /// One GET of `/metrics`, timed; returns (seconds, body bytes).
 async fn scrape_once(conn: &mut HttpConn, gzip: bool, buf: &mut Vec<u8>) -> Result<(f64, usize)> {
-    let req = HttpConn::get("/metrics", gzip);
+    scrape_as(conn, gzip, None, buf).await
+}
+
+/// [`scrape_once`] with an `Accept` header.
+async fn scrape_as(
+    conn: &mut HttpConn,
+    gzip: bool,
+    accept: Option<&str>,
+    buf: &mut Vec<u8>,
+) -> Result<(f64, usize)> {
+    let req = HttpConn::get_as("/metrics", gzip, accept);
     let t = Instant::now();
     let r = conn.send(&req, buf).await?;
     let secs = t.elapsed().as_secs_f64();
@@ -427,21 +440,31 @@ async fn scrape_once(conn: &mut HttpConn, gzip: bool, buf: &mut Vec<u8>) -> Resu
 
 /// Sequential scrapes on one keep-alive connection, bounded in count and
 /// time; one unmeasured warm-up scrape first.
-async fn latency(addr: SocketAddr, gzip: bool, args: &Args) -> Result<(Vec<f64>, usize)> {
+async fn latency(
+    addr: SocketAddr,
+    gzip: bool,
+    accept: Option<&'static str>,
+    args: &Args,
+) -> Result<(Vec<f64>, usize)> {
     let mut conn = HttpConn::new(addr);
     let mut buf = Vec::new();
-    let (_, size) = scrape_once(&mut conn, gzip, &mut buf).await?;
+    let (_, size) = scrape_as(&mut conn, gzip, accept, &mut buf).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.scrape_secs);
     let mut samples = Vec::new();
     while samples.len() < args.latency_samples && (samples.len() < 3 || Instant::now() < deadline) {
-        samples.push(scrape_once(&mut conn, gzip, &mut buf).await?.0);
+        samples.push(scrape_as(&mut conn, gzip, accept, &mut buf).await?.0);
     }
     Ok((samples, size))
 }
 
 /// Scrapes/s from `connections` concurrent keep-alive connections during
 /// `scrape_secs`.
-async fn throughput(addr: SocketAddr, gzip: bool, args: &Args) -> Result<f64> {
+async fn throughput(
+    addr: SocketAddr,
+    gzip: bool,
+    accept: Option<&'static str>,
+    args: &Args,
+) -> Result<f64> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.scrape_secs);
     let mut tasks = Vec::new();
@@ -453,7 +476,7 @@ async fn throughput(addr: SocketAddr, gzip: bool, args: &Args) -> Result<f64> {
             // Bounded by time; the count bound only guards against a clock
             // that does not move.
             while Instant::now() < deadline && n < 10_000_000 {
-                scrape_once(&mut conn, gzip, &mut buf).await?;
+                scrape_as(&mut conn, gzip, accept, &mut buf).await?;
                 n += 1;
             }
             Ok::<usize, anyhow::Error>(n)
@@ -477,7 +500,10 @@ async fn run_scale(
     let total_series = scale.apps * scale.series;
 
     // --- the proxy: load, push phases, render after a change.
-    let mut proxy_r = TargetResult::default();
+    let mut proxy_r = TargetResult {
+        formats: formats::results(),
+        ..TargetResult::default()
+    };
     let mut proxy =
         servers::start_proxy(proxy_bin, args.proxy_threads, scale.apps, scale.series).await?;
     let pusher = Pusher::Proxy {
@@ -539,21 +565,33 @@ async fn run_scale(
     ];
     let mut conn = HttpConn::new(proxy.http);
     let mut buf = Vec::new();
-    for i in 0..args.change_samples {
-        for gzip in [false, true] {
-            pusher
-                .push(
-                    Transport::UnixCapnp,
-                    &change_payload[i % 2],
-                    &mut None,
-                    &mut buf,
-                )
-                .await?;
-            let (secs, _) = scrape_once(&mut conn, gzip, &mut buf).await?;
-            if gzip {
-                proxy_r.change_gzip.push(secs);
-            } else {
-                proxy_r.change_plain.push(secs);
+    let mut change = 0;
+    for (f, accept) in std::iter::once((None, None)).chain(
+        formats::ALT_FORMATS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (Some(i), Some(f.accept))),
+    ) {
+        for _ in 0..args.change_samples {
+            for gzip in [false, true] {
+                pusher
+                    .push(
+                        Transport::UnixCapnp,
+                        &change_payload[change % 2],
+                        &mut None,
+                        &mut buf,
+                    )
+                    .await?;
+                change += 1;
+                let (secs, _) = scrape_as(&mut conn, gzip, accept, &mut buf).await?;
+                let (plain, gz) = match f {
+                    None => (&mut proxy_r.change_plain, &mut proxy_r.change_gzip),
+                    Some(i) => {
+                        let r = &mut proxy_r.formats[i];
+                        (&mut r.change_plain, &mut r.change_gzip)
+                    }
+                };
+                if gzip { gz } else { plain }.push(secs);
             }
         }
     }
@@ -630,14 +668,32 @@ async fn run_scale(
                 "pushgateway" => &mut gw_r,
                 _ => &mut nginx_r,
             };
-            let (l, size) = latency(*addr, false, args).await?;
+            let (l, size) = latency(*addr, false, None, args).await?;
             r.lat_plain.extend(l);
             r.size_plain = size;
-            let (l, size) = latency(*addr, true, args).await?;
+            let (l, size) = latency(*addr, true, None, args).await?;
             r.lat_gzip.extend(l);
             r.size_gzip = size;
-            r.rps_plain.push(throughput(*addr, false, args).await?);
-            r.rps_gzip.push(throughput(*addr, true, args).await?);
+            r.rps_plain
+                .push(throughput(*addr, false, None, args).await?);
+            r.rps_gzip.push(throughput(*addr, true, None, args).await?);
+            if *name != "proxy" {
+                continue;
+            }
+            for (f, fr) in formats::ALT_FORMATS.iter().zip(&mut r.formats) {
+                eprintln!("   scrapes, round {}: proxy, {}", round + 1, f.name);
+                let accept = Some(f.accept);
+                let (l, size) = latency(*addr, false, accept, args).await?;
+                fr.lat_plain.extend(l);
+                fr.size_plain = size;
+                let (l, size) = latency(*addr, true, accept, args).await?;
+                fr.lat_gzip.extend(l);
+                fr.size_gzip = size;
+                fr.rps_plain
+                    .push(throughput(*addr, false, accept, args).await?);
+                fr.rps_gzip
+                    .push(throughput(*addr, true, accept, args).await?);
+            }
         }
     }
 
@@ -892,6 +948,7 @@ fn print_scale(args: &Args, r: &ScaleResult) {
         better_cost(mib(p.hwm_kib), mib(g.hwm_kib)),
         None,
     );
+    formats::print_scale(args.connections, r);
 }
 
 /// The checks of issue 8, for the scales that were run.
@@ -984,11 +1041,12 @@ fn print_targets(results: &[ScaleResult]) {
             Some(rss < 3.0),
         ));
     }
+    rows.extend(formats::targets(results));
     if rows.is_empty() {
         return;
     }
     println!();
-    println!("### Targets (issue 8)");
+    println!("### Targets (issues 8 and 14)");
     println!();
     println!("| target | measured | holds |");
     println!("|---|---:|---|");

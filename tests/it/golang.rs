@@ -84,8 +84,10 @@ async fn scrape(app: &TestApp, accept: &str) -> Response {
 async fn go_client_gets_the_same_result_as_on_a_real_pushgateway() {
     let app = TestApp::start().await;
     let pg = pushgateway().await;
-    run_pusher(app.http, "basic").await;
-    run_pusher(pg.addr, "basic").await;
+    for scenario in ["basic", "native"] {
+        run_pusher(app.http, scenario).await;
+        run_pusher(pg.addr, scenario).await;
+    }
 
     let ours = pushed_samples(&app.metrics().await, true).await;
     let theirs = pushed_samples(&get(pg.addr, "/metrics").await.body_string(), false).await;
@@ -109,6 +111,12 @@ async fn go_client_gets_the_same_result_as_on_a_real_pushgateway() {
         "{ours:#?}"
     );
     assert!(!ours.iter().any(|l| l.contains("gojob_gone")), "{ours:#?}");
+    // A native-only histogram in text, as the Pushgateway writes it.
+    assert!(
+        ours.iter().any(|l| l
+            == r#"histogram gonative_latency_seconds_bucket{instance="n1",job="gonative",le="+Inf"} 100.0"#),
+        "{ours:#?}"
+    );
     assert_eq!(
         ours, theirs,
         "same series and values as the real Pushgateway"

@@ -231,7 +231,7 @@ fn is_protobuf(headers: &HeaderMap) -> Result<bool, (StatusCode, String)> {
 }
 
 /// Decodes the request body: gzip when announced, bounded to `limit` bytes.
-fn body_text(
+fn push_body(
     headers: &HeaderMap,
     body: &Bytes,
     limit: usize,
@@ -343,7 +343,7 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
         body.len()
     };
     let result = crate::ingest::cpu(work, move || {
-        let body = body_text(&parts.headers, &body, limit)
+        let body = push_body(&parts.headers, &body, limit)
             .map_err(|(code, msg)| ("text", code, RejectReason::InvalidEnvelope, msg))?;
         let format = body.format();
         apply(&store, &api, &key, &app, body, merge, &peer)

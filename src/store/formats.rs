@@ -310,11 +310,14 @@ impl Rendered {
 
 impl State {
     /// How family `name` is written in OpenMetrics: a `_total` counter is
-    /// an OpenMetrics counter unless its stem is another family's name or
-    /// sample name.
+    /// an OpenMetrics counter unless its stem, or the stem's `_created`
+    /// sample, is another family's name or sample name.
     pub(super) fn openmetrics_kind(&self, name: &str, typ: MetricType) -> OmKind {
         OmKind::of(name, typ, |stem| {
-            !self.families.contains_key(stem) && !self.reserved.contains_key(stem)
+            let created = format!("{stem}_created");
+            [stem, created.as_str()]
+                .iter()
+                .all(|n| !self.families.contains_key(*n) && !self.reserved.contains_key(*n))
         })
     }
 }

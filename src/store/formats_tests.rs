@@ -148,6 +148,7 @@ fn text_pushes_convert_and_counter_stems_stay_unique() {
     s.push(
         "t",
         "# TYPE a_total counter\na_total 1 1700000000123\n# TYPE a gauge\na 2\n# TYPE b counter\nb 3\n\
+         # TYPE c_total counter\nc_total 5\n# TYPE c_created gauge\nc_created 6\n\
          # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n# TYPE u untyped\nu 4\n",
         AppKind::Push,
         "test",
@@ -160,9 +161,11 @@ fn text_pushes_convert_and_counter_stems_stay_unique() {
         "# TYPE a gauge\na 2.0\n\
          # TYPE a_total unknown\na_total 1.0 1700000000.123\n\
          # TYPE b unknown\nb 3.0\n\
+         # TYPE c_created gauge\nc_created 6.0\n\
+         # TYPE c_total unknown\nc_total 5.0\n\
          # TYPE s summary\ns{quantile=\"0.5\"} 1.0\ns_sum 2.0\ns_count 3.0\n\
          # TYPE u unknown\nu 4.0\n",
-        "a counter whose stem is taken, or without _total, is unknown under its own name"
+        "a counter whose stem (or its _created) is taken, or without _total, is unknown under its own name"
     );
     let fams = proto::decode_delimited(&s.render().bytes_of(Format::Protobuf)).unwrap();
     let a = fams

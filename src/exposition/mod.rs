@@ -17,6 +17,12 @@
 //! Polled exporters may answer in OpenMetrics: [`openmetrics_to_text`] rewrites such a
 //! body into 0.0.4 text first, which then goes through the same parser.
 //!
+//! The other formats of Prometheus: [`proto`] holds the `io.prometheus.client`
+//! protobuf messages (native histograms, exemplars) and the delimited framing;
+//! [`protobuf`] converts protobuf pushes to text (keeping aside what text cannot
+//! carry) and text families to protobuf `Metric`s; [`openmetrics_out`] writes
+//! OpenMetrics 1.0 from those `Metric`s.
+//!
 //! This module does no IO and knows nothing of the async runtime: it works on `&str`,
 //! `Vec<u8>` and `Bytes` only, so the push path and tests drive the same pure functions.
 

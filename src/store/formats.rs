@@ -258,6 +258,10 @@ fn block_protobuf(b: &FamilyBlock) -> Bytes {
 
 fn block_om(b: &FamilyBlock, kind: OmKind) -> Bytes {
     let encode = || {
+        if b.rich.is_none() && text_is_openmetrics(b) {
+            // The text lines are already valid OpenMetrics: share them.
+            return b.body.clone();
+        }
         let mut out = Vec::with_capacity(b.body.len() + 64);
         openmetrics_out::encode_metrics(&mut out, &b.name, kind, &block_metrics(b));
         Bytes::from(out)
@@ -270,6 +274,78 @@ fn block_om(b: &FamilyBlock, kind: OmKind) -> Bytes {
         // first encoded (rare): encode it for this render only.
         encode()
     }
+}
+
+/// Whether a text block's lines are valid OpenMetrics lines as they are
+/// (the usual case, which then costs no memory): no timestamps (seconds in
+/// OpenMetrics), and each histogram's or summary's series contiguous, a
+/// histogram's buckets first, in increasing order, up to `+Inf`.
+fn text_is_openmetrics(b: &FamilyBlock) -> bool {
+    let mut text = Vec::with_capacity(b.body.len() + 64);
+    exposition::encode_header(&mut text, &b.name, None, b.typ);
+    text.extend_from_slice(&b.body);
+    let Some(exp) = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| exposition::parse(t, &ParseLimits::default()).ok())
+    else {
+        return false;
+    };
+    let Some(fam) = exp.families.into_iter().find(|f| f.name == b.name) else {
+        return false;
+    };
+    if fam.samples.iter().any(|s| s.timestamp.is_some()) {
+        return false;
+    }
+    let histogram = match b.typ {
+        MetricType::Histogram => true,
+        MetricType::Summary => false,
+        _ => return true,
+    };
+    let skip = if histogram { "le" } else { "quantile" };
+    let mut seen = std::collections::HashSet::new();
+    let mut current: Option<Vec<(&str, &str)>> = None;
+    let (mut in_buckets, mut last, mut inf) = (true, f64::NEG_INFINITY, false);
+    for s in &fam.samples {
+        let mut key: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .filter(|(k, _)| k != skip)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        key.sort_unstable();
+        if current.as_ref() != Some(&key) {
+            if histogram && current.is_some() && !inf {
+                return false;
+            }
+            if !seen.insert(key.clone()) {
+                return false;
+            }
+            current = Some(key);
+            (in_buckets, last, inf) = (true, f64::NEG_INFINITY, false);
+        }
+        if !histogram {
+            continue;
+        }
+        match s.name.strip_prefix(b.name.as_str()) {
+            Some("_bucket") => {
+                let le = s
+                    .labels
+                    .iter()
+                    .find(|(k, _)| k == "le")
+                    .and_then(|(_, v)| v.parse::<f64>().ok());
+                match le {
+                    Some(le) if in_buckets && le > last => {
+                        last = le;
+                        inf |= le == f64::INFINITY;
+                    }
+                    _ => return false,
+                }
+            }
+            Some("_sum" | "_count") if inf => in_buckets = false,
+            _ => return false,
+        }
+    }
+    !histogram || current.is_none() || inf
 }
 
 impl Rendered {

@@ -149,6 +149,8 @@ fn text_pushes_convert_and_counter_stems_stay_unique() {
         "t",
         "# TYPE a_total counter\na_total 1 1700000000123\n# TYPE a gauge\na 2\n# TYPE b counter\nb 3\n\
          # TYPE c_total counter\nc_total 5\n# TYPE c_created gauge\nc_created 6\n\
+         # TYPE h histogram\nh_bucket{x=\"a\",le=\"1\"} 1\nh_bucket{x=\"b\",le=\"1\"} 2\n\
+         h_count{x=\"a\"} 1\nh_count{x=\"b\"} 2\nh_sum{x=\"a\"} 0.5\nh_sum{x=\"b\"} 1\n\
          # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n# TYPE u untyped\nu 4\n",
         AppKind::Push,
         "test",
@@ -158,14 +160,19 @@ fn text_pushes_convert_and_counter_stems_stay_unique() {
     let pushed = &om[..om.find("# TYPE exporter_proxy_").unwrap()];
     assert_eq!(
         pushed,
-        "# TYPE a gauge\na 2.0\n\
+        "# TYPE a gauge\na 2\n\
          # TYPE a_total unknown\na_total 1.0 1700000000.123\n\
-         # TYPE b unknown\nb 3.0\n\
-         # TYPE c_created gauge\nc_created 6.0\n\
-         # TYPE c_total unknown\nc_total 5.0\n\
-         # TYPE s summary\ns{quantile=\"0.5\"} 1.0\ns_sum 2.0\ns_count 3.0\n\
-         # TYPE u unknown\nu 4.0\n",
-        "a counter whose stem (or its _created) is taken, or without _total, is unknown under its own name"
+         # TYPE b unknown\nb 3\n\
+         # TYPE c_created gauge\nc_created 6\n\
+         # TYPE c_total unknown\nc_total 5\n\
+         # TYPE h histogram\n\
+         h_bucket{x=\"a\",le=\"1\"} 1.0\nh_bucket{x=\"a\",le=\"+Inf\"} 1.0\nh_sum{x=\"a\"} 0.5\nh_count{x=\"a\"} 1.0\n\
+         h_bucket{x=\"b\",le=\"1\"} 2.0\nh_bucket{x=\"b\",le=\"+Inf\"} 2.0\nh_sum{x=\"b\"} 1.0\nh_count{x=\"b\"} 2.0\n\
+         # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n\
+         # TYPE u unknown\nu 4\n",
+        "a counter whose stem (or its _created) is taken, or without _total, is unknown under \
+         its own name; text lines are kept when they are valid OpenMetrics, regrouped (with \
+         +Inf) or in seconds otherwise"
     );
     let fams = proto::decode_delimited(&s.render().bytes_of(Format::Protobuf)).unwrap();
     let a = fams
@@ -198,11 +205,13 @@ fn alternative_bodies_follow_generations_and_reuse_unchanged_blocks() {
     let second = s.render();
     assert!(!second.is_built(Format::OpenMetrics, false));
     let om2 = second.bytes_of(Format::OpenMetrics);
-    assert!(om2.starts_with(b"# TYPE x_total unknown\nx_total 1.0\n# TYPE y gauge\ny 2.0\n"));
+    assert!(om2.starts_with(b"# TYPE x_total unknown\nx_total 1\n# TYPE y gauge\ny 2\n"));
     assert_ne!(om1, om2);
     // App a's block was not re-encoded: its chunk is the same buffer.
     let chunk = |r: &Rendered| r.chunks_of(Format::OpenMetrics)[1].as_ptr();
     assert_eq!(chunk(&first), chunk(&second));
+    // And its OpenMetrics lines are its text lines, shared.
+    assert_eq!(chunk(&second), second.chunks()[1].as_ptr());
 }
 
 #[track_caller]

@@ -2,9 +2,15 @@
 //! like its text body (issue 14: every format keeps the scrape targets).
 //!
 //! The Pushgateway and nginx serve text only: their text figures are the
-//! reference the proxy's other formats are held to.
+//! reference the proxy's other formats are held to. These scrapes run after
+//! the text rounds and the memory readings, so that the issue-8 memory
+//! figures stay those of a text scraper; the memory with every format's
+//! encoding built is reported on its own.
 
-use crate::{better_cost, better_rate, median, ms, nonzero, num, opt, ratio, ScaleResult};
+use crate::{
+    better_cost, better_rate, latency, median, mib, ms, nonzero, num, opt, ratio, throughput, Args,
+    ScaleResult,
+};
 
 /// A format the proxy offers besides text 0.0.4, with the `Accept` header
 /// Prometheus sends for it.
@@ -48,6 +54,30 @@ pub fn results() -> Vec<FormatResult> {
         .collect()
 }
 
+/// One scrape round of the proxy in every other format.
+pub async fn scrape_round(
+    addr: std::net::SocketAddr,
+    results: &mut [FormatResult],
+    args: &Args,
+    round: usize,
+) -> anyhow::Result<()> {
+    for (f, fr) in ALT_FORMATS.iter().zip(results) {
+        eprintln!("   scrapes, round {}: proxy, {}", round + 1, f.name);
+        let accept = Some(f.accept);
+        let (l, size) = latency(addr, false, accept, args).await?;
+        fr.lat_plain.extend(l);
+        fr.size_plain = size;
+        let (l, size) = latency(addr, true, accept, args).await?;
+        fr.lat_gzip.extend(l);
+        fr.size_gzip = size;
+        fr.rps_plain
+            .push(throughput(addr, false, accept, args).await?);
+        fr.rps_gzip
+            .push(throughput(addr, true, accept, args).await?);
+    }
+    Ok(())
+}
+
 /// The table of the proxy's formats at one scale, against the Pushgateway's
 /// and nginx's text.
 pub fn print_scale(connections: usize, r: &ScaleResult) {
@@ -57,6 +87,11 @@ pub fn print_scale(connections: usize, r: &ScaleResult) {
     println!();
     println!("| measure | format | exporter-proxy | vs Pushgateway | vs nginx |");
     println!("|---|---|---:|---:|---:|");
+    println!(
+        "| VmRSS after the scrapes in every format (MiB; text only: {}) | all | {} | – | – |",
+        opt(mib(r.proxy.rss_kib)),
+        opt(mib(r.proxy.rss_formats_kib))
+    );
     for (f, p) in ALT_FORMATS.iter().zip(&r.proxy.formats) {
         let row = |what: String, v: String, rg: Option<f64>, rn: Option<f64>| {
             println!(

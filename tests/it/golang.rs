@@ -121,6 +121,29 @@ async fn go_client_gets_the_same_result_as_on_a_real_pushgateway() {
         ours, theirs,
         "same series and values as the real Pushgateway"
     );
+
+    // The same groups in OpenMetrics, through prometheus_client's parser:
+    // the same series (OpenMetrics names the counter family without
+    // `_total`, and calls untyped `unknown`).
+    let om = openmetrics_parse(&scrape(&app, OPENMETRICS).await.body_string()).await;
+    let mut om: Vec<String> = om
+        .into_iter()
+        .filter(|l| {
+            !l.split(' ')
+                .nth(1)
+                .unwrap_or("")
+                .starts_with("exporter_proxy_")
+        })
+        .map(|l| {
+            if l.contains(" push_time_seconds{") {
+                format!("{} <time>", l.rsplit_once(' ').unwrap().0)
+            } else {
+                l.split(" # ").next().unwrap().to_owned()
+            }
+        })
+        .collect();
+    om.sort();
+    assert_eq!(om, ours, "OpenMetrics has the same series as text");
     app.stop().await;
 }
 

@@ -1121,13 +1121,11 @@ impl Store {
                         }
                         blocks.push(block.clone());
                     }
-                    let om = state.openmetrics_kind(name, idx.typ);
                     formats::RenderFamily {
                         name: name.clone(),
                         typ: idx.typ,
                         help,
                         blocks,
-                        om,
                     }
                 })
                 .collect();

@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::{FamilyBlock, Ingest, Prepared, PushError, Rendered, State, Store};
+use super::{FamilyBlock, Ingest, Prepared, PushError, Rendered, Store};
 use crate::exposition::openmetrics_out::{self, OmKind};
 use crate::exposition::proto::{self, LabelPair, Metric, MetricFamily};
 use crate::exposition::{self, protobuf, MetricType, ParseLimits};
@@ -62,8 +62,6 @@ pub(super) struct RenderFamily {
     pub(super) help: Option<String>,
     /// The owners' blocks, in owner order (as in the text body).
     pub(super) blocks: Vec<Arc<FamilyBlock>>,
-    /// How the family is written in OpenMetrics.
-    pub(super) om: OmKind,
 }
 
 /// A body as a list of shared chunks, with its gzip computed once.
@@ -192,12 +190,23 @@ impl Alternatives {
     }
 
     fn render_om(&self) -> Body {
+        // Every name a family takes (its own and its samples'): a `_total`
+        // counter is an OpenMetrics counter only if its stem and the stem's
+        // `_created` are free.
+        let taken: std::collections::HashSet<String> = self
+            .families
+            .iter()
+            .flat_map(|f| std::iter::once(f.name.clone()).chain(f.typ.reserved_names(&f.name)))
+            .collect();
         let mut chunks = Vec::with_capacity(self.families.len() * 2 + 2);
         for f in &self.families {
+            let kind = OmKind::of(&f.name, f.typ, |stem| {
+                !taken.contains(stem) && !taken.contains(&format!("{stem}_created"))
+            });
             let mut head = Vec::with_capacity(128);
-            openmetrics_out::encode_header(&mut head, &f.name, f.help.as_deref(), f.om);
+            openmetrics_out::encode_header(&mut head, &f.name, f.help.as_deref(), kind);
             chunks.push(Bytes::from(head));
-            chunks.extend(f.blocks.iter().map(|b| block_om(b, f.om)));
+            chunks.extend(f.blocks.iter().map(|b| block_om(b, kind)));
         }
         let mut own = Vec::with_capacity(self.own.len() + 1024);
         for (fam, metrics) in text_families(&self.own) {
@@ -381,20 +390,6 @@ impl Rendered {
             Format::Text => !gzip || self.has_gzip(),
             _ => self.alt.built(f).is_some_and(|b| !gzip || b.has_gzip()),
         }
-    }
-}
-
-impl State {
-    /// How family `name` is written in OpenMetrics: a `_total` counter is
-    /// an OpenMetrics counter unless its stem, or the stem's `_created`
-    /// sample, is another family's name or sample name.
-    pub(super) fn openmetrics_kind(&self, name: &str, typ: MetricType) -> OmKind {
-        OmKind::of(name, typ, |stem| {
-            let created = format!("{stem}_created");
-            [stem, created.as_str()]
-                .iter()
-                .all(|n| !self.families.contains_key(*n) && !self.reserved.contains_key(*n))
-        })
     }
 }
 

@@ -445,14 +445,6 @@ fn set_count(int: &mut Option<u64>, float: &mut Option<f64>, v: f64) {
     }
 }
 
-/// Sorts each metric's labels by name (Go clients send them sorted;
-/// scrapers may rely on it).
-pub fn sort_labels(metrics: &mut [Metric]) {
-    for m in metrics {
-        m.label.sort_by(|a, b| a.name.cmp(&b.name));
-    }
-}
-
 /// Appends each metric as a `MetricFamily.metric` field (tag and length
 /// prefix included), so that blocks of several apps concatenate.
 pub fn encode_metric_fields(out: &mut Vec<u8>, metrics: &[Metric]) {

@@ -214,6 +214,44 @@ fn alternative_bodies_follow_generations_and_reuse_unchanged_blocks() {
     assert_eq!(chunk(&second), second.chunks()[1].as_ptr());
 }
 
+/// The invariants of the `formats` fuzz target: the protobuf body has the
+/// text body's families in order, the OpenMetrics body one `# TYPE` each
+/// and `# EOF`.
+#[track_caller]
+fn formats_agree(s: &Store) {
+    let r = s.render();
+    let text = String::from_utf8(r.to_bytes().to_vec()).unwrap();
+    let exp = exposition::parse(&text, &ParseLimits::default()).unwrap();
+    let names: Vec<String> = proto::decode_delimited(&r.bytes_of(Format::Protobuf))
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name.unwrap())
+        .collect();
+    let text_names: Vec<String> = exp.families.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names, text_names);
+    let om = String::from_utf8(r.bytes_of(Format::OpenMetrics).to_vec()).unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert_eq!(
+        om.lines().filter(|l| l.starts_with("# TYPE ")).count(),
+        exp.families.len()
+    );
+}
+
+#[test]
+fn every_format_has_every_family() {
+    let s = store();
+    formats_agree(&s);
+    push(&s, "g", families()).unwrap();
+    s.push(
+        "t",
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n# TYPE e gauge\n",
+        AppKind::Push,
+        "test",
+    )
+    .unwrap();
+    formats_agree(&s);
+}
+
 #[track_caller]
 fn refused(s: &Store, fams: Vec<MetricFamily>, message: &str) {
     let before = (text(s, Format::Text), s.counts());

@@ -12,7 +12,8 @@
 # receiver, prometheus-node-exporter, prometheus-pushgateway,
 # victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv,
 # systemd for systemd-analyze and systemd-socket-activate, nginx for the
-# benchmark smoke run) via
+# benchmark smoke run, golang-go and golang-github-prometheus-client-golang-dev
+# for the Go client tests) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -42,6 +43,10 @@ fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# Go's client_golang (tests/go/, built offline in GOPATH mode by tests/it/golang.rs).
+command -v go >/dev/null || missing+=(golang-go)
+[ -d /usr/share/gocode/src/github.com/prometheus/client_golang/prometheus/push ] ||
+    missing+=(golang-github-prometheus-client-golang-dev)
 # libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are checked.
 command -v c++ >/dev/null || missing+=(g++)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -52,7 +57,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     # that every tool is there.
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" ||
         echo "warning: apt-get install reported an error; checking the tools" >&2
-    for tool in promtool nc.openbsd capnp prometheus-pushgateway /usr/sbin/nginx; do
+    for tool in promtool nc.openbsd capnp prometheus-pushgateway /usr/sbin/nginx go; do
         command -v "$tool" >/dev/null || { echo "missing after install: $tool" >&2; exit 1; }
     done
 fi

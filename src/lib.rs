@@ -8,7 +8,8 @@
 //! Layout (see `ARCHITECTURE.md`):
 //!
 //! * [`config`]: TOML → validated [`config::Config`] (pure).
-//! * [`exposition`]: the text-format parser and encoder (pure).
+//! * [`exposition`]: the text-format parser and encoder, protobuf and
+//!   OpenMetrics output (pure).
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
 //! * [`collect`]: config-driven API collectors (steps, mappings).

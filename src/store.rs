@@ -28,6 +28,9 @@ use chrono::{DateTime, Utc};
 use crate::exposition::{self, MetricType, ParseLimits};
 use crate::telemetry::{RejectReason, SelfMetrics};
 
+mod formats;
+pub use formats::{Body, Format};
+
 /// Longest accepted application name, in bytes.
 pub const MAX_APP_NAME_BYTES: usize = 256;
 
@@ -334,6 +337,9 @@ pub struct Rendered {
     chunks: Vec<Bytes>,
     len: usize,
     gzip: OnceLock<Bytes>,
+    /// What the OpenMetrics and protobuf bodies are made from, and those
+    /// bodies once a scrape asked for them ([`formats`]).
+    alt: formats::Alternatives,
 }
 
 impl Rendered {
@@ -1077,12 +1083,12 @@ impl Store {
         let gen = self.generation();
         let (families, apps) = {
             let state = self.lock();
-            let families: Vec<(String, MetricType, Option<String>, Vec<Bytes>)> = state
+            let families: Vec<formats::RenderFamily> = state
                 .families
                 .iter()
                 .map(|(name, idx)| {
                     let mut help = None;
-                    let mut bodies = Vec::with_capacity(idx.owners.len());
+                    let mut blocks = Vec::with_capacity(idx.owners.len());
                     for owner in &idx.owners {
                         let entry = &state.apps[owner];
                         let block = entry
@@ -1093,9 +1099,14 @@ impl Store {
                         if help.is_none() {
                             help.clone_from(&block.help);
                         }
-                        bodies.push(block.body.clone());
+                        blocks.push(block.clone());
                     }
-                    (name.clone(), idx.typ, help, bodies)
+                    formats::RenderFamily {
+                        name: name.clone(),
+                        typ: idx.typ,
+                        help,
+                        blocks,
+                    }
                 })
                 .collect();
             let apps: Vec<AppInfo> = state.apps.values().map(|e| e.info.clone()).collect();
@@ -1105,19 +1116,24 @@ impl Store {
         // between the (shared) blocks of the apps.
         let mut headers = Vec::with_capacity(families.len() * 128);
         let mut header_ends = Vec::with_capacity(families.len());
-        for (name, typ, help, _) in &families {
-            exposition::encode_header(&mut headers, name, help.as_deref(), *typ);
+        for f in &families {
+            exposition::encode_header(&mut headers, &f.name, f.help.as_deref(), f.typ);
             header_ends.push(headers.len());
         }
         let headers = Bytes::from(headers);
         let mut chunks = Vec::with_capacity(
-            families.len() + 1 + families.iter().map(|f| f.3.len()).sum::<usize>(),
+            families.len() + 1 + families.iter().map(|f| f.blocks.len()).sum::<usize>(),
         );
         let mut start = 0;
-        for ((_, _, _, bodies), end) in families.into_iter().zip(header_ends) {
+        for (f, end) in families.iter().zip(header_ends) {
             chunks.push(headers.slice(start..end));
             start = end;
-            chunks.extend(bodies.into_iter().filter(|b| !b.is_empty()));
+            chunks.extend(
+                f.blocks
+                    .iter()
+                    .filter(|b| !b.body.is_empty())
+                    .map(|b| b.body.clone()),
+            );
         }
         let mut own = Vec::with_capacity(4096 + apps.len() * 160);
         let rows: Vec<crate::telemetry::AppRow<'_>> = apps
@@ -1130,7 +1146,8 @@ impl Store {
             })
             .collect();
         self.metrics.encode(&mut own, &rows);
-        chunks.push(Bytes::from(own));
+        let own = Bytes::from(own);
+        chunks.push(own.clone());
         chunks.retain(|c| !c.is_empty());
         let len = chunks.iter().map(Bytes::len).sum();
         self.metrics.observe_render(started.elapsed());
@@ -1139,6 +1156,7 @@ impl Store {
             chunks,
             len,
             gzip: OnceLock::new(),
+            alt: formats::Alternatives::new(families, own),
         });
         self.cache.store(Some(rendered.clone()));
         rendered
@@ -1224,6 +1242,8 @@ fn encode_block(
         help,
         body: Bytes::from(body),
         keys,
+        rich: None,
+        alt: exposition::AltEncodings::default(),
     }
 }
 

@@ -17,6 +17,12 @@
 //! Polled exporters may answer in OpenMetrics: [`openmetrics_to_text`] rewrites such a
 //! body into 0.0.4 text first, which then goes through the same parser.
 //!
+//! The other formats of Prometheus: [`proto`] holds the `io.prometheus.client`
+//! protobuf messages (native histograms, exemplars) and the delimited framing;
+//! [`protobuf`] converts protobuf pushes to text (keeping aside what text cannot
+//! carry) and text families to protobuf `Metric`s; [`openmetrics_out`] writes
+//! OpenMetrics 1.0 from those `Metric`s.
+//!
 //! This module does no IO and knows nothing of the async runtime: it works on `&str`,
 //! `Vec<u8>` and `Bytes` only, so the push path and tests drive the same pure functions.
 
@@ -24,7 +30,10 @@
 
 mod encode;
 mod openmetrics;
+pub mod openmetrics_out;
 mod parse;
+pub mod proto;
+pub mod protobuf;
 #[cfg(test)]
 mod tests;
 
@@ -203,6 +212,30 @@ pub struct EncodedFamily {
     pub body: bytes::Bytes,
     /// The [`series_key`] of each line of `body`, in order.
     pub keys: Vec<u64>,
+    /// The family as pushed in protobuf, labels applied, when it has what
+    /// text cannot carry (native histograms, exemplars): the source of its
+    /// protobuf and OpenMetrics encodings. `None` for text pushes.
+    pub rich: Option<std::sync::Arc<proto::MetricFamily>>,
+    /// The family's protobuf and OpenMetrics encodings, computed at the
+    /// first scrape that asks for them and kept as long as the block.
+    pub alt: AltEncodings,
+}
+
+/// The other encodings of an [`EncodedFamily`], computed lazily once.
+/// Caches: they never take part in comparisons.
+#[derive(Debug, Clone, Default)]
+pub struct AltEncodings {
+    /// The family's metrics as `MetricFamily.metric` fields.
+    pub protobuf: std::sync::OnceLock<bytes::Bytes>,
+    /// The family's OpenMetrics sample lines, and the kind they were
+    /// written as.
+    pub openmetrics: std::sync::OnceLock<(openmetrics_out::OmKind, bytes::Bytes)>,
+}
+
+impl PartialEq for AltEncodings {
+    fn eq(&self, _: &AltEncodings) -> bool {
+        true
+    }
 }
 
 /// Hashers for maps keyed by series keys. The keys are already xxh3 hashes, so

@@ -39,8 +39,8 @@ use lex::{
 use super::encode::{escape_label_value, format_go_float, hash_sorted, series_hash};
 use super::DropReason;
 use super::{
-    is_metric_name_char, is_metric_name_start, is_valid_metric_name, EncodeOptions, EncodedFamily,
-    Exposition, Family, MetricType, ParseError, ParseErrorKind, ParseLimits, Sample,
+    is_metric_name_char, is_metric_name_start, is_valid_metric_name, AltEncodings, EncodeOptions,
+    EncodedFamily, Exposition, Family, MetricType, ParseError, ParseErrorKind, ParseLimits, Sample,
     SeriesKeyHasher,
 };
 
@@ -893,6 +893,8 @@ impl BlockSink<'_> {
                     typ: family.typ,
                     body,
                     keys,
+                    rich: None,
+                    alt: AltEncodings::default(),
                 }
             })
             .collect()

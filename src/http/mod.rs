@@ -5,7 +5,7 @@
 //! | Method | Path | What |
 //! |---|---|---|
 //! | GET | `/` | landing page with links |
-//! | GET | `/metrics` | every app's metrics merged, plus self-metrics (gzip when accepted) |
+//! | GET | `/metrics` | every app's metrics merged, plus self-metrics: text 0.0.4, OpenMetrics or delimited protobuf by `Accept` ([`negotiate`]); gzip when accepted |
 //! | GET | `/apps` | sources: text table (default), JSON (`?format=json` or `Accept: application/json`), HTML (`Accept: text/html`) |
 //! | POST | `/register` | self-registration of an exporter (JSON), or a heartbeat |
 //! | GET | `/register` | the registrations (JSON) |
@@ -23,6 +23,7 @@
 //! ([`web`], [`auth`]) and the accept loop ([`serve`]).
 
 pub mod auth;
+pub mod negotiate;
 pub mod pushgw;
 pub mod serve;
 pub mod web;
@@ -42,7 +43,7 @@ use comfy_table::{LineStyle, TableStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::poll::register::{Registrar, MAX_REQUEST_BYTES};
-use crate::store::{AppInfo, Store};
+use crate::store::{AppInfo, Format, Store};
 
 /// A reload request from `POST /-/reload`: the reply carries the outcome.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
@@ -274,8 +275,9 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
     let gzip = accepts_gzip(&headers);
+    let format = negotiate::metrics_format(&headers);
     let rendered = match s.store.cached() {
-        Some(r) if !gzip || r_has_gzip(&r) => r,
+        Some(r) if r.is_built(format, gzip) => r,
         _ => {
             let store = s.store.clone();
             // Rendering and compressing are CPU-bound: keep them off the
@@ -283,7 +285,9 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
             match tokio::task::spawn_blocking(move || {
                 let r = store.render();
                 if gzip {
-                    r.gzip();
+                    r.gzip_of(format);
+                } else {
+                    r.len_of(format);
                 }
                 r
             })
@@ -298,22 +302,20 @@ async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
         }
     };
     let mut resp = if gzip {
-        let mut r = rendered.gzip().into_response();
+        let mut r = rendered.gzip_of(format).into_response();
         r.headers_mut()
             .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         r
     } else {
-        axum::body::Body::new(ChunksBody::new(&rendered)).into_response()
+        axum::body::Body::new(ChunksBody::new(&rendered, format)).into_response()
     };
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
-    resp.headers_mut()
-        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+        .insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     resp
-}
-
-fn r_has_gzip(r: &crate::store::Rendered) -> bool {
-    r.has_gzip()
 }
 
 /// The plain `/metrics` body, written straight from the rendered chunks
@@ -321,16 +323,18 @@ fn r_has_gzip(r: &crate::store::Rendered) -> bool {
 /// `Content-Length` and never concatenates or copies the whole page.
 struct ChunksBody {
     rendered: Arc<crate::store::Rendered>,
+    format: Format,
     next: usize,
     remaining: u64,
 }
 
 impl ChunksBody {
-    fn new(rendered: &Arc<crate::store::Rendered>) -> Self {
+    fn new(rendered: &Arc<crate::store::Rendered>, format: Format) -> Self {
         ChunksBody {
             rendered: rendered.clone(),
+            format,
             next: 0,
-            remaining: rendered.len() as u64,
+            remaining: rendered.len_of(format) as u64,
         }
     }
 }
@@ -344,7 +348,7 @@ impl http_body::Body for ChunksBody {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let chunk = this.rendered.chunks().get(this.next).cloned();
+        let chunk = this.rendered.chunks_of(this.format).get(this.next).cloned();
         this.next += 1;
         std::task::Poll::Ready(chunk.map(|c| {
             this.remaining -= c.len() as u64;

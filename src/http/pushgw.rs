@@ -11,7 +11,11 @@
 //!   none;
 //! * `PUT` replaces the group, `POST` replaces only the families in the
 //!   body, `DELETE` removes the group (202, also when it does not exist);
-//! * bodies are text format 0.0.4, plain or `Content-Encoding: gzip`;
+//! * bodies are text format 0.0.4, or delimited protobuf
+//!   (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
+//!   encoding=delimited`, what Go's `client_golang` sends by default, with
+//!   native histograms and exemplars: [`crate::store::Store::prepare_protobuf`]),
+//!   plain or `Content-Encoding: gzip`;
 //! * each group has `push_time_seconds` and `push_failure_time_seconds`;
 //! * an invalid body gets 400 with the reason and changes nothing but the
 //!   group's `push_failure_time_seconds`.
@@ -165,30 +169,74 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (status, m).into_response()
 }
 
-/// Decodes the request body: gzip when announced, bounded to `limit` bytes.
-fn body_text(
-    headers: &HeaderMap,
-    body: &Bytes,
-    limit: usize,
-) -> Result<String, (StatusCode, String)> {
+/// A decoded push body.
+enum PushBody {
+    /// Text format 0.0.4.
+    Text(String),
+    /// Delimited protobuf, not yet decoded.
+    Protobuf(Vec<u8>),
+}
+
+impl PushBody {
+    /// The format label of the self-metrics.
+    fn format(&self) -> &'static str {
+        match self {
+            PushBody::Text(_) => "text",
+            PushBody::Protobuf(_) => "protobuf",
+        }
+    }
+}
+
+/// Whether the body is delimited protobuf (`Ok(true)`), text (`Ok(false)`),
+/// or a protobuf we do not take.
+fn is_protobuf(headers: &HeaderMap) -> Result<bool, (StatusCode, String)> {
     let ctype = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if ctype.starts_with("application/vnd.google.protobuf") {
+    let mut parts = ctype.split(';').map(str::trim);
+    let media = parts.next().unwrap_or("").to_ascii_lowercase();
+    if media == "application/x-protobuf" {
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "protobuf bodies are not supported: send the text format (text/plain; version=0.0.4)"
+            "this looks like a remote-write request: this endpoint takes the text format or delimited MetricFamily protobuf"
                 .to_owned(),
         ));
     }
-    if ctype.starts_with("application/x-protobuf") {
+    if media != "application/vnd.google.protobuf" {
+        return Ok(false);
+    }
+    let mut proto = None;
+    let mut encoding = None;
+    for p in parts {
+        if let Some((k, v)) = p.split_once('=') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "proto" => proto = Some(v.trim().trim_matches('"').to_owned()),
+                "encoding" => encoding = Some(v.trim().trim_matches('"').to_owned()),
+                _ => {}
+            }
+        }
+    }
+    if proto.as_deref() != Some("io.prometheus.client.MetricFamily")
+        || encoding.as_deref() != Some("delimited")
+    {
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "this looks like a remote-write request: this endpoint takes the text format"
-                .to_owned(),
+            format!(
+                "unsupported protobuf body {ctype:?}: expected proto=io.prometheus.client.MetricFamily; encoding=delimited"
+            ),
         ));
     }
+    Ok(true)
+}
+
+/// Decodes the request body: gzip when announced, bounded to `limit` bytes.
+fn push_body(
+    headers: &HeaderMap,
+    body: &Bytes,
+    limit: usize,
+) -> Result<PushBody, (StatusCode, String)> {
+    let protobuf = is_protobuf(headers)?;
     let encoding = headers
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -223,7 +271,10 @@ fn body_text(
             "the body is gzip-compressed but has no Content-Encoding: gzip header".to_owned(),
         ));
     }
-    String::from_utf8(bytes).map_err(|e| {
+    if protobuf {
+        return Ok(PushBody::Protobuf(bytes));
+    }
+    String::from_utf8(bytes).map(PushBody::Text).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,
             format!(
@@ -292,19 +343,21 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
         body.len()
     };
     let result = crate::ingest::cpu(work, move || {
-        let text = body_text(&parts.headers, &body, limit)
-            .map_err(|(code, msg)| (code, RejectReason::InvalidEnvelope, msg))?;
-        apply(&store, &api, &key, &app, &text, merge, &peer)
-            .map_err(|e| (StatusCode::BAD_REQUEST, e.reason, e.to_string()))
+        let body = push_body(&parts.headers, &body, limit)
+            .map_err(|(code, msg)| ("text", code, RejectReason::InvalidEnvelope, msg))?;
+        let format = body.format();
+        apply(&store, &api, &key, &app, body, merge, &peer)
+            .map(|()| format)
+            .map_err(|e| (format, StatusCode::BAD_REQUEST, e.reason, e.to_string()))
     })
     .await;
     match result {
-        Ok(()) => {
-            s.store.metrics().count_push(LISTENER, "text", true);
+        Ok(format) => {
+            s.store.metrics().count_push(LISTENER, format, true);
             StatusCode::OK.into_response()
         }
-        Err((code, reason, msg)) => {
-            s.store.metrics().count_push(LISTENER, "text", false);
+        Err((format, code, reason, msg)) => {
+            s.store.metrics().count_push(LISTENER, format, false);
             s.store.metrics().count_rejection(reason);
             warn!(reason = reason.as_str(), "http push refused: {msg}");
             error(code, msg)
@@ -318,7 +371,7 @@ fn apply(
     api: &PushApi,
     key: &GroupingKey,
     app: &str,
-    text: &str,
+    body: PushBody,
     merge: bool,
     source: &str,
 ) -> Result<(), PushError> {
@@ -335,37 +388,42 @@ fn apply(
     let mut labels = set.clone();
     labels.extend_from_slice(default);
     let now = now_seconds();
-    let result = store
-        .prepare_with(
-            app,
-            text,
-            &Ingest {
-                set: &set,
-                default,
-                ..Ingest::default()
-            },
-        )
-        .and_then(|mut p| {
-            let failed = lock(&api.failures).get(app).copied().unwrap_or(0.0);
-            p.add_gauge(
-                "push_time_seconds",
-                "Last Unix time when changing this group in the Pushgateway succeeded.",
-                &labels,
-                now,
-            )?;
-            p.add_gauge(
-                "push_failure_time_seconds",
-                "Last Unix time when changing this group in the Pushgateway failed.",
-                &labels,
-                failed,
-            )?;
-            p.set_ttl(api.ttl);
-            if merge {
-                store.commit_merge(p, AppKind::Gateway, source)
-            } else {
-                store.commit(vec![p], AppKind::Gateway, source)
-            }
-        });
+    let opts = Ingest {
+        set: &set,
+        default,
+        ..Ingest::default()
+    };
+    let prepared = match body {
+        PushBody::Text(text) => store.prepare_with(app, &text, &opts),
+        PushBody::Protobuf(bytes) => exposition::proto::decode_delimited(&bytes)
+            .map_err(|e| PushError {
+                reason: RejectReason::ParseError,
+                app: app.to_owned(),
+                message: format!("protobuf: {e}"),
+            })
+            .and_then(|families| store.prepare_protobuf(app, families, &opts)),
+    };
+    let result = prepared.and_then(|mut p| {
+        let failed = lock(&api.failures).get(app).copied().unwrap_or(0.0);
+        p.add_gauge(
+            "push_time_seconds",
+            "Last Unix time when changing this group in the Pushgateway succeeded.",
+            &labels,
+            now,
+        )?;
+        p.add_gauge(
+            "push_failure_time_seconds",
+            "Last Unix time when changing this group in the Pushgateway failed.",
+            &labels,
+            failed,
+        )?;
+        p.set_ttl(api.ttl);
+        if merge {
+            store.commit_merge(p, AppKind::Gateway, source)
+        } else {
+            store.commit(vec![p], AppKind::Gateway, source)
+        }
+    });
     match result {
         Ok(_) => Ok(()),
         Err(e) => {

@@ -98,10 +98,82 @@ async fn metrics_plain() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert_eq!(r.header("content-encoding"), None);
-    assert_eq!(r.header("vary"), Some("Accept-Encoding"));
+    assert_eq!(r.header("vary"), Some("Accept, Accept-Encoding"));
     let text = r.text();
     assert!(text.starts_with("# TYPE up gauge\nup 1\n"), "{text}");
     assert!(text.contains("\nexporter_proxy_apps 1\n"), "{text}");
+    assert_eq!(r.body, s.store.render().to_bytes().to_vec());
+}
+
+#[tokio::test]
+async fn metrics_formats_by_accept() {
+    let s = state(true);
+    s.store
+        .push(
+            "a",
+            "# TYPE req_total counter\nreq_total{p=\"x\"} 3\n# TYPE lat histogram\nlat_bucket{le=\"1\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_sum 3.5\nlat_count 2\n",
+            AppKind::Push,
+            "test",
+        )
+        .unwrap();
+    let om = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let r = get(&s, "/metrics", &[("accept", om)]).await;
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert_eq!(r.header("vary"), Some("Accept, Accept-Encoding"));
+    let text = r.text();
+    assert!(
+        text.starts_with(
+            "# TYPE lat histogram\nlat_bucket{le=\"1\"} 1\nlat_bucket{le=\"+Inf\"} 2\nlat_sum 3.5\nlat_count 2\n# TYPE req counter\nreq_total{p=\"x\"} 3\n"
+        ),
+        "{text}"
+    );
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+    let gz = get(
+        &s,
+        "/metrics",
+        &[("accept", om), ("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&gz.body), r.body);
+
+    let pb = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited";
+    let r = get(&s, "/metrics", &[("accept", pb)]).await;
+    assert_eq!(
+        r.header("content-type"),
+        Some(crate::exposition::proto::DELIMITED_CONTENT_TYPE)
+    );
+    let fams = crate::exposition::proto::decode_delimited(&r.body).unwrap();
+    let lat = &fams[0];
+    assert_eq!(lat.name.as_deref(), Some("lat"));
+    let h = lat.metric[0].histogram.as_ref().unwrap();
+    assert_eq!((h.sample_count, h.sample_sum), (Some(2), Some(3.5)));
+    assert_eq!(h.bucket.len(), 1, "+Inf is implied, as Go clients send it");
+    assert_eq!(fams[1].metric[0].label[0].value.as_deref(), Some("x"));
+    assert!(fams
+        .iter()
+        .any(|f| f.name.as_deref() == Some("exporter_proxy_apps")));
+    let gz = get(
+        &s,
+        "/metrics",
+        &[("accept", pb), ("accept-encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(gunzip(&gz.body), r.body);
+    // Scrapes do not change the generation: every body is built once.
+    let cached = s.store.cached().expect("scrapes keep the cache current");
+    for f in [Format::OpenMetrics, Format::Protobuf] {
+        assert!(cached.is_built(f, true), "{f:?}");
+    }
+    assert!(
+        !cached.is_built(Format::Text, true),
+        "only what was asked for is built"
+    );
+    // The text body is unchanged by the other formats.
+    let r = get(&s, "/metrics", &[]).await;
     assert_eq!(r.body, s.store.render().to_bytes().to_vec());
 }
 
@@ -134,7 +206,11 @@ async fn metrics_gzip_negotiation() {
             Some(METRICS_CONTENT_TYPE),
             "{accept:?}"
         );
-        assert_eq!(r.header("vary"), Some("Accept-Encoding"), "{accept:?}");
+        assert_eq!(
+            r.header("vary"),
+            Some("Accept, Accept-Encoding"),
+            "{accept:?}"
+        );
         if gzip {
             assert_eq!(r.header("content-encoding"), Some("gzip"), "{accept:?}");
             assert_eq!(gunzip(&r.body), plain, "{accept:?}");

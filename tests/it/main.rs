@@ -13,6 +13,7 @@ mod collect;
 mod docker;
 mod expfmt;
 mod exporters;
+mod golang;
 mod grafana;
 mod http;
 mod interop;

@@ -162,7 +162,7 @@ async fn gzip_bodies_and_refusals() {
         "{}",
         r.body_string()
     );
-    let r = send(&app, "PUT", "/metrics/job/z", &[("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited")], b"\x00").await;
+    let r = send(&app, "PUT", "/metrics/job/z", &[("Content-Type", "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=text")], b"\x00").await;
     assert_eq!(r.status, 415);
     let r = send(
         &app,
@@ -226,9 +226,9 @@ async fn push_api_can_be_disabled() {
 }
 
 /// A real Pushgateway from Debian on a free loopback port, stopped on drop.
-struct Pushgateway {
+pub struct Pushgateway {
     child: std::process::Child,
-    addr: std::net::SocketAddr,
+    pub addr: std::net::SocketAddr,
 }
 
 impl Drop for Pushgateway {
@@ -238,7 +238,7 @@ impl Drop for Pushgateway {
     }
 }
 
-async fn pushgateway() -> Pushgateway {
+pub async fn pushgateway() -> Pushgateway {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -260,7 +260,7 @@ async fn pushgateway() -> Pushgateway {
 
 /// Samples of the pushed families only, as `type name{labels} value`,
 /// with the push times replaced by a marker (they differ by nature).
-async fn pushed_samples(body: &str, strict: bool) -> Vec<String> {
+pub async fn pushed_samples(body: &str, strict: bool) -> Vec<String> {
     let mut out: Vec<String> = python_parse_with(body, strict)
         .await
         .into_iter()

@@ -33,12 +33,18 @@ impl HttpConn {
 
     /// The request bytes of a GET, optionally accepting gzip.
     pub fn get(path: &str, gzip: bool) -> Vec<u8> {
+        Self::get_as(path, gzip, None)
+    }
+
+    /// [`HttpConn::get`] with an `Accept` header.
+    pub fn get_as(path: &str, gzip: bool, accept: Option<&str>) -> Vec<u8> {
         let enc = if gzip {
             "Accept-Encoding: gzip\r\n"
         } else {
             ""
         };
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{enc}\r\n").into_bytes()
+        let accept = accept.map_or_else(String::new, |a| format!("Accept: {a}\r\n"));
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{enc}{accept}\r\n").into_bytes()
     }
 
     /// The request bytes of a PUT with a text body.

@@ -12,6 +12,7 @@
 //! when it ends, also on error. See `docs/benchmarks.md`.
 
 mod client;
+mod formats;
 mod procfs;
 mod servers;
 mod workload;
@@ -172,6 +173,10 @@ struct TargetResult {
     /// VmRSS after the initial load and after the push phases.
     rss_loaded_kib: u64,
     rss_pushed_kib: u64,
+    /// The proxy only: its other formats ([`formats::ALT_FORMATS`]).
+    formats: Vec<formats::FormatResult>,
+    /// The proxy only: VmRSS after the scrapes in the other formats too.
+    rss_formats_kib: u64,
 }
 
 struct ScaleResult {
@@ -412,7 +417,17 @@ async fn push_phase(
 
 /// One GET of `/metrics`, timed; returns (seconds, body bytes).
 async fn scrape_once(conn: &mut HttpConn, gzip: bool, buf: &mut Vec<u8>) -> Result<(f64, usize)> {
-    let req = HttpConn::get("/metrics", gzip);
+    scrape_as(conn, gzip, None, buf).await
+}
+
+/// [`scrape_once`] with an `Accept` header.
+async fn scrape_as(
+    conn: &mut HttpConn,
+    gzip: bool,
+    accept: Option<&str>,
+    buf: &mut Vec<u8>,
+) -> Result<(f64, usize)> {
+    let req = HttpConn::get_as("/metrics", gzip, accept);
     let t = Instant::now();
     let r = conn.send(&req, buf).await?;
     let secs = t.elapsed().as_secs_f64();
@@ -427,21 +442,31 @@ async fn scrape_once(conn: &mut HttpConn, gzip: bool, buf: &mut Vec<u8>) -> Resu
 
 /// Sequential scrapes on one keep-alive connection, bounded in count and
 /// time; one unmeasured warm-up scrape first.
-async fn latency(addr: SocketAddr, gzip: bool, args: &Args) -> Result<(Vec<f64>, usize)> {
+async fn latency(
+    addr: SocketAddr,
+    gzip: bool,
+    accept: Option<&'static str>,
+    args: &Args,
+) -> Result<(Vec<f64>, usize)> {
     let mut conn = HttpConn::new(addr);
     let mut buf = Vec::new();
-    let (_, size) = scrape_once(&mut conn, gzip, &mut buf).await?;
+    let (_, size) = scrape_as(&mut conn, gzip, accept, &mut buf).await?;
     let deadline = Instant::now() + Duration::from_secs_f64(args.scrape_secs);
     let mut samples = Vec::new();
     while samples.len() < args.latency_samples && (samples.len() < 3 || Instant::now() < deadline) {
-        samples.push(scrape_once(&mut conn, gzip, &mut buf).await?.0);
+        samples.push(scrape_as(&mut conn, gzip, accept, &mut buf).await?.0);
     }
     Ok((samples, size))
 }
 
 /// Scrapes/s from `connections` concurrent keep-alive connections during
 /// `scrape_secs`.
-async fn throughput(addr: SocketAddr, gzip: bool, args: &Args) -> Result<f64> {
+async fn throughput(
+    addr: SocketAddr,
+    gzip: bool,
+    accept: Option<&'static str>,
+    args: &Args,
+) -> Result<f64> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.scrape_secs);
     let mut tasks = Vec::new();
@@ -453,7 +478,7 @@ async fn throughput(addr: SocketAddr, gzip: bool, args: &Args) -> Result<f64> {
             // Bounded by time; the count bound only guards against a clock
             // that does not move.
             while Instant::now() < deadline && n < 10_000_000 {
-                scrape_once(&mut conn, gzip, &mut buf).await?;
+                scrape_as(&mut conn, gzip, accept, &mut buf).await?;
                 n += 1;
             }
             Ok::<usize, anyhow::Error>(n)
@@ -502,6 +527,13 @@ async fn run_scale(
     // --- memory, then stop everything (a server that died fails the run).
     let mem = |pids: &[u32]| procfs::memory_kib(pids);
     (proxy_r.rss_kib, proxy_r.hwm_kib) = mem(&proxy.server.pids());
+    // The proxy's other formats once the text figures (memory included)
+    // are taken: each format scraped keeps its own encoding, which the
+    // issue-8 memory targets (text scrapes) must not count.
+    for round in 0..args.rounds {
+        formats::scrape_round(proxy.http, &mut proxy_r.formats, args, round).await?;
+    }
+    proxy_r.rss_formats_kib = mem(&proxy.server.pids()).0;
     proxy.server.check_alive()?;
     proxy.server.stop()?;
     if let Some((gw, _)) = gateway {
@@ -542,7 +574,10 @@ async fn proxy_phases(
     payloads: &Payloads,
 ) -> Result<ProxyPhase> {
     let load_limit = Duration::from_secs_f64(args.load_secs);
-    let mut proxy_r = TargetResult::default();
+    let mut proxy_r = TargetResult {
+        formats: formats::results(),
+        ..TargetResult::default()
+    };
     let mut proxy =
         servers::start_proxy(proxy_bin, args.proxy_threads, scale.apps, scale.series).await?;
     let pusher = Pusher::Proxy {
@@ -628,21 +663,33 @@ async fn scrapes_after_change(
     ];
     let mut conn = HttpConn::new(http);
     let mut buf = Vec::new();
-    for i in 0..args.change_samples {
-        for gzip in [false, true] {
-            pusher
-                .push(
-                    Transport::UnixCapnp,
-                    &change_payload[i % 2],
-                    &mut None,
-                    &mut buf,
-                )
-                .await?;
-            let (secs, _) = scrape_once(&mut conn, gzip, &mut buf).await?;
-            if gzip {
-                proxy_r.change_gzip.push(secs);
-            } else {
-                proxy_r.change_plain.push(secs);
+    let mut change = 0;
+    for (f, accept) in std::iter::once((None, None)).chain(
+        formats::ALT_FORMATS
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (Some(i), Some(f.accept))),
+    ) {
+        for _ in 0..args.change_samples {
+            for gzip in [false, true] {
+                pusher
+                    .push(
+                        Transport::UnixCapnp,
+                        &change_payload[change % 2],
+                        &mut None,
+                        &mut buf,
+                    )
+                    .await?;
+                change += 1;
+                let (secs, _) = scrape_as(&mut conn, gzip, accept, &mut buf).await?;
+                let (plain, gz) = match f {
+                    None => (&mut proxy_r.change_plain, &mut proxy_r.change_gzip),
+                    Some(i) => {
+                        let r = &mut proxy_r.formats[i];
+                        (&mut r.change_plain, &mut r.change_gzip)
+                    }
+                };
+                if gzip { gz } else { plain }.push(secs);
             }
         }
     }
@@ -714,14 +761,15 @@ async fn scrape_rounds(
     for round in 0..args.rounds {
         for (name, addr, r) in targets.iter_mut() {
             eprintln!("   scrapes, round {}: {name}", round + 1);
-            let (l, size) = latency(*addr, false, args).await?;
+            let (l, size) = latency(*addr, false, None, args).await?;
             r.lat_plain.extend(l);
             r.size_plain = size;
-            let (l, size) = latency(*addr, true, args).await?;
+            let (l, size) = latency(*addr, true, None, args).await?;
             r.lat_gzip.extend(l);
             r.size_gzip = size;
-            r.rps_plain.push(throughput(*addr, false, args).await?);
-            r.rps_gzip.push(throughput(*addr, true, args).await?);
+            r.rps_plain
+                .push(throughput(*addr, false, None, args).await?);
+            r.rps_gzip.push(throughput(*addr, true, None, args).await?);
         }
     }
     Ok(())
@@ -822,6 +870,7 @@ fn print_scale(args: &Args, r: &ScaleResult) {
     print_push_rows(args, r);
     print_scrape_rows(args, r);
     print_memory_rows(r);
+    formats::print_scale(args.connections, r);
 }
 
 /// One row of the table: the three targets' values and the proxy's ratios
@@ -1072,11 +1121,12 @@ fn print_targets(results: &[ScaleResult]) {
             Some(rss < 3.0),
         ));
     }
+    rows.extend(formats::targets(results));
     if rows.is_empty() {
         return;
     }
     println!();
-    println!("### Targets (issue 8)");
+    println!("### Targets (issues 8 and 14)");
     println!();
     println!("| target | measured | holds |");
     println!("|---|---:|---|");

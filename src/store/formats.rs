@@ -1,0 +1,470 @@
+//! The other two representations of `/metrics` (OpenMetrics 1.0 text and
+//! delimited protobuf), and protobuf pushes.
+//!
+//! Design: the text body stays what it was (the family headers and the
+//! apps' pre-encoded blocks, shared). A render also keeps, per family, the
+//! blocks it laid out ([`RenderFamily`]); the OpenMetrics and protobuf
+//! bodies are built from them the first time a scrape of that generation
+//! asks for one, and kept in the [`super::Rendered`] like its gzip. Each
+//! block caches its own encodings ([`exposition::AltEncodings`]), so after a
+//! push only the blocks of the app that pushed are encoded again, and the
+//! bodies are chunk lists like the text one:
+//!
+//! * protobuf: per family, one chunk with the length prefix and the
+//!   `MetricFamily` header (name, help, type), then each block's metrics as
+//!   `metric` fields (repeated fields concatenate);
+//! * OpenMetrics: per family, a header chunk, then each block's lines; `# EOF`.
+//!
+//! A block's metrics come from its "rich" family (a protobuf push with
+//! native histograms or exemplars, labels applied) or else from its text
+//! lines, regrouped ([`exposition::protobuf::text_metrics`]). The
+//! self-metrics are written by the text writer and converted the same way.
+
+use std::io::Write as _;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+
+use super::{FamilyBlock, Ingest, Prepared, PushError, Rendered, Store};
+use crate::exposition::openmetrics_out::{self, OmKind};
+use crate::exposition::proto::{self, LabelPair, Metric, MetricFamily};
+use crate::exposition::{self, protobuf, MetricType, ParseLimits};
+use crate::telemetry::RejectReason;
+
+/// A representation of `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+    /// Delimited `io.prometheus.client.MetricFamily` messages.
+    Protobuf,
+}
+
+impl Format {
+    /// The `Content-Type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => openmetrics_out::CONTENT_TYPE,
+            Format::Protobuf => proto::DELIMITED_CONTENT_TYPE,
+        }
+    }
+}
+
+/// One family of a render: what its OpenMetrics and protobuf forms are
+/// made of.
+#[derive(Debug)]
+pub(super) struct RenderFamily {
+    pub(super) name: String,
+    pub(super) typ: MetricType,
+    pub(super) help: Option<String>,
+    /// The owners' blocks, in owner order (as in the text body).
+    pub(super) blocks: Vec<Arc<FamilyBlock>>,
+}
+
+/// A body as a list of shared chunks, with its gzip computed once.
+#[derive(Debug)]
+pub struct Body {
+    chunks: Vec<Bytes>,
+    len: usize,
+    gzip: OnceLock<Bytes>,
+}
+
+impl Body {
+    fn new(mut chunks: Vec<Bytes>) -> Body {
+        chunks.retain(|c| !c.is_empty());
+        let len = chunks.iter().map(Bytes::len).sum();
+        Body {
+            chunks,
+            len,
+            gzip: OnceLock::new(),
+        }
+    }
+
+    /// The chunks, in order; none is empty.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the body is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the gzip form was computed.
+    pub fn has_gzip(&self) -> bool {
+        self.gzip.get().is_some()
+    }
+
+    /// The body compressed with gzip, computed once.
+    pub fn gzip(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| gzip(&self.chunks, self.len))
+            .clone()
+    }
+
+    /// The whole body as one buffer (a copy; for tests).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        Bytes::from(out)
+    }
+}
+
+/// Gzip at level 1, as the text body (see `Rendered::gzip`).
+pub(super) fn gzip(chunks: &[Bytes], len: usize) -> Bytes {
+    let mut enc =
+        flate2::write::GzEncoder::new(Vec::with_capacity(len / 8), flate2::Compression::fast());
+    for c in chunks {
+        enc.write_all(c).expect("writing to a Vec cannot fail");
+    }
+    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+}
+
+/// The sources of the other bodies of a render, and the bodies once built.
+#[derive(Debug)]
+pub(super) struct Alternatives {
+    families: Vec<RenderFamily>,
+    /// The self-metrics, in text.
+    own: Bytes,
+    openmetrics: OnceLock<Body>,
+    protobuf: OnceLock<Body>,
+}
+
+impl Alternatives {
+    pub(super) fn new(families: Vec<RenderFamily>, own: Bytes) -> Self {
+        Alternatives {
+            families,
+            own,
+            openmetrics: OnceLock::new(),
+            protobuf: OnceLock::new(),
+        }
+    }
+
+    fn body(&self, f: Format) -> Option<&Body> {
+        match f {
+            Format::Text => None,
+            Format::OpenMetrics => Some(self.openmetrics.get_or_init(|| self.render_om())),
+            Format::Protobuf => Some(self.protobuf.get_or_init(|| self.render_protobuf())),
+        }
+    }
+
+    fn built(&self, f: Format) -> Option<&Body> {
+        match f {
+            Format::Text => None,
+            Format::OpenMetrics => self.openmetrics.get(),
+            Format::Protobuf => self.protobuf.get(),
+        }
+    }
+
+    fn render_protobuf(&self) -> Body {
+        let mut chunks = Vec::with_capacity(self.families.len() * 2 + 1);
+        for f in &self.families {
+            let parts: Vec<Bytes> = f.blocks.iter().map(|b| block_protobuf(b)).collect();
+            let header = protobuf::encode_family_header(&f.name, f.help.as_deref(), f.typ);
+            let total = header.len() + parts.iter().map(Bytes::len).sum::<usize>();
+            let mut head = Vec::with_capacity(header.len() + 10);
+            proto::encode_varint(&mut head, total as u64);
+            head.extend_from_slice(&header);
+            chunks.push(Bytes::from(head));
+            chunks.extend(parts);
+        }
+        let mut own = Vec::with_capacity(self.own.len());
+        for (fam, metrics) in text_families(&self.own) {
+            let mut body = protobuf::encode_family_header(&fam.name, fam.help.as_deref(), fam.typ);
+            protobuf::encode_metric_fields(&mut body, &metrics);
+            proto::encode_varint(&mut own, body.len() as u64);
+            own.extend_from_slice(&body);
+        }
+        chunks.push(Bytes::from(own));
+        Body::new(chunks)
+    }
+
+    fn render_om(&self) -> Body {
+        // Every name a family takes (its own and its samples'): a `_total`
+        // counter is an OpenMetrics counter only if its stem and the stem's
+        // `_created` are free.
+        let taken: std::collections::HashSet<String> = self
+            .families
+            .iter()
+            .flat_map(|f| std::iter::once(f.name.clone()).chain(f.typ.reserved_names(&f.name)))
+            .collect();
+        let mut chunks = Vec::with_capacity(self.families.len() * 2 + 2);
+        for f in &self.families {
+            let kind = OmKind::of(&f.name, f.typ, |stem| {
+                !taken.contains(stem) && !taken.contains(&format!("{stem}_created"))
+            });
+            let mut head = Vec::with_capacity(128);
+            openmetrics_out::encode_header(&mut head, &f.name, f.help.as_deref(), kind);
+            chunks.push(Bytes::from(head));
+            chunks.extend(f.blocks.iter().map(|b| block_om(b, kind)));
+        }
+        let mut own = Vec::with_capacity(self.own.len() + 1024);
+        for (fam, metrics) in text_families(&self.own) {
+            // Our own families never clash: counters are `_total`-named.
+            let kind = OmKind::of(&fam.name, fam.typ, |_| true);
+            openmetrics_out::encode_header(&mut own, &fam.name, fam.help.as_deref(), kind);
+            openmetrics_out::encode_metrics(&mut own, &fam.name, kind, &metrics);
+        }
+        own.extend_from_slice(openmetrics_out::EOF);
+        chunks.push(Bytes::from(own));
+        Body::new(chunks)
+    }
+}
+
+/// Parses text we wrote ourselves and regroups each family as `Metric`s.
+fn text_families(text: &[u8]) -> Vec<(exposition::Family, Vec<Metric>)> {
+    let parsed = std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| exposition::parse(t, &ParseLimits::default()).ok());
+    parsed
+        .map(|exp| {
+            exp.families
+                .into_iter()
+                .map(|f| {
+                    let metrics = protobuf::text_metrics(&f.name, f.typ, &f.samples);
+                    (f, metrics)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A block's metrics: its rich family's, or its text lines regrouped.
+fn block_metrics(b: &FamilyBlock) -> Vec<Metric> {
+    if let Some(rich) = &b.rich {
+        return rich.metric.clone();
+    }
+    let mut text = Vec::with_capacity(b.body.len() + 64);
+    exposition::encode_header(&mut text, &b.name, None, b.typ);
+    text.extend_from_slice(&b.body);
+    text_families(&text)
+        .into_iter()
+        .find(|(f, _)| f.name == b.name)
+        .map(|(_, m)| m)
+        .unwrap_or_default()
+}
+
+fn block_protobuf(b: &FamilyBlock) -> Bytes {
+    b.alt
+        .protobuf
+        .get_or_init(|| {
+            let mut out = Vec::with_capacity(b.body.len());
+            protobuf::encode_metric_fields(&mut out, &block_metrics(b));
+            Bytes::from(out)
+        })
+        .clone()
+}
+
+fn block_om(b: &FamilyBlock, kind: OmKind) -> Bytes {
+    let encode = || {
+        if b.rich.is_none() && text_is_openmetrics(b) {
+            // The text lines are already valid OpenMetrics: share them.
+            return b.body.clone();
+        }
+        let mut out = Vec::with_capacity(b.body.len() + 64);
+        openmetrics_out::encode_metrics(&mut out, &b.name, kind, &block_metrics(b));
+        Bytes::from(out)
+    };
+    let (cached_kind, lines) = b.alt.openmetrics.get_or_init(|| (kind, encode()));
+    if *cached_kind == kind {
+        lines.clone()
+    } else {
+        // Another family took this counter's stem since the block was
+        // first encoded (rare): encode it for this render only.
+        encode()
+    }
+}
+
+/// Whether a text block's lines are valid OpenMetrics lines as they are
+/// (the usual case, which then costs no memory): no timestamps (seconds in
+/// OpenMetrics), and each histogram's or summary's series contiguous, a
+/// histogram's buckets first, in increasing order, up to `+Inf`.
+fn text_is_openmetrics(b: &FamilyBlock) -> bool {
+    let mut text = Vec::with_capacity(b.body.len() + 64);
+    exposition::encode_header(&mut text, &b.name, None, b.typ);
+    text.extend_from_slice(&b.body);
+    let Some(exp) = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|t| exposition::parse(t, &ParseLimits::default()).ok())
+    else {
+        return false;
+    };
+    let Some(fam) = exp.families.into_iter().find(|f| f.name == b.name) else {
+        return false;
+    };
+    if fam.samples.iter().any(|s| s.timestamp.is_some()) {
+        return false;
+    }
+    let histogram = match b.typ {
+        MetricType::Histogram => true,
+        MetricType::Summary => false,
+        _ => return true,
+    };
+    let skip = if histogram { "le" } else { "quantile" };
+    let mut seen = std::collections::HashSet::new();
+    let mut current: Option<Vec<(&str, &str)>> = None;
+    let (mut in_buckets, mut last, mut inf) = (true, f64::NEG_INFINITY, false);
+    for s in &fam.samples {
+        let mut key: Vec<(&str, &str)> = s
+            .labels
+            .iter()
+            .filter(|(k, _)| k != skip)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        key.sort_unstable();
+        if current.as_ref() != Some(&key) {
+            if histogram && current.is_some() && !inf {
+                return false;
+            }
+            if !seen.insert(key.clone()) {
+                return false;
+            }
+            current = Some(key);
+            (in_buckets, last, inf) = (true, f64::NEG_INFINITY, false);
+        }
+        if !histogram {
+            continue;
+        }
+        match s.name.strip_prefix(b.name.as_str()) {
+            Some("_bucket") => {
+                let le = s
+                    .labels
+                    .iter()
+                    .find(|(k, _)| k == "le")
+                    .and_then(|(_, v)| v.parse::<f64>().ok());
+                match le {
+                    Some(le) if in_buckets && le > last => {
+                        last = le;
+                        inf |= le == f64::INFINITY;
+                    }
+                    _ => return false,
+                }
+            }
+            Some("_sum" | "_count") if inf => in_buckets = false,
+            _ => return false,
+        }
+    }
+    !histogram || current.is_none() || inf
+}
+
+impl Rendered {
+    /// The chunks of the body in format `f` (built on first use).
+    pub fn chunks_of(&self, f: Format) -> &[Bytes] {
+        match self.alt.body(f) {
+            Some(b) => b.chunks(),
+            None => self.chunks(),
+        }
+    }
+
+    /// Length of the body in format `f` (built on first use).
+    pub fn len_of(&self, f: Format) -> usize {
+        self.alt.body(f).map_or(self.len(), Body::len)
+    }
+
+    /// The gzip of the body in format `f` (built on first use).
+    pub fn gzip_of(&self, f: Format) -> Bytes {
+        self.alt.body(f).map_or_else(|| self.gzip(), Body::gzip)
+    }
+
+    /// The body in format `f` as one buffer (a copy; for tests).
+    pub fn bytes_of(&self, f: Format) -> Bytes {
+        self.alt
+            .body(f)
+            .map_or_else(|| self.to_bytes(), Body::to_bytes)
+    }
+
+    /// Whether the body in format `f` (and its gzip, if `gzip`) is built,
+    /// so that serving it costs no CPU.
+    pub fn is_built(&self, f: Format, gzip: bool) -> bool {
+        match f {
+            Format::Text => !gzip || self.has_gzip(),
+            _ => self.alt.built(f).is_some_and(|b| !gzip || b.has_gzip()),
+        }
+    }
+}
+
+impl Store {
+    /// [`Store::prepare_with`] for a protobuf push: the families are
+    /// converted to text and take the text path (same checks, same
+    /// refusals); those with native histograms or exemplars are attached
+    /// to their blocks, with the same labels set.
+    pub fn prepare_protobuf(
+        &self,
+        app: &str,
+        families: Vec<MetricFamily>,
+        opts: &Ingest<'_>,
+    ) -> Result<Prepared, PushError> {
+        super::validate_app_name(app)?;
+        let push = protobuf::push_to_text(families)
+            .map_err(|e| PushError::new(RejectReason::ParseError, app, format!("protobuf: {e}")))?;
+        let mut prepared = self.prepare_with(app, &push.text, opts).map_err(|mut e| {
+            if e.message.starts_with("line ") {
+                e.message = format!("{} (in the text form of the protobuf body)", e.message);
+            }
+            e
+        })?;
+        if push.rich.is_empty() {
+            return Ok(prepared);
+        }
+        let mut extra: Vec<(&str, &str)> = Vec::new();
+        if let Some(l) = self.options.app_label.as_deref() {
+            extra.push((l, app));
+        }
+        for (k, v) in opts
+            .set
+            .iter()
+            .copied()
+            .chain(opts.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            if !extra.iter().any(|(n, _)| *n == k) {
+                extra.push((k, v));
+            }
+        }
+        for mut fam in push.rich {
+            for m in &mut fam.metric {
+                set_labels(&mut m.label, &extra, opts.default);
+            }
+            let name = fam.name.clone().unwrap_or_default();
+            if let Ok(i) = prepared
+                .families
+                .binary_search_by(|f| f.name.as_str().cmp(&name))
+            {
+                if let Some(block) = Arc::get_mut(&mut prepared.families[i]) {
+                    block.rich = Some(Arc::new(fam));
+                }
+            }
+        }
+        Ok(prepared)
+    }
+}
+
+/// Sets `extra` (replacing), adds `default` where missing, sorts by name:
+/// the labels the text path gives the same series.
+fn set_labels(labels: &mut Vec<LabelPair>, extra: &[(&str, &str)], default: &[(&str, &str)]) {
+    labels.retain(|l| !extra.iter().any(|(k, _)| Some(*k) == l.name.as_deref()));
+    let pair = |k: &str, v: &str| LabelPair {
+        name: Some(k.to_owned()),
+        value: Some(v.to_owned()),
+    };
+    labels.extend(extra.iter().map(|(k, v)| pair(k, v)));
+    for (k, v) in default {
+        if !labels.iter().any(|l| l.name.as_deref() == Some(*k)) {
+            labels.push(pair(k, v));
+        }
+    }
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+#[cfg(test)]
+#[path = "formats_tests.rs"]
+mod tests;

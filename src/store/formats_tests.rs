@@ -1,0 +1,353 @@
+//! Protobuf pushes and the OpenMetrics and protobuf bodies.
+
+use super::*;
+use crate::exposition::proto::{Bucket, BucketSpan, Counter, Exemplar, Histogram, Timestamp};
+use crate::store::{AppKind, StoreOptions};
+use crate::telemetry::SelfMetrics;
+
+fn store() -> Store {
+    Store::new(StoreOptions::default(), SelfMetrics::new())
+}
+
+fn pair(k: &str, v: &str) -> LabelPair {
+    LabelPair {
+        name: Some(k.to_owned()),
+        value: Some(v.to_owned()),
+    }
+}
+
+fn exemplar(trace: &str, value: f64) -> Exemplar {
+    Exemplar {
+        label: vec![pair("trace_id", trace)],
+        value: Some(value),
+        timestamp: Some(Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 500_000_000,
+        }),
+    }
+}
+
+/// A counter with an exemplar and a histogram with classic buckets (one
+/// with an exemplar) and a native part.
+fn families() -> Vec<MetricFamily> {
+    let counter = MetricFamily {
+        name: Some("jobs_total".into()),
+        help: Some("Jobs \"done\".".into()),
+        r#type: Some(proto::MetricType::Counter as i32),
+        metric: vec![Metric {
+            label: vec![pair("queue", "a"), pair("job", "pushed")],
+            counter: Some(Counter {
+                value: Some(3.0),
+                exemplar: Some(exemplar("abc", 1.0)),
+            }),
+            ..Metric::default()
+        }],
+    };
+    let histogram = MetricFamily {
+        name: Some("lat_seconds".into()),
+        help: None,
+        r#type: Some(proto::MetricType::Histogram as i32),
+        metric: vec![Metric {
+            histogram: Some(Histogram {
+                sample_count: Some(4),
+                sample_sum: Some(2.5),
+                bucket: vec![Bucket {
+                    cumulative_count: Some(3),
+                    upper_bound: Some(0.5),
+                    exemplar: Some(exemplar("def", 0.25)),
+                    ..Bucket::default()
+                }],
+                schema: Some(0),
+                zero_threshold: Some(0.001),
+                zero_count: Some(1),
+                positive_span: vec![BucketSpan {
+                    offset: Some(-1),
+                    length: Some(2),
+                }],
+                positive_delta: vec![2, -1],
+                ..Histogram::default()
+            }),
+            ..Metric::default()
+        }],
+    };
+    vec![counter, histogram]
+}
+
+fn push(s: &Store, app: &str, fams: Vec<MetricFamily>) -> Result<usize, PushError> {
+    let set = [("job", "j")];
+    let opts = Ingest {
+        set: &set,
+        default: &[("instance", "")],
+        ..Ingest::default()
+    };
+    let p = s.prepare_protobuf(app, fams, &opts)?;
+    s.commit(vec![p], AppKind::Gateway, "test")
+}
+
+fn text(s: &Store, f: Format) -> String {
+    String::from_utf8(s.render().bytes_of(f).to_vec()).unwrap()
+}
+
+#[test]
+fn protobuf_push_keeps_native_histograms_and_exemplars() {
+    let s = store();
+    assert_eq!(push(&s, "g", families()), Ok(5));
+
+    // Text 0.0.4: the classic part, grouping labels set.
+    let t = text(&s, Format::Text);
+    assert!(
+        t.starts_with(
+            "# HELP jobs_total Jobs \"done\".\n# TYPE jobs_total counter\n\
+             jobs_total{job=\"j\",queue=\"a\",instance=\"\"} 3.0\n\
+             # TYPE lat_seconds histogram\n\
+             lat_seconds_bucket{job=\"j\",le=\"0.5\",instance=\"\"} 3.0\n\
+             lat_seconds_bucket{job=\"j\",le=\"+Inf\",instance=\"\"} 4.0\n\
+             lat_seconds_sum{job=\"j\",instance=\"\"} 2.5\n\
+             lat_seconds_count{job=\"j\",instance=\"\"} 4.0\n"
+        ),
+        "{t}"
+    );
+
+    // Protobuf: as pushed, labels set and sorted.
+    let fams = proto::decode_delimited(&s.render().bytes_of(Format::Protobuf)).unwrap();
+    let mut expected = families();
+    for f in &mut expected {
+        f.metric[0]
+            .label
+            .retain(|l| l.name.as_deref() != Some("job"));
+        f.metric[0].label.push(pair("job", "j"));
+        f.metric[0].label.push(pair("instance", ""));
+        f.metric[0].label.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    assert_eq!(fams[0], expected[0]);
+    assert_eq!(fams[1], expected[1]);
+    assert!(fams[2..]
+        .iter()
+        .all(|f| f.name.as_deref().unwrap().starts_with("exporter_proxy_")));
+
+    // OpenMetrics: exemplars on the counter and the bucket, seconds.
+    let om = text(&s, Format::OpenMetrics);
+    assert!(
+        om.starts_with(
+            "# TYPE jobs counter\n# HELP jobs Jobs \\\"done\\\".\n\
+             jobs_total{instance=\"\",job=\"j\",queue=\"a\"} 3.0 # {trace_id=\"abc\"} 1.0 1700000000.5\n\
+             # TYPE lat_seconds histogram\n\
+             lat_seconds_bucket{instance=\"\",job=\"j\",le=\"0.5\"} 3.0 # {trace_id=\"def\"} 0.25 1700000000.5\n\
+             lat_seconds_bucket{instance=\"\",job=\"j\",le=\"+Inf\"} 4.0\n\
+             lat_seconds_sum{instance=\"\",job=\"j\"} 2.5\n\
+             lat_seconds_count{instance=\"\",job=\"j\"} 4.0\n"
+        ),
+        "{om}"
+    );
+    assert!(om.ends_with("\n# EOF\n"));
+}
+
+#[test]
+fn text_pushes_convert_and_counter_stems_stay_unique() {
+    let s = store();
+    s.push(
+        "t",
+        "# TYPE a_total counter\na_total 1 1700000000123\n# TYPE a gauge\na 2\n# TYPE b counter\nb 3\n\
+         # TYPE c_total counter\nc_total 5\n# TYPE c_created gauge\nc_created 6\n\
+         # TYPE h histogram\nh_bucket{x=\"a\",le=\"1\"} 1\nh_bucket{x=\"b\",le=\"1\"} 2\n\
+         h_count{x=\"a\"} 1\nh_count{x=\"b\"} 2\nh_sum{x=\"a\"} 0.5\nh_sum{x=\"b\"} 1\n\
+         # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n# TYPE u untyped\nu 4\n",
+        AppKind::Push,
+        "test",
+    )
+    .unwrap();
+    let om = text(&s, Format::OpenMetrics);
+    let pushed = &om[..om.find("# TYPE exporter_proxy_").unwrap()];
+    assert_eq!(
+        pushed,
+        "# TYPE a gauge\na 2\n\
+         # TYPE a_total unknown\na_total 1.0 1700000000.123\n\
+         # TYPE b unknown\nb 3\n\
+         # TYPE c_created gauge\nc_created 6\n\
+         # TYPE c_total unknown\nc_total 5\n\
+         # TYPE h histogram\n\
+         h_bucket{x=\"a\",le=\"1\"} 1.0\nh_bucket{x=\"a\",le=\"+Inf\"} 1.0\nh_sum{x=\"a\"} 0.5\nh_count{x=\"a\"} 1.0\n\
+         h_bucket{x=\"b\",le=\"1\"} 2.0\nh_bucket{x=\"b\",le=\"+Inf\"} 2.0\nh_sum{x=\"b\"} 1.0\nh_count{x=\"b\"} 2.0\n\
+         # TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n\
+         # TYPE u unknown\nu 4\n",
+        "a counter whose stem (or its _created) is taken, or without _total, is unknown under \
+         its own name; text lines are kept when they are valid OpenMetrics, regrouped (with \
+         +Inf) or in seconds otherwise"
+    );
+    let fams = proto::decode_delimited(&s.render().bytes_of(Format::Protobuf)).unwrap();
+    let a = fams
+        .iter()
+        .find(|f| f.name.as_deref() == Some("a_total"))
+        .unwrap();
+    assert_eq!(a.r#type, Some(proto::MetricType::Counter as i32));
+    assert_eq!(a.metric[0].timestamp_ms, Some(1_700_000_000_123));
+    let sum = fams
+        .iter()
+        .find(|f| f.name.as_deref() == Some("s"))
+        .unwrap();
+    let q = sum.metric[0].summary.as_ref().unwrap();
+    assert_eq!((q.sample_count, q.quantile.len()), (Some(3), 1));
+}
+
+#[test]
+fn alternative_bodies_follow_generations_and_reuse_unchanged_blocks() {
+    let s = store();
+    s.push("a", "x_total 1\n", AppKind::Push, "test").unwrap();
+    s.push("b", "# TYPE y gauge\ny 1\n", AppKind::Push, "test")
+        .unwrap();
+    let first = s.render();
+    let om1 = first.bytes_of(Format::OpenMetrics);
+    assert!(Arc::ptr_eq(&first, &s.render()), "cached per generation");
+    assert!(first.is_built(Format::OpenMetrics, false));
+    assert!(!first.is_built(Format::Protobuf, false));
+    s.push("b", "# TYPE y gauge\ny 2\n", AppKind::Push, "test")
+        .unwrap();
+    let second = s.render();
+    assert!(!second.is_built(Format::OpenMetrics, false));
+    let om2 = second.bytes_of(Format::OpenMetrics);
+    assert!(om2.starts_with(b"# TYPE x_total unknown\nx_total 1\n# TYPE y gauge\ny 2\n"));
+    assert_ne!(om1, om2);
+    // App a's block was not re-encoded: its chunk is the same buffer.
+    let chunk = |r: &Rendered| r.chunks_of(Format::OpenMetrics)[1].as_ptr();
+    assert_eq!(chunk(&first), chunk(&second));
+    // And its OpenMetrics lines are its text lines, shared.
+    assert_eq!(chunk(&second), second.chunks()[1].as_ptr());
+}
+
+/// The invariants of the `formats` fuzz target: the protobuf body has the
+/// text body's families in order, the OpenMetrics body one `# TYPE` each
+/// and `# EOF`.
+#[track_caller]
+fn formats_agree(s: &Store) {
+    let r = s.render();
+    let text = String::from_utf8(r.to_bytes().to_vec()).unwrap();
+    let exp = exposition::parse(&text, &ParseLimits::default()).unwrap();
+    let names: Vec<String> = proto::decode_delimited(&r.bytes_of(Format::Protobuf))
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name.unwrap())
+        .collect();
+    let text_names: Vec<String> = exp.families.iter().map(|f| f.name.clone()).collect();
+    assert_eq!(names, text_names);
+    let om = String::from_utf8(r.bytes_of(Format::OpenMetrics).to_vec()).unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    assert_eq!(
+        om.lines().filter(|l| l.starts_with("# TYPE ")).count(),
+        exp.families.len()
+    );
+}
+
+#[test]
+fn every_format_has_every_family() {
+    let s = store();
+    formats_agree(&s);
+    push(&s, "g", families()).unwrap();
+    s.push(
+        "t",
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n# TYPE e gauge\n",
+        AppKind::Push,
+        "test",
+    )
+    .unwrap();
+    formats_agree(&s);
+}
+
+#[track_caller]
+fn refused(s: &Store, fams: Vec<MetricFamily>, message: &str) {
+    let before = (text(s, Format::Text), s.counts());
+    let err = push(s, "g", fams).expect_err("push accepted");
+    assert_eq!(err.reason, RejectReason::ParseError, "{err}");
+    assert!(
+        err.message.contains(message),
+        "{} does not contain {message}",
+        err.message
+    );
+    assert_eq!(
+        (text(s, Format::Text), s.counts()),
+        before,
+        "nothing changed"
+    );
+}
+
+#[test]
+fn invalid_protobuf_pushes_are_refused_whole() {
+    let s = store();
+    push(&s, "g", families()).unwrap();
+    let mut f = families();
+    f[1].metric[0].histogram.as_mut().unwrap().schema = Some(9);
+    refused(
+        &s,
+        f,
+        "family lat_seconds, metric #1: native histogram schema 9 is out of range",
+    );
+    let mut f = families();
+    f[1].metric[0]
+        .histogram
+        .as_mut()
+        .unwrap()
+        .positive_delta
+        .push(1);
+    refused(
+        &s,
+        f,
+        "positive spans cover 2 buckets but 3 bucket counts are given",
+    );
+    let mut f = families();
+    f[0].metric[0].counter = None;
+    refused(
+        &s,
+        f,
+        "family jobs_total, metric #1: a counter family needs the counter field",
+    );
+    let mut f = families();
+    let again = f[0].metric[0].clone();
+    f[0].metric.push(again);
+    refused(&s, f, "(in the text form of the protobuf body)");
+    let mut f = families();
+    f[0].metric[0].label.push(pair("__bad", "x"));
+    refused(&s, f, "invalid label name \"__bad\"");
+    let mut f = families();
+    f[0].metric[0].counter.as_mut().unwrap().exemplar = Some(exemplar(&"x".repeat(200), 1.0));
+    refused(&s, f, "exemplar labels have 208 characters; at most 128");
+    let mut f = families();
+    f.push(f[0].clone());
+    refused(&s, f, "family jobs_total appears twice");
+    let mut f = families();
+    f[0].name = Some("1bad".into());
+    refused(&s, f, "invalid metric name");
+    let mut f = families();
+    f[1].metric[0]
+        .histogram
+        .as_mut()
+        .unwrap()
+        .bucket
+        .push(Bucket {
+            upper_bound: Some(0.1),
+            ..Bucket::default()
+        });
+    refused(&s, f, "bucket bound 0.1 is not above the previous one");
+}
+
+#[test]
+fn delimited_framing_errors_name_the_offset() {
+    let mut body = Vec::new();
+    for f in families() {
+        proto::encode_delimited(&mut body, &f);
+    }
+    assert_eq!(proto::decode_delimited(&body).unwrap(), families());
+    let first = prost::Message::encoded_len(&families()[0]);
+    let cut = &body[..body.len() - 3];
+    let err = proto::decode_delimited(cut).unwrap_err();
+    assert!(
+        err.starts_with(&format!(
+            "byte offset {}: the MetricFamily message claims",
+            first + 1
+        )),
+        "{err}"
+    );
+    let err = proto::decode_delimited(&[0x05, 0xff, 0xff, 0xff, 0xff, 0xff]).unwrap_err();
+    assert!(
+        err.starts_with("byte offset 0: invalid MetricFamily message"),
+        "{err}"
+    );
+}

@@ -213,6 +213,8 @@ struct Running {
     poller: Arc<Poller>,
     collectors: Arc<crate::collect::Collectors>,
     providers: Arc<crate::providers::ProviderSet>,
+    /// The web UI's state: shows the configuration in effect.
+    ui: Arc<crate::http::ui::UiState>,
 }
 
 /// The key that tells whether two receivers listen on the same socket.
@@ -552,6 +554,9 @@ impl Running {
             Err(e) => warn!(error = %e, "reload failed; the running configuration stays"),
         }
         self.store.metrics().config_reloaded(r.is_ok());
+        if r.is_ok() {
+            self.ui.set_config(&self.config);
+        }
         r
     }
 }
@@ -628,6 +633,7 @@ pub async fn run_with_store(
     };
 
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<crate::http::ReloadRequest>(4);
+    let ui = crate::http::ui::UiState::new(Some(config.clone()));
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
@@ -637,6 +643,8 @@ pub async fn run_with_store(
         max_push_bytes: config.limits.max_push_bytes,
         registrar,
         reload: Some(reload_tx),
+        admin_api: false,
+        ui: ui.clone(),
     });
     let router = match &bound.web.basic_auth {
         Some(auth) => crate::http::auth::layer(router, auth.clone()),
@@ -657,6 +665,7 @@ pub async fn run_with_store(
         collectors: collectors.clone(),
         providers: providers.clone(),
         config: config.clone(),
+        ui,
     };
     let mut sockets = bound.sockets;
     for (rc, listener) in bound.receivers {

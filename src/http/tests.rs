@@ -38,6 +38,8 @@ fn state(ready: bool) -> HttpState {
         max_push_bytes: crate::config::DEFAULT_MAX_PUSH_BYTES as usize,
         registrar: None,
         reload: None,
+        admin_api: false,
+        ui: ui::UiState::new(None),
     }
 }
 
@@ -186,11 +188,12 @@ async fn index_links_the_endpoints() {
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     let html = r.text();
     for link in [
-        "href=\"metrics\"",
-        "href=\"apps\"",
-        "href=\"apps?format=json\"",
-        "href=\"-/healthy\"",
-        "href=\"-/ready\"",
+        "href=\"./metrics\"",
+        "href=\"./apps\"",
+        "href=\"./status\"",
+        "href=\"./apps?format=json\"",
+        "href=\"./-/healthy\"",
+        "href=\"./-/ready\"",
     ] {
         assert!(html.contains(link), "{link} missing:\n{html}");
     }
@@ -276,7 +279,7 @@ const TWO_APPS_TABLE: &str = "\
 #[test]
 fn apps_table_golden() {
     let now = time(1_653_263_512, 939_898_700);
-    let table = apps_table(&two_apps(), now);
+    let table = apps_table(&two_apps(), now, false);
     assert_eq!(table, TWO_APPS_TABLE);
 
     // The same layout, checked structurally: the original's table had a
@@ -327,7 +330,7 @@ fn apps_table_golden() {
 #[test]
 fn apps_table_without_apps_has_the_header_row_only() {
     assert_eq!(
-        apps_table(&[], time(0, 0)),
+        apps_table(&[], time(0, 0), false),
         "\
 +---------------------------------------------------------------------------------------------------------+
 | Current time: 1970-01-01 00:00:00 UTC                                                                   |
@@ -458,13 +461,16 @@ async fn apps_html_escapes() {
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
         let html = r.text();
         assert!(
-            html.contains("<td>&lt;script&gt;&amp;&quot;x&quot;</td>"),
+            html.contains(">&lt;script&gt;&amp;&quot;x&quot;</a></td>"),
             "{html}"
         );
-        assert!(html.contains("<td>src&lt;1&gt;</td>"), "{html}");
-        assert!(!html.contains("<script>"), "{html}");
-        assert!(html.contains("<th>App Name</th>"), "{html}");
-        assert!(html.contains("<tr class=\"ok\">"), "{html}");
+        assert!(html.contains(">src&lt;1&gt;</td>"), "{html}");
+        assert!(!html.contains("<script>&"), "{html}");
+        assert!(html.contains(">App ▲</a></th>"), "{html}");
+        assert!(
+            html.contains("<span class=\"badge s-ok\">ok</span>"),
+            "{html}"
+        );
     }
 }
 

@@ -12,7 +12,7 @@
 # receiver, prometheus-node-exporter, prometheus-pushgateway,
 # victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv,
 # systemd for systemd-analyze and systemd-socket-activate, nginx for the
-# benchmark smoke run) via
+# benchmark smoke run, chromium for the web UI tests) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -39,6 +39,8 @@ fi
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then missing+=(python3-venv); fi
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# The web UI tests drive a headless browser.
+command -v chromium >/dev/null || missing+=(chromium)
 # libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are checked.
 command -v c++ >/dev/null || missing+=(g++)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -26,3 +26,4 @@ mod rpc;
 mod sinks;
 mod support;
 mod tls;
+mod ui;

@@ -362,16 +362,18 @@ pub fn age_html(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 /// A duration with its largest unit and, below a day, the next one
-/// (`12 s`, `4 min 59 s`, `3 h 2 min`, `5 d`).
+/// (`200 ms`, `12 s`, `4 min 59 s`, `3 h 2 min`, `1 d 2 h`).
 pub fn short(d: Duration) -> String {
     let s = d.as_secs();
     match s {
+        0 if d.subsec_millis() > 0 => format!("{} ms", d.subsec_millis()),
         0..60 => format!("{s} s"),
         60..3600 if s.is_multiple_of(60) => format!("{} min", s / 60),
         60..3600 => format!("{} min {} s", s / 60, s % 60),
         3600..86_400 if s % 3600 < 60 => format!("{} h", s / 3600),
         3600..86_400 => format!("{} h {} min", s / 3600, s % 3600 / 60),
-        _ => format!("{} d", s / 86_400),
+        _ if s % 86_400 < 3600 => format!("{} d", s / 86_400),
+        _ => format!("{} d {} h", s / 86_400, s % 86_400 / 3600),
     }
 }
 

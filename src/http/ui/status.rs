@@ -235,10 +235,17 @@ fn table(id: &str, rows: &Value) -> String {
     let Some(rows) = rows.as_array().filter(|r| !r.is_empty()) else {
         return "<p class=\"muted\">none</p>".to_owned();
     };
-    let keys: Vec<&String> = rows[0]
-        .as_object()
-        .map(|o| o.keys().collect())
-        .unwrap_or_default();
+    // Every key of every row, in first-seen order (rows may differ).
+    let mut keys: Vec<&String> = Vec::new();
+    for k in rows
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|o| o.keys())
+    {
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
     let mut s = format!("<div class=\"scroll\"><table id=\"{id}\"><thead><tr>");
     for k in &keys {
         s.push_str(&format!("<th>{}</th>", esc(k)));

@@ -362,6 +362,8 @@ fn ages_and_roots() {
     assert_eq!(short(Duration::from_secs(299)), "4 min 59 s");
     assert_eq!(short(Duration::from_secs(7200)), "2 h");
     assert_eq!(short(Duration::from_secs(3 * 86_400 + 5)), "3 d");
+    assert_eq!(short(Duration::from_secs(26 * 3600)), "1 d 2 h");
+    assert_eq!(short(Duration::from_millis(200)), "200 ms");
     assert_eq!(root_of("/"), "./");
     assert_eq!(root_of("/status"), "./");
     assert_eq!(root_of("/apps/x"), "../");

@@ -474,9 +474,10 @@ fn human(d: std::time::Duration) -> String {
     humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
 }
 
-/// Characters of an error text in the text table (without `?wide=1`):
-/// with the other columns a row stays within a 200-column terminal.
-pub const TABLE_ERROR_CHARS: usize = 48;
+/// Characters of an error text in the text table (without `?wide=1`,
+/// which also drops the error's time): with the other columns of a
+/// typical row this stays within a 180-column terminal.
+pub const TABLE_ERROR_CHARS: usize = 40;
 
 fn row(a: &AppInfo, wide: bool) -> [String; 9] {
     let error = |e: &str| {
@@ -497,8 +498,8 @@ fn row(a: &AppInfo, wide: bool) -> [String; 9] {
         a.ttl.describe(),
         a.expires_in.map(human).unwrap_or_default(),
         match (&a.last_error, a.last_error_time) {
-            (Some(e), Some(t)) => format!("{t}: {}", error(e)),
-            (Some(e), None) => error(e),
+            (Some(e), Some(t)) if wide => format!("{t}: {e}"),
+            (Some(e), _) => error(e),
             _ => String::new(),
         },
     ]

@@ -8,6 +8,7 @@
 mod activation;
 mod bad_input;
 mod cli;
+mod cli_http;
 mod collect;
 mod docker;
 mod grafana;

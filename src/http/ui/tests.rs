@@ -203,7 +203,7 @@ async fn long_errors_are_shortened_with_the_whole_text_on_demand() {
 
     // The text table: shortened unless ?wide=1; JSON has it whole.
     let (_, _, text) = send(&s, "GET", "/apps", "*/*").await;
-    assert!(text.contains(&format!("{}…", "x".repeat(47))), "{text}");
+    assert!(text.contains(&format!("{}…", "x".repeat(39))), "{text}");
     assert!(!text.contains("<end>"), "{text}");
     assert!(text.lines().all(|l| l.chars().count() < 200), "{text}");
     let (_, _, wide) = send(&s, "GET", "/apps?wide=1", "*/*").await;

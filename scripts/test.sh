@@ -12,7 +12,8 @@
 # receiver, prometheus-node-exporter, prometheus-pushgateway,
 # victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv,
 # systemd for systemd-analyze and systemd-socket-activate, nginx for the
-# benchmark smoke run, chromium for the web UI tests) via
+# benchmark smoke run, chromium for the web UI tests, curl for the
+# README's commands) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -41,6 +42,8 @@ command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway
 [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # The web UI tests drive a headless browser.
 command -v chromium >/dev/null || missing+=(chromium)
+# The README test runs its shell blocks, which use curl.
+command -v curl >/dev/null || missing+=(curl)
 # libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are checked.
 command -v c++ >/dev/null || missing+=(g++)
 if [ ${#missing[@]} -gt 0 ]; then

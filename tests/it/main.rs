@@ -21,6 +21,7 @@ mod portals;
 mod providers;
 mod push;
 mod pushgw;
+mod readme;
 mod register;
 mod reload;
 mod rpc;

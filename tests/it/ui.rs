@@ -138,8 +138,10 @@ fn screenshot_dir() -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_in_a_real_browser() {
+/// A proxy with two polled targets (one up, one refused), pushed apps (one
+/// with a refused push, one hostile), and one app that expired; returns it
+/// with the stub it polls and the closed port.
+async fn proxy_with_every_kind_of_source() -> (TestApp, Stub, u16) {
     let healthy = Stub::start("healthy", Mode::Healthy).await;
     let closed = free_port();
     let app = TestApp::with_all(
@@ -198,7 +200,27 @@ async fn pages_in_a_real_browser() {
             && status("short-lived").is_none()
     })
     .await;
+    (app, healthy, closed)
+}
 
+/// Screenshots of each page at a desktop and a phone width.
+async fn screenshots(base: &str) {
+    let (dir, _keep) = screenshot_dir();
+    for (name, path) in [
+        ("apps", "/?refresh=0".to_owned()),
+        ("app", format!("/apps/{}", pct("exporter-down"))),
+        ("status", "/status".to_owned()),
+    ] {
+        for (device, w, h) in [("desktop", 1280, 900), ("phone", 390, 844)] {
+            let file = dir.join(format!("{name}-{device}.png"));
+            screenshot(&format!("{base}{path}"), w, h, &file).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_in_a_real_browser() {
+    let (app, _healthy, closed) = proxy_with_every_kind_of_source().await;
     let base = format!("http://{}", app.http);
 
     // The apps page: every source, its status, the counts; the expired app gone.
@@ -305,17 +327,6 @@ async fn pages_in_a_real_browser() {
     assert_eq!(json["store"]["apps"], 5);
     assert_eq!(json["store"]["expired_total"], 1);
 
-    // Screenshots at a desktop and a phone width.
-    let (dir, _keep) = screenshot_dir();
-    for (name, path) in [
-        ("apps", "/?refresh=0".to_owned()),
-        ("app", format!("/apps/{}", pct("exporter-down"))),
-        ("status", "/status".to_owned()),
-    ] {
-        for (device, w, h) in [("desktop", 1280, 900), ("phone", 390, 844)] {
-            let file = dir.join(format!("{name}-{device}.png"));
-            screenshot(&format!("{base}{path}"), w, h, &file).await;
-        }
-    }
+    screenshots(&base).await;
     app.stop().await;
 }

@@ -370,3 +370,18 @@ fn ages_and_roots() {
     assert_eq!(root_of("/apps/a/b"), "../../");
     assert_eq!(shorten("a\nb", 10), ("a b".to_owned(), false));
 }
+
+#[test]
+fn pages_copy_the_apps_rows_once_per_store_change() {
+    let s = state(false);
+    s.store.push("a", "x 1\n", AppKind::Push, "t").unwrap();
+    let first = s.ui.apps(&s.store);
+    // Views of an unchanged store share one copy: no lock, no clone.
+    for _ in 0..3 {
+        assert!(Arc::ptr_eq(&first.apps, &s.ui.apps(&s.store).apps));
+    }
+    s.store.push("b", "y 1\n", AppKind::Push, "t").unwrap();
+    let second = s.ui.apps(&s.store);
+    assert!(!Arc::ptr_eq(&first.apps, &second.apps));
+    assert_eq!(second.apps.len(), 2);
+}

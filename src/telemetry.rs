@@ -160,6 +160,8 @@ pub struct StatusFacts {
     pub expired: u64,
     /// (sink, outcome, samples).
     pub sinks: Vec<(String, &'static str, u64)>,
+    /// (sink, bodies waiting in its queue).
+    pub sink_queues: Vec<(String, usize)>,
     /// Open connections by listener.
     pub open_connections: Vec<(String, i64)>,
     /// Refusals by reason label.
@@ -189,6 +191,9 @@ pub struct SelfMetrics {
     sinks: Mutex<BTreeMap<(String, SinkOutcome), u64>>,
     /// Polled targets by name (static and registered).
     targets: Mutex<BTreeMap<String, TargetStats>>,
+    /// Bodies waiting in each sink's queue (for the status page only: not
+    /// a self-metric, so changes do not bump the generation).
+    sink_queues: Mutex<BTreeMap<String, usize>>,
     registrations: AtomicU64,
 }
 
@@ -310,6 +315,11 @@ impl SelfMetrics {
         self.bump();
     }
 
+    /// Records the number of bodies waiting in a sink's queue.
+    pub fn set_sink_queue(&self, sink: &str, bodies: usize) {
+        lock(&self.sink_queues).insert(sink.to_owned(), bodies);
+    }
+
     /// Samples counted for a sink and outcome so far.
     pub fn sink_count(&self, sink: &str, outcome: SinkOutcome) -> u64 {
         lock(&self.sinks)
@@ -393,6 +403,10 @@ impl SelfMetrics {
             sinks: lock(&self.sinks)
                 .iter()
                 .map(|((sink, outcome), n)| (sink.clone(), outcome.as_str(), *n))
+                .collect(),
+            sink_queues: lock(&self.sink_queues)
+                .iter()
+                .map(|(s, n)| (s.clone(), *n))
                 .collect(),
             open_connections: lock(&self.open_connections)
                 .iter()

@@ -182,8 +182,14 @@ pub fn facts(s: &HttpState) -> Value {
                             .find(|(n, out, _)| *n == k.name && *out == o)
                             .map_or(0, |x| x.2)
                     };
+                    let queued = f
+                        .sink_queues
+                        .iter()
+                        .find(|(n, _)| *n == k.name)
+                        .map_or(0, |x| x.1);
                     json!({
                         "name": k.name,
+                        "queued_bodies": queued,
                         "queue_capacity": k.queue_capacity,
                         "samples_sent": count("sent"),
                         "samples_failed": count("failed"),

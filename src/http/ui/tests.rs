@@ -29,7 +29,7 @@ fn state(admin_api: bool) -> HttpState {
         admin_api,
         ui: UiState::new(Some(
             crate::config::Config::parse(
-                "[exporter]\nscrape_expose_endpoint = \"127.0.0.1:6555\"\n[[poll.targets]]\nname = \"polled\"\nurl = \"http://127.0.0.1:9/metrics?token=s3cret&x=1\"\ninterval = \"15s\"\nheaders = { \"X-Api-Key\" = \"k3y\" }\n",
+                "[exporter]\nscrape_expose_endpoint = \"127.0.0.1:6555\"\n[[poll.targets]]\nname = \"polled\"\nurl = \"http://127.0.0.1:9/metrics?token=s3cret&x=1\"\ninterval = \"15s\"\nheaders = { \"X-Api-Key\" = \"k3y\" }\n[[sinks.remote_write]]\nname = \"vm\"\nurl = \"http://127.0.0.1:9/api/v1/write?token=t0ken\"\n",
             )
             .unwrap()
             .config,
@@ -300,6 +300,10 @@ async fn delete_only_with_the_admin_api() {
 async fn status_as_json_and_html_without_secrets() {
     let s = state(false);
     s.store.push("a", "x 1\ny 2\n", AppKind::Push, "t").unwrap();
+    s.store.metrics().set_sink_queue("vm", 3);
+    s.store
+        .metrics()
+        .count_sink("vm", crate::telemetry::SinkOutcome::Dropped, 7);
     let (status, headers, json) = send(&s, "GET", "/status?format=json", "*/*").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers[CONTENT_TYPE], "application/json");
@@ -315,7 +319,7 @@ async fn status_as_json_and_html_without_secrets() {
         "X-Api-Key: ***"
     );
     assert!(v["started"].as_str().unwrap().ends_with('Z'));
-    for secret in ["hunter2", "s3cret", "k3y"] {
+    for secret in ["hunter2", "s3cret", "k3y", "t0ken"] {
         assert!(!json.contains(secret), "{secret} in {json}");
     }
     // The same through Accept, and the page.

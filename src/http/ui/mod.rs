@@ -299,6 +299,8 @@ pre{background:var(--head);padding:.6rem;overflow-x:auto;white-space:pre-wrap;ov
 code.series{overflow-wrap:anywhere}
 .help{color:var(--muted);margin:.1rem 0 .4rem;white-space:pre-wrap;overflow-wrap:anywhere}
 .danger{background:var(--bad);color:#fff;border:0;border-radius:.3rem;padding:.3rem .8rem;cursor:pointer}
+td.name{min-width:8rem}
+td.err{min-width:14rem}
 @media (max-width:640px){main{padding:.5rem}th,td{padding:.25rem .3rem}.wide{display:none}}
 "#;
 

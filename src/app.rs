@@ -643,6 +643,7 @@ pub async fn run_with_store(
         max_push_bytes: config.limits.max_push_bytes,
         registrar,
         reload: Some(reload_tx),
+        // `[exporter] enable_admin_api` / `--web.enable-admin-api` (issue 13).
         admin_api: false,
         ui: ui.clone(),
     });

@@ -176,6 +176,9 @@ pub async fn app_delete(
     method: axum::http::Method,
     uri: Uri,
 ) -> Response {
+    // The write-endpoint gates: the admin API switch here; basic auth
+    // already ran in the router's layer (the push API's allowed networks,
+    // issue 13, belong next to this check).
     if !s.admin_api {
         return (
             StatusCode::FORBIDDEN,

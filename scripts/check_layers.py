@@ -20,7 +20,10 @@ LAYERS = [
     # Poll targets and registrations may turn JSON into metrics with a
     # collector mapping (collect::mapping).
     {"poll"},
-    {"http", "config"},
+    # config walks the TOML and assembles the subsystems' own types.
+    {"config"},
+    # The HTTP port; its status page shows the configuration in effect.
+    {"http"},
     {"app", "cli", "healthcheck"},
 ]
 # Pure leaves inside a subsystem: they may use only layer 0.

@@ -13,7 +13,8 @@
 # victoria-metrics, influxdb, netcat-openbsd, capnproto, python3-venv,
 # systemd for systemd-analyze and systemd-socket-activate, nginx for the
 # benchmark smoke run, golang-go and golang-github-prometheus-client-golang-dev
-# for the Go client tests) via
+# for the Go client tests, chromium for the web UI tests, curl for the
+# README's commands) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -47,6 +48,10 @@ command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway
 command -v go >/dev/null || missing+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/prometheus/client_golang/prometheus/push ] ||
     missing+=(golang-github-prometheus-client-golang-dev)
+# The web UI tests drive a headless browser.
+command -v chromium >/dev/null || missing+=(chromium)
+# The README test runs its shell blocks, which use curl.
+command -v curl >/dev/null || missing+=(curl)
 # libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are checked.
 command -v c++ >/dev/null || missing+=(g++)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -216,6 +216,8 @@ struct Running {
     sd: Arc<crate::poll::sd::ServiceDiscovery>,
     collectors: Arc<crate::collect::Collectors>,
     providers: Arc<crate::providers::ProviderSet>,
+    /// The web UI's state: shows the configuration in effect.
+    ui: Arc<crate::http::ui::UiState>,
 }
 
 /// The key that tells whether two receivers listen on the same socket.
@@ -619,6 +621,9 @@ impl Running {
             Err(e) => warn!(error = %e, "reload failed; the running configuration stays"),
         }
         self.store.metrics().config_reloaded(r.is_ok());
+        if r.is_ok() {
+            self.ui.set_config(&self.config);
+        }
         r
     }
 }
@@ -639,6 +644,7 @@ pub async fn run_with_store(
     let jobs = start_jobs(&config, &store, &shutdown, &tracker).await;
 
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<crate::http::ReloadRequest>(4);
+    let ui = crate::http::ui::UiState::new(Some(config.clone()));
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
@@ -648,6 +654,9 @@ pub async fn run_with_store(
         max_push_bytes: config.limits.max_push_bytes,
         registrar: jobs.registrar,
         reload: Some(reload_tx),
+        // `[exporter] enable_admin_api` / `--web.enable-admin-api` (issue 13).
+        admin_api: false,
+        ui: ui.clone(),
     });
     let router = match &bound.web.basic_auth {
         Some(auth) => crate::http::auth::layer(router, auth.clone()),
@@ -669,6 +678,7 @@ pub async fn run_with_store(
         collectors: jobs.collectors,
         providers: jobs.providers,
         config: config.clone(),
+        ui,
     };
     running.serve_bound(bound, &config)?;
 

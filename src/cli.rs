@@ -1,7 +1,9 @@
 //! Client subcommands: `exporter-proxy push` and `exporter-proxy apps`.
 //!
-//! Plain blocking sockets with timeouts: these run once and exit, so a
-//! runtime would only add start-up cost.
+//! Sockets (Unix, TCP receivers) are plain blocking sockets with timeouts.
+//! HTTP goes through reqwest (rustls), the client the proxy itself polls
+//! with, on a one-thread runtime for the one request: so `https://`, a CA
+//! file and basic auth work as they do for Prometheus scraping the proxy.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -12,6 +14,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::ingest::codec;
 use crate::ingest::config::{Endpoint, WireFormat};
+use crate::secret::SecretSource;
 
 /// Connect, read and write timeout of the client commands.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,13 +28,13 @@ pub enum Target {
     Unix(PathBuf),
     /// A TCP receiver.
     Tcp(String),
-    /// The HTTP push API at this base URL (`http://host:port`).
+    /// The HTTP push API at this base URL (`http://host:port` or `https://`).
     Http(String),
 }
 
 impl Target {
-    /// Parses `unix:/path`, `/path`, `tcp://host:port`, `host:port` or
-    /// `http://host:port`.
+    /// Parses `unix:/path`, `/path`, `tcp://host:port`, `host:port`,
+    /// `http://host:port` or `https://host:port`.
     pub fn parse(s: &str) -> Result<Target, String> {
         if let Some(p) = s.strip_prefix("unix:") {
             Ok(Target::Unix(PathBuf::from(p.trim_start_matches("//"))))
@@ -39,15 +42,13 @@ impl Target {
             Ok(Target::Unix(PathBuf::from(s)))
         } else if let Some(a) = s.strip_prefix("tcp://") {
             Ok(Target::Tcp(a.to_owned()))
-        } else if s.starts_with("http://") {
+        } else if s.starts_with("http://") || s.starts_with("https://") {
             Ok(Target::Http(s.trim_end_matches('/').to_owned()))
-        } else if s.starts_with("https://") {
-            Err("https is not supported by the push command; use http:// on loopback".to_owned())
         } else if s.contains(':') {
             Ok(Target::Tcp(s.to_owned()))
         } else {
             Err(format!(
-                "cannot tell what {s:?} is: use unix:/path, tcp://host:port or http://host:port"
+                "cannot tell what {s:?} is: use unix:/path, tcp://host:port, http://host:port or https://host:port"
             ))
         }
     }
@@ -92,17 +93,32 @@ pub struct PushOutcome {
     pub accepted: bool,
 }
 
-/// Pushes `text` as `app`. `format` applies to socket targets (`Auto` = JSON).
+/// How the client subcommands reach the proxy's HTTP port.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpOptions {
+    /// PEM CA bundle to verify an `https` proxy with (replaces the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification.
+    pub insecure: bool,
+    /// Basic auth user name.
+    pub user: Option<String>,
+    /// Where the basic auth password is read from.
+    pub password: Option<SecretSource>,
+}
+
+/// Pushes `text` as `app`. `format` applies to socket targets (`Auto` =
+/// JSON); `http` to the HTTP push API.
 pub fn push(
     target: &Target,
     format: WireFormat,
     app: &str,
     text: &str,
+    http_options: &HttpOptions,
 ) -> Result<PushOutcome, String> {
     match target {
         Target::Http(base) => {
-            let path = job_path(app);
-            let r = http(base, "PUT", &path, text.as_bytes())?;
+            let url = format!("{base}{}", job_path(app));
+            let r = http(http_options, "PUT", &url, text.as_bytes().to_vec())?;
             let accepted = (200..300).contains(&r.0);
             let answer = if r.1.trim().is_empty() {
                 format!("HTTP {}", r.0)
@@ -189,61 +205,81 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{addr}: no address"))
 }
 
-/// A minimal HTTP/1.1 request (`Connection: close`); returns status and body.
-pub fn http(base: &str, method: &str, path: &str, body: &[u8]) -> Result<(u16, String), String> {
-    let hostport = base
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{base}: expected an http:// URL"))?;
-    let hostport = hostport.split('/').next().unwrap_or(hostport);
-    let a = resolve(hostport)?;
-    let mut s = TcpStream::connect_timeout(&a, TIMEOUT).map_err(|e| format!("{base}: {e}"))?;
-    s.set_read_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(TIMEOUT))
-        .map_err(|e| e.to_string())?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())
-        .and_then(|()| s.write_all(body))
-        .map_err(|e| format!("{base}: sending: {e}"))?;
-    let mut raw = Vec::new();
-    s.take(MAX_REPLY)
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("{base}: reading: {e}"))?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("{base}: malformed HTTP response"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{base}: malformed status line"))?;
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"))
-    {
-        body = dechunk(&body).ok_or_else(|| format!("{base}: malformed chunked body"))?;
+/// One HTTP(S) request through reqwest; returns the status and the body
+/// (at most [`MAX_REPLY`] bytes). The error names the URL and the cause
+/// chain, never the password.
+pub fn http(
+    options: &HttpOptions,
+    method: &str,
+    url: &str,
+    body: Vec<u8>,
+) -> Result<(u16, String), String> {
+    let method = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+    let mut builder = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .tls_danger_accept_invalid_certs(options.insecure);
+    if let Some(ca) = &options.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", ca.display()))?;
+        builder = builder.tls_certs_only(certs);
     }
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    let client = builder
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))?;
+    let mut request = client
+        .request(method, url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            crate::http::METRICS_CONTENT_TYPE,
+        )
+        .body(body);
+    match (&options.user, &options.password) {
+        (Some(user), Some(source)) => {
+            let password = source.read()?;
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        (Some(user), None) => request = request.basic_auth(user, None::<&str>),
+        (None, Some(_)) => return Err("a password file without --user".to_owned()),
+        (None, None) => {}
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut resp = request
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("{url}: reading: {}", error_chain(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_REPLY as usize {
+                return Err(format!("{url}: the reply is larger than {MAX_REPLY} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    })
 }
 
-fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let nl = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..nl]).ok()?.trim(), 16).ok()?;
-        b = b.get(nl + 2..)?;
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(b.get(..size)?);
-        b = b.get(size + 2..)?;
+/// An error and its causes, `: `-separated (reqwest's top-level message
+/// alone rarely says what went wrong).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
     }
+    s
 }
 
 #[cfg(test)]
@@ -272,7 +308,10 @@ mod tests {
             Target::parse("http://127.0.0.1:6555/"),
             Ok(Target::Http("http://127.0.0.1:6555".into()))
         );
-        assert!(Target::parse("https://x").is_err());
+        assert_eq!(
+            Target::parse("https://proxy:6555/"),
+            Ok(Target::Http("https://proxy:6555".into()))
+        );
         assert!(Target::parse("nonsense").is_err());
     }
 

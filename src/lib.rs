@@ -15,7 +15,7 @@
 //! * [`collect`]: config-driven API collectors (steps, mappings).
 //! * [`poll`]: polling other exporters, the job scheduler, self-registration.
 //! * [`providers`]: built-in self-service-portal balance collectors.
-//! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints.
+//! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints, the web UI.
 //! * [`pushgw`]: the Pushgateway-compatible push API.
 //! * [`sinks`]: forwarding to remote write and InfluxDB.
 //! * [`persist`]: the snapshot file.

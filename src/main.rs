@@ -82,13 +82,15 @@ enum Command {
         app: String,
         /// Exposition text to push; `-` or nothing for stdin.
         file: Option<PathBuf>,
-        /// Where to: `unix:/path`, `tcp://host:port` or `http://host:port` (the
-        /// Pushgateway-compatible API). Default: the first receiver of the config.
+        /// Where to: `unix:/path`, `tcp://host:port` or `http(s)://host:port`
+        /// (the Pushgateway-compatible API). Default: the first receiver of the config.
         #[arg(short, long, env = "EXPORTER_PROXY_PUSH_TO")]
         to: Option<String>,
         /// Envelope on sockets.
         #[arg(short, long, value_enum, default_value = "json")]
         format: Envelope,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Print the /apps table of a running proxy.
     Apps {
@@ -98,6 +100,11 @@ enum Command {
         /// Print JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// Error texts whole instead of shortened.
+        #[arg(long)]
+        wide: bool,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// GET /-/healthy of a running proxy: exit 0 when it answers 200, 1
     /// otherwise (for container health checks).
@@ -118,6 +125,37 @@ enum Command {
     },
 }
 
+/// How `push` and `apps` reach an HTTPS proxy with basic auth.
+#[derive(Debug, Clone, clap::Args)]
+struct HttpArgs {
+    /// PEM CA bundle to verify an https proxy with (instead of the system roots).
+    #[arg(long = "ca-file", env = "EXPORTER_PROXY_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Do not verify the proxy's certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// Basic auth user (one of the web config's `basic_auth_users`).
+    #[arg(long, env = "EXPORTER_PROXY_USER")]
+    user: Option<String>,
+    /// File holding the basic auth password (surrounding whitespace trimmed).
+    #[arg(long = "password-file", env = "EXPORTER_PROXY_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+}
+
+impl HttpArgs {
+    fn options(&self) -> cli::HttpOptions {
+        cli::HttpOptions {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+            user: self.user.clone(),
+            password: self
+                .password_file
+                .clone()
+                .map(exporter_proxy::secret::SecretSource::File),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Envelope {
     Json,
@@ -132,8 +170,14 @@ fn main() -> ExitCode {
             ref file,
             ref to,
             format,
-        }) => push(&cli, app, file.as_deref(), to.as_deref(), format),
-        Some(Command::Apps { ref url, json }) => apps(&cli, url.as_deref(), json),
+            ref http,
+        }) => push(&cli, app, file.as_deref(), to.as_deref(), format, http),
+        Some(Command::Apps {
+            ref url,
+            json,
+            wide,
+            ref http,
+        }) => apps(&cli, url.as_deref(), json, wide, http),
         Some(Command::CheckConfig) => match load(&cli) {
             Ok((loaded, web)) => {
                 for w in &loaded.warnings {
@@ -246,6 +290,7 @@ fn push(
     file: Option<&std::path::Path>,
     to: Option<&str>,
     format: Envelope,
+    http: &HttpArgs,
 ) -> ExitCode {
     let target = match to {
         Some(t) => Target::parse(t),
@@ -281,7 +326,7 @@ fn push(
         Envelope::Json => WireFormat::Json,
         Envelope::Capnp => WireFormat::Capnp,
     };
-    match cli::push(&target, format, app, &text) {
+    match cli::push(&target, format, app, &text, &http.options()) {
         Ok(out) => {
             println!("{}", out.answer);
             if out.accepted {
@@ -297,19 +342,32 @@ fn push(
     }
 }
 
-fn apps(cli: &Cli, url: Option<&str>, json: bool) -> ExitCode {
+/// `apps`: the table (or JSON) over HTTP(S). Without `--url` the address
+/// comes from the config, `https` when its web config enables TLS; the
+/// certificate is then verified only with `--ca-file` (as `healthcheck`:
+/// it names a host, not the loopback address derived here).
+fn apps(cli: &Cli, url: Option<&str>, json: bool, wide: bool, http: &HttpArgs) -> ExitCode {
+    let mut options = http.options();
     let base = match url {
         Some(u) => u.trim_end_matches('/').to_owned(),
-        None => match Config::load(&cli.config) {
-            Ok(l) => format!("http://{}", cli::loopback(l.config.http_listen)),
+        None => match load(cli) {
+            Ok((l, web)) => {
+                let scheme = if web.tls.is_some() { "https" } else { "http" };
+                options.insecure |= web.tls.is_some() && options.ca_file.is_none();
+                format!("{scheme}://{}", cli::loopback(l.config.http_listen))
+            }
             Err(e) => {
                 eprintln!("exporter-proxy apps: no --url given and {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
     };
-    let path = if json { "/apps?format=json" } else { "/apps" };
-    match cli::http(&base, "GET", path, b"") {
+    let path = match (json, wide) {
+        (true, _) => "/apps?format=json",
+        (false, true) => "/apps?format=text&wide=1",
+        (false, false) => "/apps?format=text",
+    };
+    match cli::http(&options, "GET", &format!("{base}{path}"), Vec::new()) {
         Ok((200, body)) => {
             print!("{body}");
             ExitCode::SUCCESS

@@ -1030,6 +1030,17 @@ impl Store {
             .collect()
     }
 
+    /// One application's `/apps` row and its families as served (shared
+    /// blocks: reference counts only under the lock), for the web UI.
+    pub fn app_detail(&self, app: &str) -> Option<(AppInfo, Vec<Arc<exposition::EncodedFamily>>)> {
+        let now = tokio::time::Instant::now();
+        let state = self.lock();
+        let e = state.apps.get(app)?;
+        let mut info = e.info.clone();
+        info.expires_in = e.deadline.map(|d| d.saturating_duration_since(now));
+        Some((info, e.families.clone()))
+    }
+
     /// Removes every app whose TTL ran out by `now`; returns their names.
     pub fn expire(&self, now: tokio::time::Instant) -> Vec<String> {
         let mut state = self.lock();

@@ -143,6 +143,48 @@ struct TargetStats {
     failures: BTreeMap<PollFailure, u64>,
 }
 
+/// A read-only copy of one polled target's statistics (times in seconds
+/// since the epoch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetFacts {
+    /// Whether the last poll succeeded.
+    pub up: bool,
+    /// Time of the last successful poll.
+    pub last_success: Option<f64>,
+    /// Time of the last failed poll.
+    pub last_failure: Option<f64>,
+    /// Duration of the last poll, in seconds.
+    pub last_duration: f64,
+    /// Failed polls by reason label.
+    pub failures: Vec<(&'static str, u64)>,
+}
+
+/// A read-only copy of the process-wide counters the status page shows
+/// (times in seconds since the epoch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusFacts {
+    /// Whether the last reload (or the start) succeeded.
+    pub reload_ok: bool,
+    /// Time of the last successful reload or start.
+    pub reload_success: Option<f64>,
+    /// Time of the last snapshot written.
+    pub snapshot_last_success: Option<f64>,
+    /// Snapshots that could not be written.
+    pub snapshot_failures: u64,
+    /// Snapshots that could not be restored at start-up.
+    pub snapshot_restore_failures: u64,
+    /// Apps removed because their TTL ran out.
+    pub expired: u64,
+    /// (sink, outcome, samples).
+    pub sinks: Vec<(String, &'static str, u64)>,
+    /// (sink, bodies waiting in its queue).
+    pub sink_queues: Vec<(String, usize)>,
+    /// Open connections by listener.
+    pub open_connections: Vec<(String, i64)>,
+    /// Refusals by reason label.
+    pub rejections: Vec<(&'static str, u64)>,
+}
+
 /// Counters and gauges about the proxy itself.
 #[derive(Debug, Default)]
 pub struct SelfMetrics {
@@ -168,6 +210,9 @@ pub struct SelfMetrics {
     sinks: Mutex<BTreeMap<(String, SinkOutcome), u64>>,
     /// Polled targets by name (static and registered).
     targets: Mutex<BTreeMap<String, TargetStats>>,
+    /// Bodies waiting in each sink's queue (for the status page only: not
+    /// a self-metric, so changes do not bump the generation).
+    sink_queues: Mutex<BTreeMap<String, usize>>,
     registrations: AtomicU64,
 }
 
@@ -183,6 +228,15 @@ pub enum SinkOutcome {
 }
 
 impl SinkOutcome {
+    /// Short name (`sent`, `failed`, `dropped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkOutcome::Sent => "sent",
+            SinkOutcome::Failed => "failed",
+            SinkOutcome::Dropped => "dropped",
+        }
+    }
+
     fn metric(self) -> &'static str {
         match self {
             SinkOutcome::Sent => "sink_samples_sent_total",
@@ -291,6 +345,11 @@ impl SelfMetrics {
         self.bump();
     }
 
+    /// Records the number of bodies waiting in a sink's queue.
+    pub fn set_sink_queue(&self, sink: &str, bodies: usize) {
+        lock(&self.sink_queues).insert(sink.to_owned(), bodies);
+    }
+
     /// Samples counted for a sink and outcome so far.
     pub fn sink_count(&self, sink: &str, outcome: SinkOutcome) -> u64 {
         lock(&self.sinks)
@@ -344,6 +403,50 @@ impl SelfMetrics {
     /// Number of rejections for `reason` so far.
     pub fn rejections(&self, reason: RejectReason) -> u64 {
         lock(&self.rejections).get(&reason).copied().unwrap_or(0)
+    }
+
+    /// What the self-metrics know about one polled target (static,
+    /// registered or collector), for the web UI; `None` before its first poll.
+    pub fn target_facts(&self, target: &str) -> Option<TargetFacts> {
+        lock(&self.targets).get(target).map(|t| TargetFacts {
+            up: t.up,
+            last_success: t.last_success,
+            last_failure: t.last_failure,
+            last_duration: t.duration,
+            failures: t.failures.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
+        })
+    }
+
+    /// Reload, snapshot and sink counters, for the web UI's status page.
+    pub fn status_facts(&self) -> StatusFacts {
+        let ms = |a: &AtomicU64| match a.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v as f64 / 1000.0),
+        };
+        StatusFacts {
+            reload_ok: self.reload_ok.load(Ordering::Relaxed) == 1,
+            reload_success: ms(&self.reload_success_ms),
+            snapshot_last_success: ms(&self.snapshot_last_success_ms),
+            snapshot_failures: self.snapshot_failures.load(Ordering::Relaxed),
+            snapshot_restore_failures: self.snapshot_restore_failures.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+            sinks: lock(&self.sinks)
+                .iter()
+                .map(|((sink, outcome), n)| (sink.clone(), outcome.as_str(), *n))
+                .collect(),
+            sink_queues: lock(&self.sink_queues)
+                .iter()
+                .map(|(s, n)| (s.clone(), *n))
+                .collect(),
+            open_connections: lock(&self.open_connections)
+                .iter()
+                .map(|(l, n)| (l.clone(), *n))
+                .collect(),
+            rejections: lock(&self.rejections)
+                .iter()
+                .map(|(r, n)| (r.as_str(), *n))
+                .collect(),
+        }
     }
 
     /// Appends the self-metrics to a `/metrics` body, families in a fixed

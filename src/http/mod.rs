@@ -4,9 +4,12 @@
 //!
 //! | Method | Path | What |
 //! |---|---|---|
-//! | GET | `/` | landing page with links |
+//! | GET | `/` | the web UI's apps page ([`ui`]) |
 //! | GET | `/metrics` | every app's metrics merged, plus self-metrics: text 0.0.4, OpenMetrics or delimited protobuf by `Accept` ([`negotiate`]); gzip when accepted |
-//! | GET | `/apps` | sources: text table (default), JSON (`?format=json` or `Accept: application/json`), HTML (`Accept: text/html`) |
+//! | GET | `/apps` | sources: text table (default; `?wide=1`: errors whole), JSON (`?format=json` or `Accept: application/json`), the UI's apps page (`Accept: text/html`) |
+//! | GET | `/apps/<name>` | one app's page: families, series, push and poll facts (any name, percent-encoded) |
+//! | POST, DELETE | `/apps/<name>` | deletes a pushed app; only with the admin API enabled (403 otherwise) |
+//! | GET | `/status` | status page: build, uptime, listeners, configuration, reload, snapshot, sinks (`?format=json`) |
 //! | POST | `/register` | self-registration of an exporter (JSON), or a heartbeat |
 //! | GET | `/register` | the registrations (JSON) |
 //! | DELETE | `/register/<id>` | removes a registration |
@@ -26,6 +29,7 @@ pub mod auth;
 pub mod negotiate;
 pub mod pushgw;
 pub mod serve;
+pub mod ui;
 pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +70,11 @@ pub struct HttpState {
     pub registrar: Option<Arc<Registrar>>,
     /// Where `POST /-/reload` sends its requests (`None`: reload disabled).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
+    /// Whether admin endpoints (deleting apps from the UI) are enabled
+    /// (`[exporter] enable_admin_api`, `--web.enable-admin-api`).
+    pub admin_api: bool,
+    /// Start time, effective config and page cache of the web UI.
+    pub ui: Arc<ui::UiState>,
 }
 
 /// Builds the router.
@@ -76,9 +85,16 @@ pub fn router(state: HttpState) -> Router {
         .and_then(|r| r.compat())
         .map(|c| c.path.clone());
     let router = Router::new()
-        .route("/", get(index))
+        .route("/", get(ui::apps_page))
         .route("/metrics", get(metrics))
         .route("/apps", get(apps))
+        .route(
+            "/apps/{*name}",
+            get(ui::app_page)
+                .post(ui::app_delete)
+                .delete(ui::app_delete),
+        )
+        .route("/status", get(ui::status_page))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload))
@@ -235,14 +251,6 @@ async fn ready(State(s): State<HttpState>) -> Response {
     }
 }
 
-async fn index() -> Response {
-    let html = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>exporter-proxy</title></head>\n<body>\n<h1>exporter-proxy {}</h1>\n<p>A metrics multiplexer: applications push, one port serves.</p>\n<ul>\n<li><a href=\"metrics\">/metrics</a>: all metrics, merged</li>\n<li><a href=\"apps\">/apps</a>: sources, last update and status (<a href=\"apps?format=json\">JSON</a>)</li>\n<li><a href=\"-/healthy\">/-/healthy</a>, <a href=\"-/ready\">/-/ready</a></li>\n</ul>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
-}
-
 /// Whether the client accepts gzip: an explicit `gzip` coding with a
 /// non-zero weight, or else a `*` with a non-zero weight (RFC 9110 §12.5.3).
 fn accepts_gzip(headers: &HeaderMap) -> bool {
@@ -368,6 +376,8 @@ impl http_body::Body for ChunksBody {
 #[derive(Debug, Deserialize)]
 struct AppsQuery {
     format: Option<String>,
+    /// `?wide=1`: error texts whole in the text table.
+    wide: Option<String>,
 }
 
 /// The JSON view of one app.
@@ -404,9 +414,11 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 async fn apps(
     State(s): State<HttpState>,
     Query(q): Query<AppsQuery>,
+    filter: Query<ui::apps::Filter>,
     headers: HeaderMap,
 ) -> Response {
-    let apps = s.store.apps();
+    let snap = s.ui.apps(&s.store);
+    let apps = &snap.current();
     let now = Utc::now();
     let accept = headers
         .get(ACCEPT)
@@ -446,14 +458,20 @@ async fn apps(
         }
         "html" => (
             [(CONTENT_TYPE, "text/html; charset=utf-8")],
-            apps_html(&apps, now),
+            ui::apps::render(&snap, now, &filter.0, "./"),
         )
             .into_response(),
-        "text" => (
-            [(CONTENT_TYPE, "text/plain; charset=utf-8")],
-            apps_table(&apps, now),
-        )
-            .into_response(),
+        "text" => {
+            let wide = q
+                .wide
+                .as_deref()
+                .is_some_and(|w| !matches!(w, "" | "0" | "false"));
+            (
+                [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+                apps_table(apps, now, wide),
+            )
+                .into_response()
+        }
         other => (
             StatusCode::BAD_REQUEST,
             format!("unknown format {other:?}: use text, json or html\n"),
@@ -479,7 +497,19 @@ fn human(d: std::time::Duration) -> String {
     humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
 }
 
-fn row(a: &AppInfo) -> [String; 9] {
+/// Characters of an error text in the text table (without `?wide=1`,
+/// which also drops the error's time): with the other columns of a
+/// typical row this stays within a 180-column terminal.
+pub const TABLE_ERROR_CHARS: usize = 40;
+
+fn row(a: &AppInfo, wide: bool) -> [String; 9] {
+    let error = |e: &str| {
+        if wide {
+            e.to_owned()
+        } else {
+            ui::shorten(e, TABLE_ERROR_CHARS).0
+        }
+    };
     [
         a.name.clone(),
         a.last_update
@@ -491,8 +521,8 @@ fn row(a: &AppInfo) -> [String; 9] {
         a.ttl.describe(),
         a.expires_in.map(human).unwrap_or_default(),
         match (&a.last_error, a.last_error_time) {
-            (Some(e), Some(t)) => format!("{t}: {e}"),
-            (Some(e), None) => e.clone(),
+            (Some(e), Some(t)) if wide => format!("{t}: {e}"),
+            (Some(e), _) => error(e),
             _ => String::new(),
         },
     ]
@@ -505,14 +535,15 @@ const ORIGINAL_STYLE: TableStyle =
 
 /// The original's layout: an outer one-column table holding a "Current
 /// time" row and the inner table of apps, with a border between every row.
-pub fn apps_table(apps: &[AppInfo], now: DateTime<Utc>) -> String {
+/// Error texts are shortened to [`TABLE_ERROR_CHARS`] unless `wide`.
+pub fn apps_table(apps: &[AppInfo], now: DateTime<Utc>, wide: bool) -> String {
     use comfy_table::Table;
 
     let mut inner = Table::new();
     inner.load_style(ORIGINAL_STYLE);
     inner.add_row(COLUMNS);
     for a in apps {
-        inner.add_row(row(a));
+        inner.add_row(row(a, wide));
     }
     let mut outer = Table::new();
     outer.load_style(ORIGINAL_STYLE);
@@ -520,41 +551,6 @@ pub fn apps_table(apps: &[AppInfo], now: DateTime<Utc>) -> String {
     outer.add_row([inner.to_string()]);
     let mut s = outer.to_string();
     s.push('\n');
-    s
-}
-
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn apps_html(apps: &[AppInfo], now: DateTime<Utc>) -> String {
-    let mut s = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>exporter-proxy: apps</title>\n<style>table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px;text-align:left}}.rejected,.down{{color:#b00}}</style></head>\n<body>\n<h1>Apps</h1>\n<p>Current time: {}</p>\n<table>\n<tr>",
-        html_escape(&now.to_string())
-    );
-    for c in COLUMNS {
-        s.push_str(&format!("<th>{c}</th>"));
-    }
-    s.push_str("</tr>\n");
-    for a in apps {
-        s.push_str(&format!("<tr class=\"{}\">", a.status()));
-        for cell in row(a) {
-            s.push_str(&format!("<td>{}</td>", html_escape(&cell)));
-        }
-        s.push_str("</tr>\n");
-    }
-    s.push_str("</table>\n<p><a href=\"./\">home</a> · <a href=\"apps?format=json\">JSON</a></p>\n</body></html>\n");
     s
 }
 

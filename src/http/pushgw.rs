@@ -310,9 +310,7 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     };
     let app = key.app_name();
     if method == Method::DELETE {
-        let existed = s.store.remove(&app);
-        lock(&api.failures).remove(&app);
-        info!(app = %app, existed, "group deleted");
+        delete_app(&s, &app);
         return StatusCode::ACCEPTED.into_response();
     }
     let (parts, body) = req.into_parts();
@@ -363,6 +361,18 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
             error(code, msg)
         }
     }
+}
+
+/// Removes an app (a group, or any pushed app) and its push-failure record;
+/// the delete path of the push API and of the web UI. Returns whether it
+/// existed.
+pub fn delete_app(s: &HttpState, app: &str) -> bool {
+    let existed = s.store.remove(app);
+    if let Some(api) = &s.push_api {
+        lock(&api.failures).remove(app);
+    }
+    info!(app = %app, existed, "app deleted");
+    existed
 }
 
 /// Validates and applies one push; on failure records the failure time.

@@ -38,6 +38,8 @@ fn state(ready: bool) -> HttpState {
         max_push_bytes: crate::ingest::config::DEFAULT_MAX_PUSH_BYTES as usize,
         registrar: None,
         reload: None,
+        admin_api: false,
+        ui: ui::UiState::new(None),
     }
 }
 
@@ -262,11 +264,12 @@ async fn index_links_the_endpoints() {
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     let html = r.text();
     for link in [
-        "href=\"metrics\"",
-        "href=\"apps\"",
-        "href=\"apps?format=json\"",
-        "href=\"-/healthy\"",
-        "href=\"-/ready\"",
+        "href=\"./metrics\"",
+        "href=\"./apps\"",
+        "href=\"./status\"",
+        "href=\"./apps?format=json\"",
+        "href=\"./-/healthy\"",
+        "href=\"./-/ready\"",
     ] {
         assert!(html.contains(link), "{link} missing:\n{html}");
     }
@@ -336,24 +339,30 @@ fn two_apps() -> Vec<AppInfo> {
 }
 
 const TWO_APPS_TABLE: &str = "\
-+-------------------------------------------------------------------------------------------------------------------------------------------------------+
-| Current time: 2022-05-22 23:51:52.939898700 UTC                                                                                                       |
-+-------------------------------------------------------------------------------------------------------------------------------------------------------+
-| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+--------------------------------------+ |
-| | App Name | Last Update Time (UTC)         | Source         | Kind | Series | Status   | TTL   | Expires In | Last Error                           | |
-| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+--------------------------------------+ |
-| | app_a    | 2022-05-22 23:51:47.970724 UTC | /tmp/s.sock    | push | 3      | ok       | 5m    | 4m 59s     |                                      | |
-| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+--------------------------------------+ |
-| | b        | 2022-05-22 23:51:40 UTC        | 127.0.0.1:6554 | poll | 12     | rejected | never |            | 2022-05-22 23:51:50 UTC: line 2: bad | |
-| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+--------------------------------------+ |
-+-------------------------------------------------------------------------------------------------------------------------------------------------------+
++------------------------------------------------------------------------------------------------------------------------------+
+| Current time: 2022-05-22 23:51:52.939898700 UTC                                                                              |
++------------------------------------------------------------------------------------------------------------------------------+
+| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+-------------+ |
+| | App Name | Last Update Time (UTC)         | Source         | Kind | Series | Status   | TTL   | Expires In | Last Error  | |
+| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+-------------+ |
+| | app_a    | 2022-05-22 23:51:47.970724 UTC | /tmp/s.sock    | push | 3      | ok       | 5m    | 4m 59s     |             | |
+| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+-------------+ |
+| | b        | 2022-05-22 23:51:40 UTC        | 127.0.0.1:6554 | poll | 12     | rejected | never |            | line 2: bad | |
+| +----------+--------------------------------+----------------+------+--------+----------+-------+------------+-------------+ |
++------------------------------------------------------------------------------------------------------------------------------+
 ";
 
 #[test]
 fn apps_table_golden() {
     let now = time(1_653_263_512, 939_898_700);
-    let table = apps_table(&two_apps(), now);
+    let table = apps_table(&two_apps(), now, false);
     assert_eq!(table, TWO_APPS_TABLE);
+    // Wide: the error with its time, whole.
+    let wide = apps_table(&two_apps(), now, true);
+    assert!(
+        wide.contains("| 2022-05-22 23:51:50 UTC: line 2: bad |"),
+        "{wide}"
+    );
 
     // The same layout, checked structurally: the original's table had a
     // border between every row, inner and outer.
@@ -403,7 +412,7 @@ fn apps_table_golden() {
 #[test]
 fn apps_table_without_apps_has_the_header_row_only() {
     assert_eq!(
-        apps_table(&[], time(0, 0)),
+        apps_table(&[], time(0, 0), false),
         "\
 +---------------------------------------------------------------------------------------------------------+
 | Current time: 1970-01-01 00:00:00 UTC                                                                   |
@@ -534,13 +543,16 @@ async fn apps_html_escapes() {
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
         let html = r.text();
         assert!(
-            html.contains("<td>&lt;script&gt;&amp;&quot;x&quot;</td>"),
+            html.contains(">&lt;script&gt;&amp;&quot;x&quot;</a></td>"),
             "{html}"
         );
-        assert!(html.contains("<td>src&lt;1&gt;</td>"), "{html}");
-        assert!(!html.contains("<script>"), "{html}");
-        assert!(html.contains("<th>App Name</th>"), "{html}");
-        assert!(html.contains("<tr class=\"ok\">"), "{html}");
+        assert!(html.contains(">src&lt;1&gt;</td>"), "{html}");
+        assert!(!html.contains("<script>&"), "{html}");
+        assert!(html.contains(">App ▲</a></th>"), "{html}");
+        assert!(
+            html.contains("<span class=\"badge s-ok\">ok</span>"),
+            "{html}"
+        );
     }
 }
 

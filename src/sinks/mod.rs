@@ -260,6 +260,7 @@ async fn produce(
                 }
                 q.push_back(b);
             }
+            m.set_sink_queue(&config.name, q.len());
         }
         if dropped > 0 {
             warn!(sink = %config.name, samples = dropped, "sink queue full: dropped the oldest samples");
@@ -278,7 +279,12 @@ async fn send_loop(
     shutdown: CancellationToken,
 ) {
     loop {
-        let next = lock(&queue.bodies).pop_front();
+        let next = {
+            let mut q = lock(&queue.bodies);
+            let next = q.pop_front();
+            store.metrics().set_sink_queue(&config.name, q.len());
+            next
+        };
         let Some(body) = next else {
             tokio::select! {
                 _ = shutdown.cancelled() => return,

@@ -90,7 +90,8 @@ async fn apps_text_json_and_html() {
         Some("text/html; charset=utf-8")
     );
     let h = html.body_string();
-    assert!(h.contains("<td>web&lt;1&gt;</td>"), "escaped: {h}");
+    assert!(h.contains(">web&lt;1&gt;</a></td>"), "escaped: {h}");
+    assert!(!h.contains("web<1>"), "escaped: {h}");
     assert_eq!(get(app.http, "/apps?format=yaml").await.status, 400);
     app.stop().await;
 }
@@ -100,7 +101,7 @@ async fn landing_health_404_405_head() {
     let app = TestApp::start().await;
     let index = get(app.http, "/").await;
     assert_eq!(index.status, 200);
-    assert!(index.body_string().contains("href=\"metrics\""));
+    assert!(index.body_string().contains("href=\"./metrics\""));
     assert_eq!(get(app.http, "/-/healthy").await.status, 200);
     assert_eq!(get(app.http, "/-/ready").await.body_string(), "OK\n");
     let missing = get(app.http, "/nope").await;

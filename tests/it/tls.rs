@@ -21,10 +21,10 @@ use crate::support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_exporter-proxy");
 
 /// Certificates and keys in a temp dir.
-struct Pki {
-    dir: tempfile::TempDir,
+pub(crate) struct Pki {
+    pub(crate) dir: tempfile::TempDir,
     /// The server CA (what clients trust).
-    ca: PathBuf,
+    pub(crate) ca: PathBuf,
     /// The client CA (what the server trusts for client certificates).
     client_ca: PathBuf,
     /// A client certificate and key signed by the client CA (PEM, both).
@@ -55,7 +55,7 @@ fn leaf(names: &[&str], issuer: &Issuer<'_, KeyPair>, client: bool) -> (String, 
     (cert.pem(), key.serialize_pem())
 }
 
-fn pki() -> Pki {
+pub(crate) fn pki() -> Pki {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
         let p = dir.path().join(name);
@@ -83,18 +83,19 @@ fn pki() -> Pki {
 
 impl Pki {
     /// Writes `web.yml` with `text` and returns its path.
-    fn web_config(&self, text: &str) -> PathBuf {
+    pub(crate) fn web_config(&self, text: &str) -> PathBuf {
         let p = self.dir.path().join("web.yml");
         std::fs::write(&p, text).unwrap();
         p
     }
 }
 
-const TLS: &str = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+pub(crate) const TLS: &str =
+    "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
 
 /// A proxy with the web config `web`. Not waiting for `/-/ready`: the
 /// listeners are bound, requests queue until the server runs.
-async fn start_with_web(web: &Path, receiver_extra: &str) -> TestApp {
+pub(crate) async fn start_with_web(web: &Path, receiver_extra: &str) -> TestApp {
     TestApp::launch(
         &format!("web_config_file = \"{}\"", web.display()),
         receiver_extra,
@@ -347,7 +348,7 @@ async fn tcp_receivers_refuse_peers_outside_allowed_networks() {
 }
 
 /// Runs the binary; returns (exit code, stdout, stderr).
-async fn run_bin(args: Vec<String>) -> (i32, String, String) {
+pub(crate) async fn run_bin(args: Vec<String>) -> (i32, String, String) {
     let out = tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output())
         .await
         .unwrap()

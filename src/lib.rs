@@ -8,7 +8,7 @@
 //! Layout (see `ARCHITECTURE.md`):
 //!
 //! * [`config`]: TOML → validated [`config::Config`] (pure).
-//! * [`exposition`]: the text-format parser and encoder, OpenMetrics input (pure).
+//! * [`exposition`]: the text-format parser and encoder (pure).
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
 //! * [`collect`]: config-driven API collectors (steps, mappings).

@@ -13,7 +13,7 @@
 //! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
 //! * [`collect`]: config-driven API collectors (steps, mappings).
-//! * [`poll`]: polling other exporters, the job scheduler, self-registration.
+//! * [`poll`]: polling other exporters, self-registration, service discovery.
 //! * [`providers`]: built-in self-service-portal balance collectors.
 //! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints, the web UI.
 //! * [`pushgw`]: the Pushgateway-compatible push API.

@@ -486,3 +486,46 @@ fn families_without_samples_keep_their_metadata() {
         "# HELP a_total Help.\n# TYPE a_total counter\n# TYPE s gauge\n",
     );
 }
+
+/// Mutations of valid bodies: never a panic, and whatever is accepted
+/// converts to 0.0.4 text that parses.
+#[test]
+fn mutated_bodies_are_refused_or_convert_to_valid_text() {
+    let bodies = [
+        "# TYPE c counter\n# HELP c Help \\\" \\z.\nc_total{a=\"x\\\\y\"} 1 1.5 # {id=\"t\"} 2 3\nc_created 1\n# EOF\n",
+        "# TYPE h histogram\nh_bucket{le=\"-1\"} 0\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_created 5\n# EOF\n",
+        "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n# TYPE i info\ni_info{v=\"1\"} 1\n# EOF\n",
+        "# TYPE g gaugehistogram\ng_bucket{le=\"+Inf\"} 1\ng_gcount 1\ng_gsum 2\n# TYPE st stateset\nst{st=\"a\"} 1\n# EOF\n",
+        "a{x=\"1\"} 1 1\na{x=\"1\"} 2 2\n# TYPE u_s unknown\n# UNIT u_s s\nu_s 3\n# EOF\n",
+    ];
+    let alphabet = b" \n#{}\",=\\_a1.-+eE:TYPEHLPUNI\tq0";
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for body in bodies {
+        openmetrics_to_text(body).unwrap_or_else(|e| panic!("{body:?}: {e}"));
+        for _ in 0..2000 {
+            let mut t = body.as_bytes().to_vec();
+            for _ in 0..(next() % 3 + 1) {
+                let i = (next() as usize) % t.len();
+                let b = alphabet[(next() as usize) % alphabet.len()];
+                match next() % 3 {
+                    0 => t[i] = b,
+                    1 => {
+                        t.remove(i);
+                    }
+                    _ => t.insert(i, b),
+                }
+            }
+            let text = String::from_utf8(t).expect("ASCII edits of ASCII");
+            if let Ok(out) = openmetrics_to_text(&text) {
+                parse(&out, &ParseLimits::default())
+                    .unwrap_or_else(|e| panic!("{text:?} became {out:?}, refused: {e}"));
+            }
+        }
+    }
+}

@@ -80,6 +80,12 @@ export EXPORTER_PROXY_TEST_PYTHON="$PWD/$venv/bin/python"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "== imports point down the layers (ARCHITECTURE.md, Layers)"
+python3 scripts/check_layers.py
+
+echo "== no file over 1,200 lines, no function over 150 (outside tests and generated code)"
+python3 scripts/check_sizes.py
+
 echo "== cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 

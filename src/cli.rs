@@ -206,7 +206,7 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
 }
 
 /// One HTTP(S) request through reqwest; returns the status and the body
-/// (at most [`MAX_REPLY`] bytes). The error names the URL and the cause
+/// (at most `MAX_REPLY` bytes). The error names the URL and the cause
 /// chain, never the password.
 pub fn http(
     options: &HttpOptions,

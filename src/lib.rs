@@ -5,28 +5,24 @@
 //! replaces that application's set; everything is served merged, as one
 //! valid exposition, on one HTTP port.
 //!
-//! Layout (see `ARCHITECTURE.md`):
+//! Layout, by layer from the top (see `ARCHITECTURE.md`; imports point
+//! down, checked by `scripts/check_layers.py`):
 //!
-//! * [`config`]: TOML → validated [`config::Config`] (pure).
-//! * [`exposition`]: the text-format parser and encoder, protobuf and
-//!   OpenMetrics output (pure).
-//! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
-//! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC).
-//! * [`collect`]: config-driven API collectors (steps, mappings).
+//! * [`app`]: bind everything, run, reload, shut down; [`cli`]: the `push`
+//!   and `apps` client subcommands; [`healthcheck`]: container health checks.
+//! * [`http`]: the HTTP port: `/metrics`, `/apps`, the push API, `/register`,
+//!   health, the web UI, TLS and basic auth, the accept loop.
+//! * [`config`]: walks the TOML and assembles the subsystems' own config types.
 //! * [`poll`]: polling other exporters, self-registration, service discovery.
-//! * [`providers`]: built-in self-service-portal balance collectors.
-//! * [`http`]: `/metrics`, `/apps`, `/register`, health endpoints, the web UI.
-//! * [`pushgw`]: the Pushgateway-compatible push API.
-//! * [`sinks`]: forwarding to remote write and InfluxDB.
-//! * [`persist`]: the snapshot file.
+//! * [`ingest`]: receivers (accept loop, JSON/capnp codec, Unix sockets, RPC);
+//!   [`collect`]: config-driven API collectors; [`providers`]: portal balance
+//!   collectors; [`sinks`]: remote write and InfluxDB; [`persist`]: the
+//!   snapshot file.
+//! * [`outbound`]: the scheduler and everything outbound HTTP jobs share.
+//! * [`store`]: app → metrics map, atomic replace, cross-app checks, cached render.
 //! * [`telemetry`]: self-metrics and logging.
-//! * [`web`]: TLS and basic auth of the HTTP port (Prometheus web config
-//!   file), and the HTTP(S) accept loop.
-//! * [`netacl`]: allowed networks of the TCP receivers (pure).
-//! * [`activation`]: sockets handed over by systemd.
-//! * [`app`]: bind everything, run, shut down.
-//! * [`cli`]: the `push` and `apps` client subcommands.
-//! * [`healthcheck`]: the `healthcheck` subcommand (container health checks).
+//! * Leaves: [`exposition`] (parser and encoders, pure), [`secret`],
+//!   [`netacl`], [`ttl`], [`units`], [`fsutil`], [`activation`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -84,6 +84,14 @@ def main() -> int:
                     f"src/{rel}:{line}: crate::{other} (layer {LAYER_OF[other]}) "
                     f"used from {me} (layer {LAYER_OF[me]}): imports must point down"
                 )
+    # Only the outbound layer builds HTTP clients (ARCHITECTURE.md, Layers).
+    for f in sorted(src.rglob("*.rs")):
+        rel = f.relative_to(src)
+        if rel.parts[0] in ("outbound", "bin") or rel.name == "tests.rs":
+            continue
+        for i, line in enumerate(f.read_text().split("\n")):
+            if "Client::builder(" in line and not line.lstrip().startswith("//"):
+                problems.append(f"src/{rel}:{i + 1}: builds an HTTP client: use outbound::build_client")
     for p in problems:
         print(p)
     if problems:

@@ -216,18 +216,12 @@ pub fn http(
 ) -> Result<(u16, String), String> {
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("{method:?} is not an HTTP method"))?;
-    let mut builder = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .tls_danger_accept_invalid_certs(options.insecure);
-    if let Some(ca) = &options.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", ca.display()))?;
-        builder = builder.tls_certs_only(certs);
-    }
-    let client = builder
-        .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))?;
+    let client = crate::outbound::build_client(&crate::outbound::ClientOptions {
+        ca_file: options.ca_file.as_deref().map(|p| (p, "--ca-file")),
+        insecure_skip_verify: options.insecure,
+        timeout: Some(TIMEOUT),
+        ..crate::outbound::ClientOptions::default()
+    })?;
     let mut request = client
         .request(method, url)
         .header(

@@ -28,18 +28,12 @@ pub struct Check<'a> {
 
 /// Runs the check: `Ok(message)` on 200, `Err(message)` otherwise.
 pub fn run(check: &Check<'_>) -> Result<String, String> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(check.timeout)
-        .danger_accept_invalid_certs(check.insecure);
-    if let Some(ca) = check.ca_file {
-        let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", ca.display()))?;
-        builder = builder.tls_certs_only(certs);
-    }
-    let client = builder
-        .build()
-        .map_err(|e| format!("building the client: {e}"))?;
+    let client = crate::outbound::build_client(&crate::outbound::ClientOptions {
+        ca_file: check.ca_file.map(|p| (p, "--ca-file")),
+        insecure_skip_verify: check.insecure,
+        timeout: Some(check.timeout),
+        ..crate::outbound::ClientOptions::default()
+    })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -22,6 +22,7 @@
 //! in label values, repeated series) to [`parse()`].
 
 mod lex;
+pub(super) use lex::is_decimal_float;
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};

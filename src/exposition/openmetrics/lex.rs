@@ -262,36 +262,8 @@ pub(super) fn parse_number(s: &str) -> Option<f64> {
 /// A real number (no Inf or NaN), finite: timestamps, bucket bounds, quantiles.
 pub(super) fn parse_timestamp(s: &str) -> Option<f64> {
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let b = unsigned.as_bytes();
-    let digits = |from: usize| {
-        b[from..]
-            .iter()
-            .position(|c| !c.is_ascii_digit())
-            .map_or(b.len(), |i| from + i)
-    };
-    let int_end = digits(0);
-    let mut pos = int_end;
-    let mut mantissa = int_end;
-    if b.get(pos) == Some(&b'.') {
-        let frac_end = digits(pos + 1);
-        mantissa += frac_end - pos - 1;
-        pos = frac_end;
-    }
-    if mantissa == 0 {
-        return None;
-    }
-    if matches!(b.get(pos), Some(b'e' | b'E')) {
-        pos += 1;
-        if matches!(b.get(pos), Some(b'+' | b'-')) {
-            pos += 1;
-        }
-        let exp_end = digits(pos);
-        if exp_end == pos {
-            return None;
-        }
-        pos = exp_end;
-    }
-    if pos != b.len() {
+    // The same decimal syntax as the text format's.
+    if !crate::exposition::parse::is_decimal_float(unsigned) {
         return None;
     }
     s.parse::<f64>().ok().filter(|v| v.is_finite())

@@ -246,7 +246,7 @@ pub(super) fn parse_float(tok: &str, need_value: bool) -> Result<(f64, &str), St
 
 /// `digits [. digits] [e [sign] digits]` with at least one mantissa digit, or
 /// `. digits [...]`.
-pub(super) fn is_decimal_float(s: &str) -> bool {
+pub(in crate::exposition) fn is_decimal_float(s: &str) -> bool {
     let b = s.as_bytes();
     let digits = |from: usize| {
         b[from..]

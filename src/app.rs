@@ -202,6 +202,9 @@ struct Running {
     tracker: TaskTracker,
     abort: CancellationToken,
     shutdown: CancellationToken,
+    /// Bytes held by pushes in progress, shared by every listener (sized
+    /// at start-up).
+    budget: ingest::budget::ByteBudget,
     receivers: Vec<RunningReceiver>,
     rpc: Option<(
         CancellationToken,
@@ -257,8 +260,14 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
         "limits.max_push_bytes",
     );
     check(
-        old.push_api == new.push_api && old.push_api_ttl == new.push_api_ttl,
+        old.push_api == new.push_api
+            && old.push_api_ttl == new.push_api_ttl
+            && old.gates.push_api_networks == new.gates.push_api_networks,
         "push_api",
+    );
+    check(
+        old.limits.max_inflight_push_bytes == new.limits.max_inflight_push_bytes,
+        "limits.max_inflight_push_bytes",
     );
     check(old.sinks == new.sinks, "sinks");
     check(old.persistence == new.persistence, "persistence");
@@ -280,7 +289,7 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 impl Running {
-    fn ctx(&self, rc: &ReceiverConfig, config: &Config) -> Ctx {
+    fn ctx(&self, rc: &ReceiverConfig, config: &Config, stop: &CancellationToken) -> Ctx {
         Ctx {
             listener: Arc::from(rc.name.as_str()),
             format: rc.format,
@@ -289,6 +298,8 @@ impl Running {
             abort: self.abort.clone(),
             ttl: rc.ttl,
             allowed_networks: config.allowed_networks.clone().map(Arc::new),
+            budget: self.budget.clone(),
+            stop: stop.clone(),
         }
     }
 
@@ -302,7 +313,7 @@ impl Running {
         let stop = self.shutdown.child_token();
         let task = self.tracker.spawn(ingest::serve(
             listener,
-            self.ctx(&rc, config),
+            self.ctx(&rc, config, &stop),
             rc.max_connections,
             stop.clone(),
             self.tracker.clone(),
@@ -322,25 +333,29 @@ impl Running {
     ) -> anyhow::Result<()> {
         let Some(rc) = &config.rpc else { return Ok(()) };
         let stop = self.shutdown.child_token();
-        let thread = ingest::rpc::spawn(
-            listener,
-            self.store.clone(),
-            rc.max_connections,
-            config.limits.max_push_bytes,
-            rc.ttl,
-            config.allowed_networks.clone().map(Arc::new),
-            stop.clone(),
-        )?;
+        let settings = ingest::rpc::RpcSettings {
+            max_connections: rc.max_connections,
+            limits: config.limits.clone(),
+            ttl: rc.ttl,
+            allowed_networks: config.allowed_networks.clone().map(Arc::new),
+            budget: self.budget.clone(),
+        };
+        let thread = ingest::rpc::spawn(listener, self.store.clone(), settings, stop.clone())?;
         self.rpc = Some((stop, thread));
         Ok(())
     }
 
     fn spawn_http(&mut self, listener: TcpListener) {
         let stop = self.shutdown.child_token();
+        let limits = crate::http::serve::ServeLimits {
+            max_connections: self.config.gates.max_http_connections,
+            header_timeout: self.config.limits.read_timeout,
+        };
         let task = tokio::spawn(crate::http::serve::serve(
             listener,
             self.router.clone(),
             self.tls.clone(),
+            limits,
             stop.clone(),
         ));
         self.http.push((stop, task));
@@ -631,12 +646,18 @@ pub async fn run_with_store(
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
-        push_api: config
-            .push_api
-            .then(|| Arc::new(crate::http::pushgw::PushApi::new(config.push_api_ttl))),
+        push_api: config.push_api.then(|| {
+            Arc::new(crate::http::pushgw::PushApi::with_gates(
+                config.push_api_ttl,
+                config.gates.push_api_networks.clone(),
+                config.limits.read_timeout,
+            ))
+        }),
         max_push_bytes: config.limits.max_push_bytes,
         registrar,
         reload: Some(reload_tx),
+        lifecycle: config.gates.lifecycle,
+        admin_api: config.gates.admin_api,
     });
     let router = match &bound.web.basic_auth {
         Some(auth) => crate::http::auth::layer(router, auth.clone()),
@@ -648,6 +669,7 @@ pub async fn run_with_store(
         tracker: tracker.clone(),
         abort: abort.clone(),
         shutdown: shutdown.clone(),
+        budget: ingest::budget::ByteBudget::new(config.limits.max_inflight_push_bytes),
         receivers: Vec::new(),
         rpc: None,
         http: Vec::new(),

@@ -41,6 +41,16 @@ pub const DEFAULT_MAX_APPS: u64 = 10_000;
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a client may stay silent before we give up on it.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default silence allowed between two Cap'n Proto messages on one
+/// connection: the original kept such connections forever, and clients
+/// push every 10-60 s on one connection.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default budget of bytes held by pushes in progress: 16 full-size pushes
+/// at once, a few hundred MiB, whatever the number of slow senders.
+pub const DEFAULT_MAX_INFLIGHT_PUSH_BYTES: u64 = 256 * 1024 * 1024;
+/// Default number of connections waiting for a slot per listener: a burst
+/// of cron jobs starting on the same minute; each holds one descriptor.
+pub const DEFAULT_MAX_QUEUED_CONNECTIONS: u64 = 4096;
 /// Default time granted to in-flight connections after SIGTERM.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The original's default and documented maximum for `concurrent_requests`.
@@ -91,6 +101,8 @@ pub struct Config {
     pub collectors: Vec<crate::collect::CollectorConfig>,
     /// `[providers]`: self-service-portal balance collectors, when set.
     pub providers: Option<ProvidersConfig>,
+    /// Who may use the HTTP port's write endpoints, and its connection cap.
+    pub gates: crate::http::gates::Gates,
 }
 
 /// `[providers]`: the ssp-exporter provider file and how it is run.
@@ -196,6 +208,14 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// Maximum silence between two reads.
     pub idle_timeout: Duration,
+    /// Maximum silence between two complete Cap'n Proto messages of a
+    /// stream or RPC connection (`None`: never closed for idleness).
+    pub stream_idle_timeout: Option<Duration>,
+    /// Bytes held by all pushes being received at once, across listeners.
+    pub max_inflight_push_bytes: usize,
+    /// Connections waiting for a slot over `concurrent_requests`, per
+    /// listener; beyond this they are refused at once.
+    pub max_queued_connections: usize,
 }
 
 impl Default for Limits {
@@ -206,6 +226,9 @@ impl Default for Limits {
             max_apps: DEFAULT_MAX_APPS as usize,
             read_timeout: DEFAULT_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            max_inflight_push_bytes: DEFAULT_MAX_INFLIGHT_PUSH_BYTES as usize,
+            max_queued_connections: DEFAULT_MAX_QUEUED_CONNECTIONS as usize,
         }
     }
 }
@@ -629,6 +652,22 @@ impl<'t> Section<'t> {
     }
 }
 
+/// A list of CIDR networks (`allowed_networks` keys).
+fn networks(v: &Value) -> Result<crate::netacl::AllowedNetworks, String> {
+    let arr = v
+        .as_array()
+        .ok_or_else(|| expected("an array of networks such as [\"127.0.0.0/8\"]", v))?;
+    let entries = arr
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.as_str()
+                .ok_or_else(|| format!("element {i}: {}", expected("a string", e)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::netacl::AllowedNetworks::parse(&entries)
+}
+
 fn expected(what: &str, v: &Value) -> String {
     format!("expected {what}, found {}", v.type_str())
 }
@@ -675,6 +714,11 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         .duration("stale_check_interval", cx, false)
         .unwrap_or(Duration::from_secs(1));
     let web_config_file = exporter.string("web_config_file", cx).map(PathBuf::from);
+    let enable_lifecycle = exporter.bool("enable_lifecycle", cx);
+    let enable_admin_api = exporter.bool("enable_admin_api", cx);
+    let max_http_connections = exporter
+        .int("max_http_connections", cx, 1, 1 << 20)
+        .map(|n| n as usize);
     exporter.finish(cx);
 
     let mut receiver = top.sub("receiver", cx);
@@ -692,20 +736,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         }
     }
     let default_mode = receiver.mode("unix_socket_mode", cx).unwrap_or(0o660);
-    let allowed_networks = receiver.get("allowed_networks", cx, |v| {
-        let arr = v
-            .as_array()
-            .ok_or_else(|| expected("an array of networks such as [\"127.0.0.0/8\"]", v))?;
-        let entries = arr
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                e.as_str()
-                    .ok_or_else(|| format!("element {i}: {}", expected("a string", e)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        crate::netacl::AllowedNetworks::parse(&entries)
-    });
+    let allowed_networks = receiver.get("allowed_networks", cx, networks);
 
     // master layout: one format for the flat listeners.
     let format = receiver.get("format", cx, |v| match v.as_str() {
@@ -840,10 +871,11 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
 
     let mut lim = top.sub("limits", cx);
     let defaults = Limits::default();
+    let max_push_bytes = lim
+        .size("max_push_bytes", cx)
+        .map_or(defaults.max_push_bytes, |n| n as usize);
     let limits = Limits {
-        max_push_bytes: lim
-            .size("max_push_bytes", cx)
-            .map_or(defaults.max_push_bytes, |n| n as usize),
+        max_push_bytes,
         max_series_per_app: lim
             .int("max_series_per_app", cx, 1, u32::MAX as u64)
             .map_or(defaults.max_series_per_app, |n| n as usize),
@@ -856,13 +888,40 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         idle_timeout: lim
             .duration("idle_timeout", cx, false)
             .unwrap_or(defaults.idle_timeout),
+        stream_idle_timeout: match lim.ttl("stream_idle_timeout", cx) {
+            Some(Ttl::Never) => None,
+            Some(Ttl::After(d)) => Some(d),
+            None => defaults.stream_idle_timeout,
+        },
+        max_inflight_push_bytes: lim.size("max_inflight_push_bytes", cx).map_or(
+            // At least one full-size push, whatever `max_push_bytes` says.
+            defaults.max_inflight_push_bytes.max(max_push_bytes),
+            |n| n as usize,
+        ),
+        max_queued_connections: lim
+            .int("max_queued_connections", cx, 0, 1 << 20)
+            .map_or(defaults.max_queued_connections, |n| n as usize),
     };
     lim.finish(cx);
+    if limits.max_inflight_push_bytes < limits.max_push_bytes {
+        cx.problems.push(format!(
+            "`limits.max_inflight_push_bytes`: {} is below `limits.max_push_bytes` ({}): a full-size push could never be received",
+            limits.max_inflight_push_bytes, limits.max_push_bytes
+        ));
+    }
 
     let mut push = top.sub("push_api", cx);
     let push_api = push.bool("enabled", cx).unwrap_or(true);
     let push_api_ttl = push.ttl("ttl", cx);
+    let push_api_networks = push.get("allowed_networks", cx, networks);
     push.finish(cx);
+    let gates = crate::http::gates::Gates {
+        lifecycle: enable_lifecycle.unwrap_or(false),
+        admin_api: enable_admin_api.unwrap_or(false),
+        push_api_networks: push_api_networks.unwrap_or_else(crate::http::gates::Gates::loopback),
+        max_http_connections: max_http_connections
+            .unwrap_or(crate::http::gates::DEFAULT_MAX_HTTP_CONNECTIONS),
+    };
 
     let sinks = build_sinks(&mut top, cx);
     let mut pers = top.sub("persistence", cx);
@@ -921,6 +980,7 @@ fn build(root: &Table, cx: &mut Cx) -> Option<Config> {
         web_config_file,
         allowed_networks,
         providers,
+        gates,
     })
 }
 

@@ -10,7 +10,11 @@
 //!   `instance=""` is added to series without an instance when the key has
 //!   none;
 //! * `PUT` replaces the group, `POST` replaces only the families in the
-//!   body, `DELETE` removes the group (202, also when it does not exist);
+//!   body, `DELETE` removes the group (202, also when it does not exist;
+//!   an app of another kind with that name is left alone);
+//! * `PUT`/`POST` only from `[push_api] allowed_networks` (default
+//!   loopback), `DELETE` only with the admin API enabled (see
+//!   [`super::gates`]); the body is read within `limits.read_timeout`;
 //! * bodies are text format 0.0.4, plain or `Content-Encoding: gzip`;
 //! * each group has `push_time_seconds` and `push_failure_time_seconds`;
 //! * an invalid body gets 400 with the reason and changes nothing but the
@@ -20,6 +24,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
@@ -31,6 +36,7 @@ use tracing::{info, warn};
 
 use super::HttpState;
 use crate::exposition;
+use crate::netacl::AllowedNetworks;
 use crate::store::{AppKind, Ingest, PushError, Ttl};
 use crate::telemetry::RejectReason;
 
@@ -39,23 +45,65 @@ const JOB: &str = "job";
 /// Listener name in self-metrics.
 const LISTENER: &str = "http";
 
-/// State of the push API: when each group last failed (for
+/// State of the push API: when each existing group last failed (for
 /// `push_failure_time_seconds`, which survives replacing pushes).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PushApi {
+    /// Only groups present in the store get an entry; entries of groups
+    /// that went away (expired) are pruned once the map outgrows the store.
     failures: Mutex<HashMap<String, f64>>,
     ttl: Option<Ttl>,
+    networks: AllowedNetworks,
+    body_timeout: Duration,
 }
 
 impl PushApi {
-    /// A push API whose groups get `ttl` (`None`: the store's default).
+    /// A push API whose groups get `ttl` (`None`: the store's default),
+    /// open to loopback peers, reading bodies within the default read timeout.
     pub fn new(ttl: Option<Ttl>) -> Self {
+        PushApi::with_gates(
+            ttl,
+            super::gates::Gates::loopback(),
+            crate::config::DEFAULT_READ_TIMEOUT,
+        )
+    }
+
+    /// A push API open to `networks`, reading a body within `body_timeout`.
+    pub fn with_gates(ttl: Option<Ttl>, networks: AllowedNetworks, body_timeout: Duration) -> Self {
         PushApi {
             failures: Mutex::default(),
             ttl,
+            networks,
+            body_timeout,
+        }
+    }
+
+    /// Entries of the failure map (for tests and self-checks).
+    pub fn failure_entries(&self) -> usize {
+        lock(&self.failures).len()
+    }
+
+    /// Notes a failure of the existing group `app`; drops the entries of
+    /// groups gone from the store when the map outgrows it.
+    fn record_failure(&self, store: &crate::store::Store, app: &str, now: f64) {
+        let mut failures = lock(&self.failures);
+        failures.insert(app.to_owned(), now);
+        let (apps, _) = store.counts();
+        if failures.len() > apps + FAILURE_MAP_SLACK {
+            let live: std::collections::HashSet<String> = store
+                .apps()
+                .into_iter()
+                .filter(|a| a.kind == AppKind::Gateway)
+                .map(|a| a.name)
+                .collect();
+            failures.retain(|k, _| live.contains(k));
         }
     }
 }
+
+/// Entries the failure map may hold beyond the store's app count before it
+/// is pruned (amortises the pruning's walk over the apps).
+const FAILURE_MAP_SLACK: usize = 64;
 
 /// A parsed grouping key: `job` first, then the path labels in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +143,8 @@ pub fn parse_grouping_path(rest: &str) -> Result<GroupingKey, String> {
         ));
     }
     let mut labels: Vec<(String, String)> = Vec::with_capacity(segments.len() / 2);
+    // A hash per name keeps a path of thousands of labels linear.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for pair in segments.chunks(2) {
         let raw_name = percent_decode(pair[0])?;
         let (name, b64) = match raw_name.strip_suffix("@base64") {
@@ -109,7 +159,7 @@ pub fn parse_grouping_path(rest: &str) -> Result<GroupingKey, String> {
         if !exposition::is_valid_label_name(&name) || name.starts_with("__") {
             return Err(format!("invalid label name {name:?} in the grouping key"));
         }
-        if labels.iter().any(|(k, _)| *k == name) {
+        if !seen.insert(name.clone()) {
             return Err(format!("label {name} appears twice in the grouping key"));
         }
         labels.push((name, value));
@@ -242,11 +292,25 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
             "the push API is disabled (set `push_api.enabled = true`)",
         );
     };
-    let peer = req
+    let peer_addr = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "http".to_owned(), |c| format!("http {}", c.0));
+        .map(|c| c.0);
+    let peer = peer_addr.map_or_else(|| "http".to_owned(), |a| format!("http {a}"));
     let method = req.method().clone();
+    if method == Method::DELETE {
+        if !s.admin_api {
+            return super::gates::admin_disabled();
+        }
+    } else if let Err(refusal) =
+        super::gates::check_push_peer(&api.networks, peer_addr.map(|a| a.ip()))
+    {
+        s.store
+            .metrics()
+            .count_rejection(RejectReason::NetworkNotAllowed);
+        warn!(peer = %peer, "http push refused: peer outside push_api.allowed_networks");
+        return refusal;
+    }
     let rest = req
         .uri()
         .path()
@@ -259,16 +323,29 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     };
     let app = key.app_name();
     if method == Method::DELETE {
-        let existed = s.store.remove(&app);
+        // Only the push API's own groups: a pushed, polled or collected app
+        // that happens to have this name is not the push API's to delete.
+        let existed = s.store.remove_kind(&app, AppKind::Gateway);
         lock(&api.failures).remove(&app);
         info!(app = %app, existed, "group deleted");
         return StatusCode::ACCEPTED.into_response();
     }
     let (parts, body) = req.into_parts();
     let limit = s.max_push_bytes;
-    let body = match axum::body::to_bytes(body, limit.saturating_mul(2).max(1024)).await {
-        Ok(b) => b,
+    let read = axum::body::to_bytes(body, limit.saturating_mul(2).max(1024));
+    let body = match tokio::time::timeout(api.body_timeout, read).await {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            s.store.metrics().count_rejection(RejectReason::Timeout);
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body was not received within {:?} (limits.read_timeout)",
+                    api.body_timeout
+                ),
+            );
+        }
+        Ok(Err(_)) => {
             s.store.metrics().count_rejection(RejectReason::TooLarge);
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -369,8 +446,11 @@ fn apply(
     match result {
         Ok(_) => Ok(()),
         Err(e) => {
-            lock(&api.failures).insert(app.to_owned(), now);
-            store.update_gauge(app, "push_failure_time_seconds", &labels, now);
+            // A group that does not exist gets no entry: a client cannot
+            // grow the map with failed pushes to made-up groups.
+            if store.update_gauge(app, "push_failure_time_seconds", &labels, now) {
+                api.record_failure(store, app, now);
+            }
             store.record_rejection(&e);
             Err(e)
         }
@@ -425,6 +505,19 @@ mod tests {
             .contains("invalid label name"));
         assert!(key("job/a/x@base64/!!").unwrap_err().contains("base64"));
         assert!(key("job/%zz").unwrap_err().contains("percent"));
+    }
+
+    #[test]
+    fn long_grouping_paths_are_checked_in_linear_time() {
+        // 100,000 labels: a scan of the earlier names per label would be
+        // 5e9 comparisons; the duplicate at the end is still found.
+        let mut path = "job/j".to_owned();
+        for i in 0..100_000 {
+            path.push_str(&format!("/l{i}/v"));
+        }
+        assert_eq!(key(&path).unwrap().len(), 100_001);
+        path.push_str("/l7/w");
+        assert!(key(&path).unwrap_err().contains("label l7 appears twice"));
     }
 
     #[test]

@@ -38,6 +38,8 @@ fn state(ready: bool) -> HttpState {
         max_push_bytes: crate::config::DEFAULT_MAX_PUSH_BYTES as usize,
         registrar: None,
         reload: None,
+        lifecycle: true,
+        admin_api: true,
     }
 }
 

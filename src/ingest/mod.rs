@@ -406,6 +406,12 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
         Ok(n)
     }
 
+    /// How long a push may wait for the bytes budget: as long as it may
+    /// stay silent, within its read deadline.
+    fn budget_deadline(&self, ctx: &Ctx) -> Instant {
+        (Instant::now() + ctx.limits.idle_timeout).min(self.deadline)
+    }
+
     /// Fills `buf` completely; `Ok(false)` on EOF before the first byte.
     async fn read_exact_or_eof(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ReadFail> {
         let mut filled = 0;
@@ -516,7 +522,7 @@ async fn json_connection<S: AsyncRead + Unpin>(
                 }
                 if let Err(e) = ctx
                     .budget
-                    .hold(&mut held, buf.len() + n, reader.deadline)
+                    .hold(&mut held, buf.len() + n, reader.budget_deadline(ctx))
                     .await
                 {
                     warn!("json push refused: {e}");
@@ -659,7 +665,7 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
         let mut held = budget::Held::default();
         if let Err(e) = ctx
             .budget
-            .hold(&mut held, header.total_bytes, reader.deadline)
+            .hold(&mut held, header.total_bytes, reader.budget_deadline(ctx))
             .await
         {
             let msg = format!("message {message_no} at byte offset {start}: {e}");

@@ -10,6 +10,7 @@ mod bad_input;
 mod cli;
 mod collect;
 mod docker;
+mod edges;
 mod grafana;
 mod http;
 mod interop;

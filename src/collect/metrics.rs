@@ -21,6 +21,11 @@
 //!
 //! Evaluation is all or nothing: any error fails the cycle and leaves the
 //! state as it was.
+//!
+//! The state holds only the label sets of the last response: a delta
+//! counter or an observation count whose labels disappear is dropped (it
+//! restarts, as a counter reset, if they come back), so responses with
+//! ever-new labels cannot grow it without bound.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -209,6 +214,9 @@ fn one(
                 }
                 sample(out, &spec.name, "", &labels, None, v);
             }
+            // State only for the label sets of this response: a response
+            // cannot grow it without bound (a key that comes back restarts).
+            st.delta.retain(|l, _| seen.contains(l));
         }
         Kind::Summary | Kind::Histogram(_) => {
             let bounds: &[f64] = match &spec.kind {
@@ -219,7 +227,9 @@ fn one(
             if spec.labels.is_empty() {
                 st.obs.entry(spec.static_labels.clone()).or_default();
             }
+            let mut present: HashSet<Labels> = HashSet::new();
             for (labels, value, id) in values {
+                present.insert(labels.clone());
                 let Some(v) = value else { continue };
                 now_seen.insert(id);
                 if st.seen.contains(&id) {
@@ -234,6 +244,10 @@ fn one(
                 }
             }
             st.seen = now_seen;
+            // Counts only for the label sets of this response (bounded).
+            if !spec.labels.is_empty() {
+                st.obs.retain(|l, _| present.contains(l));
+            }
             for (labels, o) in &st.obs {
                 if !bounds.is_empty() {
                     let mut cum = 0;

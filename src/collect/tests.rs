@@ -391,3 +391,34 @@ fn the_committed_examples_are_valid() {
         assert_eq!(c.len(), 1, "{f}");
     }
 }
+
+#[test]
+fn state_keeps_only_the_label_sets_of_the_last_response() {
+    let c = with_metrics(
+        r#"
+[[collectors.metrics]]
+name = "events_total"
+type = "counter"
+path = "items[*].n"
+labels = { k = "k" }
+delta = true
+[[collectors.metrics]]
+name = "wait_seconds"
+type = "summary"
+path = "items[*].n"
+labels = { k = "k" }
+"#,
+    );
+    let mut st = State::default();
+    // A new key every cycle: the state (and the output) does not grow.
+    for i in 0..1000 {
+        let (text, s) = run(&c, &st, json!({"items": [{"k": format!("k{i}"), "n": 5}]})).unwrap();
+        st = s;
+        assert_eq!(text.matches("events_total{").count(), 1, "{text}");
+        assert_eq!(text.matches("wait_seconds_count{").count(), 1, "{text}");
+    }
+    // A key that comes back restarts from its value (a counter reset).
+    let (text, _) = run(&c, &st, json!({"items": [{"k": "k0", "n": 3}]})).unwrap();
+    assert!(text.contains("events_total{k=\"k0\"} 3\n"), "{text}");
+    assert!(text.contains("wait_seconds_count{k=\"k0\"} 1\n"), "{text}");
+}

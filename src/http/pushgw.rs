@@ -134,9 +134,20 @@ impl GroupingKey {
     }
 }
 
+/// Most labels in a grouping key. Every pushed series carries them, and
+/// the push path checks each series' labels against them: a bound keeps a
+/// push linear in its size. Real keys have a handful (job, instance, ...).
+pub const MAX_GROUPING_LABELS: usize = 64;
+
 /// Parses the part of the path after `/metrics/`, e.g. `job/x/instance/y`.
 pub fn parse_grouping_path(rest: &str) -> Result<GroupingKey, String> {
     let segments: Vec<&str> = rest.split('/').collect();
+    if segments.len() > 2 * MAX_GROUPING_LABELS {
+        return Err(format!(
+            "the grouping key has {} labels: at most {MAX_GROUPING_LABELS} (job included)",
+            segments.len() / 2
+        ));
+    }
     if !segments.len().is_multiple_of(2) {
         return Err(format!(
             "grouping key path {rest:?} has an odd number of segments; expected job/<job>{{/<label>/<value>}}"
@@ -371,6 +382,8 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     let result = crate::ingest::cpu(work, move || {
         let text = body_text(&parts.headers, &body, limit)
             .map_err(|(code, msg)| (code, RejectReason::InvalidEnvelope, msg))?;
+        check_amplification(&key, &text, limit)
+            .map_err(|msg| (StatusCode::PAYLOAD_TOO_LARGE, RejectReason::TooLarge, msg))?;
         apply(&store, &api, &key, &app, &text, merge, &peer)
             .map_err(|e| (StatusCode::BAD_REQUEST, e.reason, e.to_string()))
     })
@@ -387,6 +400,27 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
             error(code, msg)
         }
     }
+}
+
+/// The grouping labels are written on every series of the group: what they
+/// add may be this many times `limits.max_push_bytes`, at most.
+const MAX_AMPLIFICATION: usize = 4;
+
+/// Refuses a body whose lines, each carrying the grouping labels, would
+/// make a group far larger than the push (64 long labels on 100,000 lines
+/// would be 450 MB from a 16 MiB body). Counts lines, an upper bound of
+/// the series, before any parsing.
+fn check_amplification(key: &GroupingKey, text: &str, limit: usize) -> Result<(), String> {
+    let key_bytes: usize = key.0.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let lines = text.bytes().filter(|b| *b == b'\n').count() + 1;
+    let added = key_bytes.saturating_mul(lines);
+    let max = limit.saturating_mul(MAX_AMPLIFICATION);
+    if added > max {
+        return Err(format!(
+            "the grouping labels ({key_bytes} bytes) on each of up to {lines} lines would add {added} bytes: at most {max} ({MAX_AMPLIFICATION} x limits.max_push_bytes); use fewer or shorter grouping labels"
+        ));
+    }
+    Ok(())
 }
 
 /// Validates and applies one push; on failure records the failure time.
@@ -508,16 +542,53 @@ mod tests {
     }
 
     #[test]
-    fn long_grouping_paths_are_checked_in_linear_time() {
-        // 100,000 labels: a scan of the earlier names per label would be
-        // 5e9 comparisons; the duplicate at the end is still found.
-        let mut path = "job/j".to_owned();
-        for i in 0..100_000 {
-            path.push_str(&format!("/l{i}/v"));
+    fn grouping_keys_are_bounded_in_labels() {
+        let path = |n: usize| {
+            let mut p = "job/j".to_owned();
+            for i in 1..n {
+                p.push_str(&format!("/l{i}/v"));
+            }
+            p
+        };
+        assert_eq!(key(&path(MAX_GROUPING_LABELS)).unwrap().len(), 64);
+        let e = key(&path(MAX_GROUPING_LABELS + 1)).unwrap_err();
+        assert!(e.contains("65 labels: at most 64"), "{e}");
+        // 100,000 labels (a path hyper accepts) are refused before any
+        // per-label work.
+        let e = key(&path(100_000)).unwrap_err();
+        assert!(e.contains("100000 labels"), "{e}");
+        let mut dup = path(MAX_GROUPING_LABELS - 1);
+        dup.push_str("/l7/w");
+        assert!(key(&dup).unwrap_err().contains("label l7 appears twice"));
+    }
+
+    #[test]
+    fn grouping_labels_cannot_amplify_a_push_beyond_its_bound() {
+        let k = GroupingKey(pairs(&[("job", "j"), ("long", &"v".repeat(96))]));
+        // 112 bytes of labels per line: 1,000 lines fit in 4 x 64 KiB...
+        assert!(check_amplification(&k, &"x 1\n".repeat(1000), 64 << 10).is_ok());
+        // ...10,000 lines do not.
+        let e = check_amplification(&k, &"x 1\n".repeat(10_000), 64 << 10).unwrap_err();
+        assert!(e.contains("112 bytes") && e.contains("10001 lines"), "{e}");
+    }
+
+    #[test]
+    fn failures_are_kept_for_existing_groups_only() {
+        let store =
+            crate::store::Store::new(Default::default(), crate::telemetry::SelfMetrics::new());
+        let api = PushApi::new(None);
+        let key = |j: &str| GroupingKey(pairs(&[("job", j)]));
+        // 1,000 failed pushes to groups that do not exist: no entries.
+        for i in 0..1000 {
+            let k = key(&format!("ghost{i}"));
+            assert!(apply(&store, &api, &k, &k.app_name(), "bad{", false, "t").is_err());
         }
-        assert_eq!(key(&path).unwrap().len(), 100_001);
-        path.push_str("/l7/w");
-        assert!(key(&path).unwrap_err().contains("label l7 appears twice"));
+        assert_eq!(api.failure_entries(), 0);
+        // An existing group's failure is kept (for push_failure_time_seconds).
+        let k = key("real");
+        apply(&store, &api, &k, &k.app_name(), "ok 1\n", false, "t").unwrap();
+        assert!(apply(&store, &api, &k, &k.app_name(), "bad{", false, "t").is_err());
+        assert_eq!(api.failure_entries(), 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! when it ends, also on error. See `docs/benchmarks.md`.
 
 mod client;
+mod hostile;
 mod procfs;
 mod servers;
 mod workload;
@@ -84,10 +85,18 @@ struct Args {
     /// Skip the Pushgateway at scales above this many series.
     #[arg(long)]
     pushgateway_max_series: Option<usize>,
+    /// Instead of the comparison: the hostile mode, the worst inputs for
+    /// each decoder at the largest size the limits let in, with the CPU
+    /// seconds each takes (docs/hostile-input.md).
+    #[arg(long)]
+    hostile: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.hostile {
+        return hostile::run();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

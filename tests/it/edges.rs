@@ -388,3 +388,65 @@ async fn push_api_delete_removes_only_push_api_groups() {
     assert!(!metric("gw_up").is_in(&app.metrics().await));
     app.stop().await;
 }
+
+/// The original's usage: one Cap'n Proto connection kept open, a push
+/// every 12 s, then every 5 s past the read timeout (pycapnp, as the
+/// original's clients), against the limits of the committed config.toml.
+#[tokio::test]
+async fn the_originals_long_lived_python_client_works_with_the_committed_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let committed = exporter_proxy::config::Config::load(&root.join("config.toml"))
+        .unwrap()
+        .config;
+    // The test app runs with the defaults: the committed file has them.
+    assert_eq!(committed.limits, exporter_proxy::config::Limits::default());
+    let app = TestApp::start().await;
+    let script = r##"
+import socket, sys, time
+import capnp
+schema = capnp.load(sys.argv[1])
+host, port = sys.argv[2].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=60)
+start = time.monotonic()
+# 0 s, 12 s (longer than idle_timeout), then every 5 s past read_timeout.
+for seq, at in enumerate([0, 12, 17, 22, 27, 32, 37], start=1):
+    time.sleep(max(0, start + at - time.monotonic()))
+    m = schema.InboundMetrics.new_message()
+    m.appName = "kept_open"
+    m.data = "# TYPE kept_open_seq gauge\nkept_open_seq %d\n" % seq
+    s.sendall(m.to_bytes())
+s.shutdown(socket.SHUT_WR)
+reply = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    reply += chunk
+print(reply.decode())
+"##;
+    let out = tokio::process::Command::new(crate::interop::python())
+        .args([
+            "-c",
+            script,
+            root.join("schema/metric_data.capnp").to_str().unwrap(),
+            &app.tcp.to_string(),
+        ])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), out)
+        .await
+        .expect("the client finishes")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = format!("{}\n", String::from_utf8_lossy(&out.stdout).trim_end());
+    let r = reply(&line);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["accepted"].as_array().unwrap().len(), 7, "{r}");
+    assert!(metric("kept_open_seq")
+        .value("7")
+        .is_in(&app.metrics().await));
+    app.stop().await;
+}

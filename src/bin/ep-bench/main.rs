@@ -13,6 +13,7 @@
 
 mod client;
 mod hostile;
+mod hostile_load;
 mod procfs;
 mod servers;
 mod workload;
@@ -95,7 +96,14 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     if args.hostile {
-        return hostile::run();
+        let proxy = match &args.proxy {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("no directory for the current executable")?
+                .join("exporter-proxy"),
+        };
+        return hostile::run_all(&proxy);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

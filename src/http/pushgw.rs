@@ -320,7 +320,7 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
             .metrics()
             .count_rejection(RejectReason::NetworkNotAllowed);
         warn!(peer = %peer, "http push refused: peer outside push_api.allowed_networks");
-        return refusal;
+        return error(StatusCode::FORBIDDEN, refusal);
     }
     let rest = req
         .uri()

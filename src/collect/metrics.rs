@@ -22,10 +22,11 @@
 //! Evaluation is all or nothing: any error fails the cycle and leaves the
 //! state as it was.
 //!
-//! The state holds only the label sets of the last response: a delta
-//! counter or an observation count whose labels disappear is dropped (it
-//! restarts, as a counter reset, if they come back), so responses with
-//! ever-new labels cannot grow it without bound.
+//! The state is bounded whatever the responses: a delta counter whose
+//! labels disappear from the response is dropped (it restarts, as a counter
+//! reset, if they come back); observation counts of label sets that left
+//! the response are kept until a metric has more than
+//! [`MAX_OBSERVED_LABEL_SETS`] of them, then only the current ones stay.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -36,6 +37,11 @@ use super::spec::{Kind, MetricSpec, Source};
 use crate::exposition::{escape_help, escape_label_value, format_go_float};
 
 type Labels = Vec<(String, String)>;
+
+/// Label sets of one observation metric kept beyond those of the last
+/// response: plenty for teams, queues or hosts, a bound for responses with
+/// ever-new labels (a request id as a label).
+pub const MAX_OBSERVED_LABEL_SETS: usize = 1024;
 
 /// State carried from cycle to cycle, one entry per metric.
 #[derive(Debug, Default, Clone)]
@@ -244,8 +250,10 @@ fn one(
                 }
             }
             st.seen = now_seen;
-            // Counts only for the label sets of this response (bounded).
-            if !spec.labels.is_empty() {
+            // Counts of label sets that left the response are kept (they
+            // are cumulative) until there are too many: then only the
+            // label sets of this response stay.
+            if st.obs.len() > MAX_OBSERVED_LABEL_SETS {
                 st.obs.retain(|l, _| present.contains(l));
             }
             for (labels, o) in &st.obs {

@@ -344,6 +344,39 @@ labels = { k = "k" }
             ))
         }),
     ));
+    // A portal's balance text, and a `/register` document at its limit.
+    let amount = format!("{}1,5 руб.", "1 234 ".repeat(MAX_PUSH / 6 - 4));
+    v.push((
+        "provider: a 16 MiB amount with separators",
+        amount.len(),
+        Box::new(
+            move || match exporter_proxy::providers::parse_amount(&amount) {
+                Some(_) => "accepted".to_owned(),
+                None => "refused: not a number".to_owned(),
+            },
+        ),
+    ));
+    let register = Config::parse("[poll.register]\nenabled = true\n")
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .config
+        .poll
+        .register
+        .context("registration enabled")?;
+    let labels: Vec<String> = (0..1300).map(|i| format!("\"l{i}\": \"v\"")).collect();
+    let doc = format!(
+        "{{\"id\": \"x\", \"url\": \"http://127.0.0.1:9/metrics\", \"labels\": {{{}}}}}",
+        labels.join(", ")
+    );
+    v.push((
+        "register: a 16 KiB document of 1,300 labels",
+        doc.len(),
+        Box::new(move || {
+            outcome(
+                exporter_proxy::poll::register::validate(doc.as_bytes(), &register, None)
+                    .map_err(|r| format!("{r:?}")),
+            )
+        }),
+    ));
     Ok(v)
 }
 

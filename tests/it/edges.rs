@@ -450,3 +450,51 @@ print(reply.decode())
         .is_in(&app.metrics().await));
     app.stop().await;
 }
+
+/// The Prometheus flags turn the gates on for the binary; `SIGHUP` works
+/// without them (`reload::sighup_reloads_the_binary`).
+#[tokio::test]
+async fn the_web_enable_flags_open_reload_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_port();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!("[exporter]\nscrape_expose_endpoint = \"127.0.0.1:{http}\"\n"),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exporter-proxy"))
+        .args([
+            "-c",
+            path.to_str().unwrap(),
+            "--web.enable-lifecycle",
+            "--web.enable-admin-api",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{http}").parse().unwrap();
+    eventually(|| async { TcpStream::connect(addr).await.is_ok() }).await;
+    let r = request(addr, "POST", "/-/reload", &[("Content-Length", "0")]).await;
+    assert_eq!(r.status, 200, "{}", r.body_string());
+    let body = b"flag_up 1\n";
+    let len = body.len().to_string();
+    let r = request_with_body(
+        addr,
+        "PUT",
+        "/metrics/job/flag",
+        &[("Content-Length", &len)],
+        body,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body_string());
+    let r = request(addr, "DELETE", "/metrics/job/flag", &[]).await;
+    assert_eq!(r.status, 202, "{}", r.body_string());
+    assert!(!get(addr, "/metrics")
+        .await
+        .body_string()
+        .contains("flag_up"));
+    child.kill().unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+}

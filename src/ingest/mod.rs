@@ -531,6 +531,17 @@ async fn json_connection<S: AsyncRead + Unpin>(
                         .count_rejection(RejectReason::TooManyConnections);
                     ctx.store.metrics().count_push(&ctx.listener, "json", false);
                     reply.fail(format!("at byte offset {}: {e}", reader.offset));
+                    // Read the rest without keeping it (bounded by the push
+                    // limit and the timeouts) so that the client, still
+                    // sending, gets the reply rather than a reset.
+                    drop(held);
+                    let mut left = limit.saturating_sub(buf.len());
+                    while left > 0 {
+                        match reader.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => left = left.saturating_sub(n),
+                        }
+                    }
                     return;
                 }
                 buf.extend_from_slice(&chunk[..n]);

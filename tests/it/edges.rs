@@ -498,3 +498,53 @@ async fn the_web_enable_flags_open_reload_and_delete() {
     child.kill().unwrap();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
+
+/// Scaled-down form of 2,000 slow senders of 16 MiB (the hostile mode):
+/// 40 senders of 200 KiB against a budget of 1 MiB. Each gets an answer,
+/// accepted or told the budget is full; none is left hanging or reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_slow_senders_each_get_an_answer_within_the_budget() {
+    const SENDERS: usize = 40;
+    let app = TestApp::with_config(
+        "[limits]\nmax_push_bytes = \"1MiB\"\nmax_inflight_push_bytes = \"1MiB\"\nidle_timeout = \"1s\"\nread_timeout = \"20s\"\n",
+    )
+    .await;
+    let mut senders = JoinSet::new();
+    for i in 0..SENDERS {
+        let addr = app.tcp;
+        senders.spawn(async move {
+            let name = format!("slow{i}");
+            let text = format!("{name}_up 1\n# {}\n", "x".repeat(200 * 1024));
+            let doc = json_push(&name, &text);
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            for chunk in doc.chunks(16 * 1024) {
+                if s.write_all(chunk).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = s.shutdown().await;
+            reply(&read_reply(&mut s).await)
+        });
+    }
+    let (mut ok, mut full) = (0, 0);
+    while let Some(r) = senders.join_next().await {
+        let r = r.unwrap();
+        if r["ok"] == true {
+            ok += 1;
+        } else {
+            let e = r["error"].as_str().unwrap();
+            assert!(e.contains("limits.max_inflight_push_bytes"), "{r}");
+            full += 1;
+        }
+    }
+    assert_eq!(ok + full, SENDERS);
+    assert!(ok >= 1, "some pushes land");
+    // Exactly the accepted pushes are stored.
+    let body = app.metrics().await;
+    let stored = (0..SENDERS)
+        .filter(|i| metric(&format!("slow{i}_up")).is_in(&body))
+        .count();
+    assert_eq!(stored, ok);
+    app.stop().await;
+}

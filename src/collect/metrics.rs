@@ -185,12 +185,15 @@ fn one(
                             .map_err(|err| format!("path `{path}`: {err}"))?,
                     )
                 };
+                // Identities are for observations only: serialising every
+                // element of a gauge's response would double its cost.
                 let id = match &spec.id {
                     Some(p) if observation => {
                         let v = p.one(e.node)?;
                         xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes())
                     }
-                    _ => xxhash_rust::xxh3::xxh3_64(e.node.to_string().as_bytes()),
+                    _ if observation => xxhash_rust::xxh3::xxh3_64(e.node.to_string().as_bytes()),
+                    _ => 0,
                 };
                 values.push((labels, value, id));
             }

@@ -4,8 +4,9 @@
 //!   `{"app": ["line", ...]}`, several apps allowed (all applied).
 //! * Cap'n Proto: standard unpacked stream framing, `InboundMetrics`.
 
-use std::collections::HashSet;
+use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::fmt;
+use std::hash::BuildHasher;
 
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -115,9 +116,12 @@ impl<'de> Visitor<'de> for PushVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out: Vec<AppPush> = Vec::new();
-        // Names seen so far: a hash lookup per app keeps the check linear
-        // (comparing with every earlier name took hours at 16 MiB).
-        let mut seen: HashSet<String> = HashSet::new();
+        // The index of each name by its hash (keyed at random per document,
+        // so no one can aim at collisions): a lookup per app keeps the
+        // check linear (comparing with every earlier name took hours at
+        // 16 MiB) without a second copy of the names.
+        let keys = RandomState::new();
+        let mut seen: HashMap<u64, usize> = HashMap::new();
         while let Some(app) = map.next_key::<String>()? {
             if out.len() >= self.max_apps {
                 return Err(serde::de::Error::custom(format!(
@@ -126,7 +130,17 @@ impl<'de> Visitor<'de> for PushVisitor {
                     self.max_apps
                 )));
             }
-            if !seen.insert(app.clone()) {
+            let twice = match seen.entry(keys.hash_one(&app)) {
+                Entry::Vacant(slot) => {
+                    slot.insert(out.len());
+                    false
+                }
+                // Same hash: the same name, or (rarely) a collision.
+                Entry::Occupied(first) => {
+                    out[*first.get()].app == app || out.iter().any(|p| p.app == app)
+                }
+            };
+            if twice {
                 return Err(serde::de::Error::custom(format!(
                     "app {app:?} appears twice in the object"
                 )));

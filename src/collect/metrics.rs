@@ -28,7 +28,9 @@
 //! the response are kept until a metric has more than
 //! [`MAX_OBSERVED_LABEL_SETS`] of them, then only the current ones stay.
 
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 
 use serde_json::Value;
 
@@ -202,17 +204,32 @@ fn one(
     header(out, spec);
     match &spec.kind {
         Kind::Gauge | Kind::Counter => {
-            let mut seen = HashSet::new();
-            for (labels, value, _) in values {
-                if !seen.insert(labels.clone()) {
+            // Each label set once, indexed by a keyed hash: no copy of the
+            // labels per element (a response may have 700,000).
+            let keys = RandomState::new();
+            let mut seen: HashMap<u64, usize> = HashMap::with_capacity(values.len());
+            for i in 0..values.len() {
+                let labels = &values[i].0;
+                let twice = match seen.entry(keys.hash_one(labels)) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(i);
+                        false
+                    }
+                    // Same hash: the same labels, or (rarely) a collision.
+                    Entry::Occupied(first) => {
+                        values[*first.get()].0 == *labels
+                            || values[..i].iter().any(|v| v.0 == *labels)
+                    }
+                };
+                if twice {
                     return Err(format!(
                         "two values have the labels {}: add a label that tells them apart",
-                        label_text(&labels)
+                        label_text(labels)
                     ));
                 }
-                let mut v = value.unwrap_or(f64::NAN);
+                let mut v = values[i].1.unwrap_or(f64::NAN);
                 if spec.delta {
-                    let (last, total) = st.delta.get(&labels).copied().unwrap_or((v, v));
+                    let (last, total) = st.delta.get(labels).copied().unwrap_or((v, v));
                     let total = if v >= last {
                         total + (v - last)
                     } else {
@@ -221,11 +238,13 @@ fn one(
                     st.delta.insert(labels.clone(), (v, total));
                     v = total;
                 }
-                sample(out, &spec.name, "", &labels, None, v);
+                sample(out, &spec.name, "", labels, None, v);
             }
             // State only for the label sets of this response: a response
             // cannot grow it without bound (a key that comes back restarts).
-            st.delta.retain(|l, _| seen.contains(l));
+            if spec.delta {
+                st.delta.retain(|l, _| seen.contains_key(&keys.hash_one(l)));
+            }
         }
         Kind::Summary | Kind::Histogram(_) => {
             let bounds: &[f64] = match &spec.kind {

@@ -125,6 +125,7 @@ async fn slow_senders(binary: &Path, tick: f64) -> Result<LoadCase> {
         });
     }
     let (mut ok, mut budget, mut other) = (0, 0, 0);
+    let mut example = String::new();
     while let Some(r) = set.join_next().await {
         let reply = r??;
         if reply.starts_with("{\"ok\":true") {
@@ -133,13 +134,22 @@ async fn slow_senders(binary: &Path, tick: f64) -> Result<LoadCase> {
             budget += 1;
         } else {
             other += 1;
+            if example.is_empty() {
+                example = if reply.is_empty() {
+                    "no reply (reset)".to_owned()
+                } else {
+                    reply.trim_end().chars().take(100).collect()
+                };
+            }
         }
     }
     let (cpu_secs, peak_mib, secs) = figures(&server, tick, cpu0, started);
     server.stop()?;
     Ok(LoadCase {
         name: format!("{SENDERS} slow senders of 16 MiB, default budget (256 MiB)"),
-        outcome: format!("{ok} accepted, {budget} told the budget is full, {other} other"),
+        outcome: format!(
+            "{ok} accepted, {budget} told the budget is full, {other} other (e.g. {example})"
+        ),
         cpu_secs,
         peak_mib,
         secs,

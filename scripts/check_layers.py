@@ -20,10 +20,12 @@ LAYERS = [
     # Poll targets and registrations may turn JSON into metrics with a
     # collector mapping (collect::mapping).
     {"poll"},
-    # config walks the TOML and assembles the subsystems' own types.
-    {"config"},
-    # The HTTP port; its status page shows the configuration in effect.
+    # The HTTP port. Its pages show the configuration in effect through
+    # `http::ui::ConfigFacts`, which `config` builds: http never reads Config.
     {"http"},
+    # config walks the TOML and assembles the subsystems' own types (the
+    # HTTP port's `http::gates::Gates` among them).
+    {"config"},
     {"app", "cli", "healthcheck"},
 ]
 # Pure leaves inside a subsystem: they may use only layer 0.

@@ -204,6 +204,9 @@ struct Running {
     tracker: TaskTracker,
     abort: CancellationToken,
     shutdown: CancellationToken,
+    /// Bytes held by pushes in progress, shared by every listener (sized
+    /// at start-up).
+    budget: ingest::budget::ByteBudget,
     receivers: Vec<RunningReceiver>,
     rpc: Option<(
         CancellationToken,
@@ -302,8 +305,14 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
         "limits.max_push_bytes",
     );
     check(
-        old.push_api == new.push_api && old.push_api_ttl == new.push_api_ttl,
+        old.push_api == new.push_api
+            && old.push_api_ttl == new.push_api_ttl
+            && old.gates.push_api_networks == new.gates.push_api_networks,
         "push_api",
+    );
+    check(
+        old.limits.max_inflight_push_bytes == new.limits.max_inflight_push_bytes,
+        "limits.max_inflight_push_bytes",
     );
     check(old.sinks == new.sinks, "sinks");
     check(old.persistence == new.persistence, "persistence");
@@ -325,7 +334,7 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 impl Running {
-    fn ctx(&self, rc: &ReceiverConfig, config: &Config) -> Ctx {
+    fn ctx(&self, rc: &ReceiverConfig, config: &Config, stop: &CancellationToken) -> Ctx {
         Ctx {
             listener: Arc::from(rc.name.as_str()),
             format: rc.format,
@@ -334,6 +343,8 @@ impl Running {
             abort: self.abort.clone(),
             ttl: rc.ttl,
             allowed_networks: config.allowed_networks.clone().map(Arc::new),
+            budget: self.budget.clone(),
+            stop: stop.clone(),
         }
     }
 
@@ -347,7 +358,7 @@ impl Running {
         let stop = self.shutdown.child_token();
         let task = self.tracker.spawn(ingest::serve(
             listener,
-            self.ctx(&rc, config),
+            self.ctx(&rc, config, &stop),
             rc.max_connections,
             stop.clone(),
             self.tracker.clone(),
@@ -367,25 +378,29 @@ impl Running {
     ) -> anyhow::Result<()> {
         let Some(rc) = &config.rpc else { return Ok(()) };
         let stop = self.shutdown.child_token();
-        let thread = ingest::rpc::spawn(
-            listener,
-            self.store.clone(),
-            rc.max_connections,
-            config.limits.max_push_bytes,
-            rc.ttl,
-            config.allowed_networks.clone().map(Arc::new),
-            stop.clone(),
-        )?;
+        let settings = ingest::rpc::RpcSettings {
+            max_connections: rc.max_connections,
+            limits: config.limits.clone(),
+            ttl: rc.ttl,
+            allowed_networks: config.allowed_networks.clone().map(Arc::new),
+            budget: self.budget.clone(),
+        };
+        let thread = ingest::rpc::spawn(listener, self.store.clone(), settings, stop.clone())?;
         self.rpc = Some((stop, thread));
         Ok(())
     }
 
     fn spawn_http(&mut self, listener: TcpListener) {
         let stop = self.shutdown.child_token();
+        let limits = crate::http::serve::ServeLimits {
+            max_connections: self.config.gates.max_http_connections,
+            header_timeout: self.config.limits.read_timeout,
+        };
         let task = tokio::spawn(crate::http::serve::serve(
             listener,
             self.router.clone(),
             self.tls.clone(),
+            limits,
             stop.clone(),
         ));
         self.http.push((stop, task));
@@ -622,7 +637,7 @@ impl Running {
         }
         self.store.metrics().config_reloaded(r.is_ok());
         if r.is_ok() {
-            self.ui.set_config(&self.config);
+            self.ui.set_config(self.config.ui_facts());
         }
         r
     }
@@ -644,18 +659,22 @@ pub async fn run_with_store(
     let jobs = start_jobs(&config, &store, &shutdown, &tracker).await;
 
     let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<crate::http::ReloadRequest>(4);
-    let ui = crate::http::ui::UiState::new(Some(config.clone()));
+    let ui = crate::http::ui::UiState::new(Some(config.ui_facts()));
     let router = http::router(HttpState {
         store: store.clone(),
         ready: ready.clone(),
-        push_api: config
-            .push_api
-            .then(|| Arc::new(crate::http::pushgw::PushApi::new(config.push_api_ttl))),
+        push_api: config.push_api.then(|| {
+            Arc::new(crate::http::pushgw::PushApi::with_gates(
+                config.push_api_ttl,
+                config.gates.push_api_networks.clone(),
+                config.limits.read_timeout,
+            ))
+        }),
         max_push_bytes: config.limits.max_push_bytes,
         registrar: jobs.registrar,
         reload: Some(reload_tx),
-        // `[exporter] enable_admin_api` / `--web.enable-admin-api` (issue 13).
-        admin_api: false,
+        lifecycle: config.gates.lifecycle,
+        admin_api: config.gates.admin_api,
         ui: ui.clone(),
     });
     let router = match &bound.web.basic_auth {
@@ -668,6 +687,7 @@ pub async fn run_with_store(
         tracker: tracker.clone(),
         abort: abort.clone(),
         shutdown: shutdown.clone(),
+        budget: ingest::budget::ByteBudget::new(config.limits.max_inflight_push_bytes),
         receivers: Vec::new(),
         rpc: None,
         http: Vec::new(),

@@ -64,6 +64,14 @@ struct Cli {
         global = true
     )]
     web_config: Option<PathBuf>,
+    /// Serve `POST /-/reload` (as Prometheus' flag); same as
+    /// `[exporter] enable_lifecycle = true`. SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    enable_lifecycle: bool,
+    /// Serve the endpoints that delete data (push API `DELETE`); same as
+    /// `[exporter] enable_admin_api = true`.
+    #[arg(long = "web.enable-admin-api", global = true)]
+    enable_admin_api: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -214,6 +222,8 @@ fn load(cli: &Cli) -> Result<(exporter_proxy::config::Loaded, WebConfig), String
     if let Some(p) = &cli.web_config {
         loaded.config.web_config_file = Some(p.clone());
     }
+    loaded.config.gates.lifecycle |= cli.enable_lifecycle;
+    loaded.config.gates.admin_api |= cli.enable_admin_api;
     let web = match &loaded.config.web_config_file {
         Some(p) => WebConfig::load(p).map_err(|e| e.to_string())?,
         None => WebConfig::default(),

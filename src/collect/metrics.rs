@@ -32,9 +32,17 @@
 //!
 //! Evaluation is all or nothing: any error fails the cycle and leaves the
 //! state as it was.
+//!
+//! The state is bounded whatever the responses: a delta counter whose
+//! labels disappear from the response is dropped (it restarts, as a counter
+//! reset, if they come back); observation counts of label sets that left
+//! the response are kept until a metric has more than
+//! [`MAX_OBSERVED_LABEL_SETS`] of them, then only the current ones stay.
 
 use std::borrow::Cow;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 
 use serde_json::Value;
 
@@ -43,6 +51,11 @@ use super::spec::{Kind, LabelFrom, MetricSpec, Missing, Observe, Source};
 use crate::exposition::{escape_help, escape_label_value, format_go_float};
 
 type Labels = Vec<(String, String)>;
+
+/// Label sets of one observation metric kept beyond those of the last
+/// response: plenty for teams, queues or hosts, a bound for responses with
+/// ever-new labels (a request id as a label).
+pub const MAX_OBSERVED_LABEL_SETS: usize = 1024;
 
 /// State carried from cycle to cycle, one entry per metric.
 #[derive(Debug, Default, Clone)]
@@ -288,7 +301,10 @@ fn samples(spec: &MetricSpec, input: &Inputs<'_>) -> Result<Samples, String> {
                 let (_, v) = p.one_at(&e.node, &e.loc).map_err(|err| err.message)?;
                 xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes())
             }
-            _ => xxhash_rust::xxh3::xxh3_64(e.node.to_string().as_bytes()),
+            // Identities are for observations only: serialising every
+            // element of a gauge's response would double its cost.
+            _ if observation => xxhash_rust::xxh3::xxh3_64(e.node.to_string().as_bytes()),
+            _ => 0,
         };
         values.push((labels, value, id));
     }
@@ -324,17 +340,32 @@ fn one(
     header(out, spec);
     match &spec.kind {
         Kind::Gauge | Kind::Counter => {
-            let mut seen = HashSet::new();
-            for (labels, value, _) in values {
-                if !seen.insert(labels.clone()) {
+            // Each label set once, indexed by a keyed hash: no copy of the
+            // labels per element (a response may have 700,000).
+            let keys = RandomState::new();
+            let mut seen: HashMap<u64, usize> = HashMap::with_capacity(values.len());
+            for i in 0..values.len() {
+                let labels = &values[i].0;
+                let twice = match seen.entry(keys.hash_one(labels)) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(i);
+                        false
+                    }
+                    // Same hash: the same labels, or (rarely) a collision.
+                    Entry::Occupied(first) => {
+                        values[*first.get()].0 == *labels
+                            || values[..i].iter().any(|v| v.0 == *labels)
+                    }
+                };
+                if twice {
                     return Err(format!(
                         "two values have the labels {}: add a label that tells them apart",
-                        label_text(&labels)
+                        label_text(labels)
                     ));
                 }
-                let mut v = value.unwrap_or(f64::NAN);
+                let mut v = values[i].1.unwrap_or(f64::NAN);
                 if spec.delta {
-                    let (last, total) = st.delta.get(&labels).copied().unwrap_or((v, v));
+                    let (last, total) = st.delta.get(labels).copied().unwrap_or((v, v));
                     let total = if v >= last {
                         total + (v - last)
                     } else {
@@ -343,7 +374,12 @@ fn one(
                     st.delta.insert(labels.clone(), (v, total));
                     v = total;
                 }
-                sample(out, &spec.name, "", &labels, None, v);
+                sample(out, &spec.name, "", labels, None, v);
+            }
+            // State only for the label sets of this response: a response
+            // cannot grow it without bound (a key that comes back restarts).
+            if spec.delta {
+                st.delta.retain(|l, _| seen.contains_key(&keys.hash_one(l)));
             }
         }
         Kind::Summary | Kind::Histogram(_) => observe(spec, st, values, out),
@@ -361,7 +397,9 @@ fn observe(spec: &MetricSpec, st: &mut MetricState, values: Samples, out: &mut V
     if spec.labels.is_empty() {
         st.obs.entry(spec.static_labels.clone()).or_default();
     }
+    let mut present: HashSet<Labels> = HashSet::new();
     for (labels, value, id) in values {
+        present.insert(labels.clone());
         let Some(v) = value else { continue };
         if !per_poll {
             now_seen.insert(id);
@@ -378,6 +416,12 @@ fn observe(spec: &MetricSpec, st: &mut MetricState, values: Samples, out: &mut V
         }
     }
     st.seen = now_seen;
+    // Counts of label sets that left the response are kept (they are
+    // cumulative) until there are too many: then only the label sets of
+    // this response stay.
+    if st.obs.len() > MAX_OBSERVED_LABEL_SETS {
+        st.obs.retain(|l, _| present.contains(l));
+    }
     for (labels, o) in &st.obs {
         if !bounds.is_empty() {
             let mut cum = 0;

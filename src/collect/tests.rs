@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 
-use super::metrics::{evaluate, Inputs, State};
+use super::metrics::{evaluate, Inputs, State, MAX_OBSERVED_LABEL_SETS};
 use super::path::Path;
 use super::spec::{self, CollectorConfig, Part, Template};
 use super::value::NumberFormat;
@@ -396,4 +396,43 @@ fn the_committed_examples_are_valid() {
         .unwrap_or_else(|e| panic!("{f}: {e:?}"));
         assert_eq!(c.len(), 1, "{f}");
     }
+}
+
+#[test]
+fn state_keeps_only_the_label_sets_of_the_last_response() {
+    let c = with_metrics(
+        r#"
+[[collectors.metrics]]
+name = "events_total"
+type = "counter"
+path = "items[*].n"
+labels = { k = "k" }
+delta = true
+[[collectors.metrics]]
+name = "wait_seconds"
+type = "summary"
+path = "items[*].n"
+labels = { k = "k" }
+"#,
+    );
+    let mut st = State::default();
+    // A new key every cycle: delta state is per response; observation
+    // counts are kept for keys that left, up to the bound.
+    let mut most = 0;
+    for i in 0..1100 {
+        let (text, s) = run(&c, &st, json!({"items": [{"k": format!("k{i}"), "n": 5}]})).unwrap();
+        st = s;
+        assert_eq!(text.matches("events_total{").count(), 1, "{text}");
+        most = most.max(text.matches("wait_seconds_count{").count());
+    }
+    assert_eq!(most, MAX_OBSERVED_LABEL_SETS);
+    // A delta key that comes back restarts from its value (a counter reset).
+    let (text, _) = run(&c, &st, json!({"items": [{"k": "k0", "n": 3}]})).unwrap();
+    assert!(text.contains("events_total{k=\"k0\"} 3\n"), "{text}");
+    // A key that left recently keeps its count.
+    let (text, _) = run(&c, &st, json!({"items": []})).unwrap();
+    assert!(
+        text.contains("wait_seconds_count{k=\"k1099\"} 1\n"),
+        "{text}"
+    );
 }

@@ -33,6 +33,7 @@ use walk::{Diagnostics, Section};
 mod outputs;
 mod poll;
 mod receivers;
+mod ui_facts;
 mod walk;
 
 /// Default time granted to in-flight connections after SIGTERM.
@@ -85,6 +86,8 @@ pub struct Config {
     pub collectors: Vec<crate::collect::CollectorConfig>,
     /// `[providers]`: self-service-portal balance collectors, when set.
     pub providers: Option<ProvidersConfig>,
+    /// Who may use the HTTP port's write endpoints, and its connection cap.
+    pub gates: crate::http::gates::Gates,
 }
 
 /// Every problem found in a configuration, reported at once.
@@ -189,7 +192,15 @@ fn build(root: &Table, cx: &mut Diagnostics) -> Option<Config> {
         cx,
     );
     let limits = build_limits(&mut top, cx);
-    let (push_api, push_api_ttl) = build_push_api(&mut top, cx);
+    let (push_api, push_api_ttl, push_api_networks) = build_push_api(&mut top, cx);
+    let gates = crate::http::gates::Gates {
+        lifecycle: exporter.enable_lifecycle,
+        admin_api: exporter.enable_admin_api,
+        push_api_networks: push_api_networks.unwrap_or_else(crate::http::gates::Gates::loopback),
+        max_http_connections: exporter
+            .max_http_connections
+            .unwrap_or(crate::http::gates::DEFAULT_MAX_HTTP_CONNECTIONS),
+    };
     let sinks = outputs::build_sinks(&mut top, cx);
     let persistence = build_persistence(&mut top, cx);
     let poll = poll::build_poll(
@@ -221,6 +232,7 @@ fn build(root: &Table, cx: &mut Diagnostics) -> Option<Config> {
         web_config_file: exporter.web_config_file,
         allowed_networks: receivers.allowed_networks,
         providers,
+        gates,
     })
 }
 
@@ -234,6 +246,9 @@ struct Exporter {
     default_ttl: Ttl,
     expiry_interval: Duration,
     web_config_file: Option<PathBuf>,
+    enable_lifecycle: bool,
+    enable_admin_api: bool,
+    max_http_connections: Option<usize>,
 }
 
 fn build_exporter(top: &mut Section<'_>, cx: &mut Diagnostics) -> Exporter {
@@ -254,6 +269,11 @@ fn build_exporter(top: &mut Section<'_>, cx: &mut Diagnostics) -> Exporter {
         .duration("stale_check_interval", cx, false)
         .unwrap_or(Duration::from_secs(1));
     let web_config_file = exporter.string("web_config_file", cx).map(PathBuf::from);
+    let enable_lifecycle = exporter.bool("enable_lifecycle", cx).unwrap_or(false);
+    let enable_admin_api = exporter.bool("enable_admin_api", cx).unwrap_or(false);
+    let max_http_connections = exporter
+        .int("max_http_connections", cx, 1, 1 << 20)
+        .map(|n| n as usize);
     exporter.finish(cx);
     Exporter {
         worker_threads,
@@ -263,6 +283,9 @@ fn build_exporter(top: &mut Section<'_>, cx: &mut Diagnostics) -> Exporter {
         default_ttl,
         expiry_interval,
         web_config_file,
+        enable_lifecycle,
+        enable_admin_api,
+        max_http_connections,
     }
 }
 
@@ -270,10 +293,11 @@ fn build_exporter(top: &mut Section<'_>, cx: &mut Diagnostics) -> Exporter {
 fn build_limits(top: &mut Section<'_>, cx: &mut Diagnostics) -> Limits {
     let mut lim = top.sub("limits", cx);
     let defaults = Limits::default();
+    let max_push_bytes = lim
+        .size("max_push_bytes", cx)
+        .map_or(defaults.max_push_bytes, |n| n as usize);
     let limits = Limits {
-        max_push_bytes: lim
-            .size("max_push_bytes", cx)
-            .map_or(defaults.max_push_bytes, |n| n as usize),
+        max_push_bytes,
         max_series_per_app: lim
             .int("max_series_per_app", cx, 1, u32::MAX as u64)
             .map_or(defaults.max_series_per_app, |n| n as usize),
@@ -286,18 +310,41 @@ fn build_limits(top: &mut Section<'_>, cx: &mut Diagnostics) -> Limits {
         idle_timeout: lim
             .duration("idle_timeout", cx, false)
             .unwrap_or(defaults.idle_timeout),
+        stream_idle_timeout: match lim.ttl("stream_idle_timeout", cx) {
+            Some(Ttl::Never) => None,
+            Some(Ttl::After(d)) => Some(d),
+            None => defaults.stream_idle_timeout,
+        },
+        max_inflight_push_bytes: lim.size("max_inflight_push_bytes", cx).map_or(
+            // At least one full-size push, whatever `max_push_bytes` says.
+            defaults.max_inflight_push_bytes.max(max_push_bytes),
+            |n| n as usize,
+        ),
+        max_queued_connections: lim
+            .int("max_queued_connections", cx, 0, 1 << 20)
+            .map_or(defaults.max_queued_connections, |n| n as usize),
     };
     lim.finish(cx);
+    if limits.max_inflight_push_bytes < limits.max_push_bytes {
+        cx.problems.push(format!(
+            "`limits.max_inflight_push_bytes`: {} is below `limits.max_push_bytes` ({}): a full-size push could never be received",
+            limits.max_inflight_push_bytes, limits.max_push_bytes
+        ));
+    }
     limits
 }
 
-/// `[push_api]`: whether the push API is served, and its TTL.
-fn build_push_api(top: &mut Section<'_>, cx: &mut Diagnostics) -> (bool, Option<Ttl>) {
+/// `[push_api]`: whether the push API is served, its TTL, and who may push.
+fn build_push_api(
+    top: &mut Section<'_>,
+    cx: &mut Diagnostics,
+) -> (bool, Option<Ttl>, Option<crate::netacl::AllowedNetworks>) {
     let mut push = top.sub("push_api", cx);
     let enabled = push.bool("enabled", cx).unwrap_or(true);
     let ttl = push.ttl("ttl", cx);
+    let networks = push.get("allowed_networks", cx, walk::networks);
     push.finish(cx);
-    (enabled, ttl)
+    (enabled, ttl, networks)
 }
 
 /// `[persistence]`: the snapshot file, when the table is present.

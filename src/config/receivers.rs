@@ -76,20 +76,7 @@ fn check_app_label(l: &str, cx: &mut Diagnostics) {
 
 /// `receiver.allowed_networks`: an array of CIDR strings.
 fn allowed_networks(receiver: &mut Section<'_>, cx: &mut Diagnostics) -> Option<AllowedNetworks> {
-    receiver.get("allowed_networks", cx, |v| {
-        let arr = v
-            .as_array()
-            .ok_or_else(|| expected("an array of networks such as [\"127.0.0.0/8\"]", v))?;
-        let entries = arr
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                e.as_str()
-                    .ok_or_else(|| format!("element {i}: {}", expected("a string", e)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        AllowedNetworks::parse(&entries)
-    })
+    receiver.get("allowed_networks", cx, super::walk::networks)
 }
 
 /// The master layout: one `format` for the flat `receive_on_unix_socket` /

@@ -39,6 +39,7 @@ fn defaults() -> Config {
         allowed_networks: None,
         collectors: Vec::new(),
         providers: None,
+        gates: crate::http::gates::Gates::default(),
     }
 }
 
@@ -373,9 +374,43 @@ fn sizes_as_bytes_or_strings() {
         ("\"7\"", 7),
     ] {
         check(&format!("[limits]\nmax_push_bytes = {value}"), |c| {
-            c.limits.max_push_bytes = bytes
+            c.limits.max_push_bytes = bytes;
+            // The budget holds at least one full-size push.
+            c.limits.max_inflight_push_bytes = c.limits.max_inflight_push_bytes.max(bytes);
         });
     }
+}
+
+#[test]
+fn edge_limits_and_write_gates() {
+    check(
+        "[exporter]\nenable_lifecycle = true\nenable_admin_api = true\nmax_http_connections = 50\n\
+         [limits]\nstream_idle_timeout = \"never\"\nmax_inflight_push_bytes = \"64MiB\"\nmax_queued_connections = 10\n\
+         [push_api]\nallowed_networks = [\"10.0.0.0/8\"]",
+        |c| {
+            c.gates.lifecycle = true;
+            c.gates.admin_api = true;
+            c.gates.max_http_connections = 50;
+            c.gates.push_api_networks =
+                crate::netacl::AllowedNetworks::parse(&["10.0.0.0/8"]).unwrap();
+            c.limits.stream_idle_timeout = None;
+            c.limits.max_inflight_push_bytes = 64 << 20;
+            c.limits.max_queued_connections = 10;
+        },
+    );
+    check("[limits]\nstream_idle_timeout = \"1h\"", |c| {
+        c.limits.stream_idle_timeout = Some(secs(3600))
+    });
+    assert!(defaults().limits.stream_idle_timeout >= Some(secs(600)));
+    assert!(!defaults().gates.lifecycle && !defaults().gates.admin_api);
+    check_problems(
+        "[exporter]\nenable_lifecycle = 1\n[limits]\nmax_inflight_push_bytes = \"1MiB\"\n[push_api]\nallowed_networks = []",
+        &[
+            "`exporter.enable_lifecycle`: expected a boolean, found integer",
+            "`limits.max_inflight_push_bytes`: 1048576 is below `limits.max_push_bytes` (16777216): a full-size push could never be received",
+            "`push_api.allowed_networks`: an empty list would refuse every peer; leave the key out to allow any peer",
+        ],
+    );
 }
 
 #[test]

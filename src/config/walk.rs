@@ -230,3 +230,19 @@ pub(super) fn expected(what: &str, v: &Value) -> String {
 }
 
 pub(super) use crate::units::parse_size;
+
+/// A list of CIDR networks (the `allowed_networks` keys).
+pub(super) fn networks(v: &Value) -> Result<crate::netacl::AllowedNetworks, String> {
+    let arr = v
+        .as_array()
+        .ok_or_else(|| expected("an array of networks such as [\"127.0.0.0/8\"]", v))?;
+    let entries = arr
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.as_str()
+                .ok_or_else(|| format!("element {i}: {}", expected("a string", e)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::netacl::AllowedNetworks::parse(&entries)
+}

@@ -1180,3 +1180,28 @@ fn a_histogram_sample_named_like_its_family_with_le_is_a_bucket() {
         Ok(None)
     );
 }
+
+#[test]
+fn a_line_of_100_000_labels_is_checked_for_duplicates_in_linear_time() {
+    // Comparing each label name with every earlier one would be 5e9
+    // comparisons here; past 16 labels the parser uses a hash set.
+    let mut line = String::from("wide{");
+    for i in 0..100_000 {
+        line.push_str(&format!("l{i}=\"\","));
+    }
+    let limits = ParseLimits {
+        max_series: 0,
+        max_line_bytes: 0,
+    };
+    let exp = parse(&format!("{line}}} 1\n"), &limits).unwrap();
+    assert_eq!(exp.families[0].samples[0].labels.len(), 100_000);
+    let e = parse(&format!("{line}l99999=\"x\"}} 1\n"), &limits).unwrap_err();
+    assert!(e.to_string().contains("duplicate label name l99999"), "{e}");
+    // The 17th label, the first checked through the set.
+    let e = parse(
+        &format!("{}l0=\"\"}} 1\n", &line[..line.find("l16=").unwrap()]),
+        &limits,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("duplicate label name l0"), "{e}");
+}

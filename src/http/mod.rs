@@ -16,16 +16,18 @@
 //! | POST | `/api/post` (configurable) | the aggregator seed's registration, with `[poll.register.compat]` |
 //! | GET | `/-/healthy` | 200 while the process runs |
 //! | GET | `/-/ready` | 200 once every listener is bound, 503 before |
-//! | POST | `/-/reload` | re-read the config file and apply it whole or not at all |
+//! | POST | `/-/reload` | re-read the config file and apply it whole or not at all (lifecycle API) |
 //! | PUT, POST, DELETE | `/metrics/job/<job>{/<label>/<value>}` | Pushgateway-compatible push API ([`pushgw`]) |
 //!
-//! Anything else is 404; a known path with another method is 405.
+//! Anything else is 404; a known path with another method is 405. The
+//! write endpoints are gated as Prometheus does ([`gates`]).
 //!
 //! The HTTP port lives in this folder: the router and pages (this file), the
 //! push API ([`pushgw`]), the web configuration with TLS and basic auth
 //! ([`web`], [`auth`]) and the accept loop ([`serve`]).
 
 pub mod auth;
+pub mod gates;
 pub mod negotiate;
 pub mod pushgw;
 pub mod serve;
@@ -52,6 +54,9 @@ use crate::store::{AppInfo, Format, Store};
 /// A reload request from `POST /-/reload`: the reply carries the outcome.
 pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
 
+/// Time to receive a `/register` document (a few KiB at most).
+const REGISTER_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Content type of the text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -70,8 +75,11 @@ pub struct HttpState {
     pub registrar: Option<Arc<Registrar>>,
     /// Where `POST /-/reload` sends its requests (`None`: reload disabled).
     pub reload: Option<tokio::sync::mpsc::Sender<ReloadRequest>>,
-    /// Whether admin endpoints (deleting apps from the UI) are enabled
-    /// (`[exporter] enable_admin_api`, `--web.enable-admin-api`).
+    /// Lifecycle endpoints (`POST /-/reload`) are served
+    /// (`[exporter] enable_lifecycle`, `--web.enable-lifecycle`).
+    pub lifecycle: bool,
+    /// Endpoints that delete data (push API `DELETE`, the UI's delete) are
+    /// served (`[exporter] enable_admin_api`, `--web.enable-admin-api`).
     pub admin_api: bool,
     /// Start time, effective config and page cache of the web UI.
     pub ui: Arc<ui::UiState>,
@@ -175,9 +183,16 @@ async fn register_post(State(s): State<HttpState>, req: Request) -> Response {
         return registration_disabled();
     };
     let (peer, auth) = peer_and_auth(req.headers(), req.extensions());
-    let body = match axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES).await {
-        Ok(b) => b,
+    let read = axum::body::to_bytes(req.into_body(), MAX_REQUEST_BYTES);
+    let body = match tokio::time::timeout(REGISTER_BODY_TIMEOUT, read).await {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            return json_response(
+                StatusCode::REQUEST_TIMEOUT,
+                &serde_json::json!({"ok": false, "error": format!("the registration document was not received within {REGISTER_BODY_TIMEOUT:?}")}),
+            )
+        }
+        Ok(Err(_)) => {
             return json_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &serde_json::json!({"ok": false, "error": format!("registration documents are limited to {MAX_REQUEST_BYTES} bytes")}),
@@ -213,6 +228,9 @@ async fn register_list(State(s): State<HttpState>, req: Request) -> Response {
 /// `POST /-/reload`: re-reads the config file and applies it whole or not
 /// at all; 200 with what changed, 500 with why nothing was applied.
 async fn reload(State(s): State<HttpState>) -> Response {
+    if !s.lifecycle {
+        return gates::lifecycle_disabled();
+    }
     let Some(tx) = s.reload.clone() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "reload is not available\n").into_response();
     };

@@ -10,7 +10,11 @@
 //!   `instance=""` is added to series without an instance when the key has
 //!   none;
 //! * `PUT` replaces the group, `POST` replaces only the families in the
-//!   body, `DELETE` removes the group (202, also when it does not exist);
+//!   body, `DELETE` removes the group (202, also when it does not exist;
+//!   an app of another kind with that name is left alone);
+//! * `PUT`/`POST` only from `[push_api] allowed_networks` (default
+//!   loopback), `DELETE` only with the admin API enabled (see
+//!   [`super::gates`]); the body is read within `limits.read_timeout`;
 //! * bodies are text format 0.0.4, or delimited protobuf
 //!   (`application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily;
 //!   encoding=delimited`, what Go's `client_golang` sends by default, with
@@ -24,6 +28,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
@@ -35,6 +40,7 @@ use tracing::{info, warn};
 
 use super::HttpState;
 use crate::exposition;
+use crate::netacl::AllowedNetworks;
 use crate::store::{AppKind, Ingest, PushError, Ttl};
 use crate::telemetry::RejectReason;
 
@@ -43,23 +49,65 @@ const JOB: &str = "job";
 /// Listener name in self-metrics.
 const LISTENER: &str = "http";
 
-/// State of the push API: when each group last failed (for
+/// State of the push API: when each existing group last failed (for
 /// `push_failure_time_seconds`, which survives replacing pushes).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PushApi {
+    /// Only groups present in the store get an entry; entries of groups
+    /// that went away (expired) are pruned once the map outgrows the store.
     failures: Mutex<HashMap<String, f64>>,
     ttl: Option<Ttl>,
+    networks: AllowedNetworks,
+    body_timeout: Duration,
 }
 
 impl PushApi {
-    /// A push API whose groups get `ttl` (`None`: the store's default).
+    /// A push API whose groups get `ttl` (`None`: the store's default),
+    /// open to loopback peers, reading bodies within the default read timeout.
     pub fn new(ttl: Option<Ttl>) -> Self {
+        PushApi::with_gates(
+            ttl,
+            super::gates::Gates::loopback(),
+            crate::ingest::config::DEFAULT_READ_TIMEOUT,
+        )
+    }
+
+    /// A push API open to `networks`, reading a body within `body_timeout`.
+    pub fn with_gates(ttl: Option<Ttl>, networks: AllowedNetworks, body_timeout: Duration) -> Self {
         PushApi {
             failures: Mutex::default(),
             ttl,
+            networks,
+            body_timeout,
+        }
+    }
+
+    /// Entries of the failure map (for tests and self-checks).
+    pub fn failure_entries(&self) -> usize {
+        lock(&self.failures).len()
+    }
+
+    /// Notes a failure of the existing group `app`; drops the entries of
+    /// groups gone from the store when the map outgrows it.
+    fn record_failure(&self, store: &crate::store::Store, app: &str, now: f64) {
+        let mut failures = lock(&self.failures);
+        failures.insert(app.to_owned(), now);
+        let (apps, _) = store.counts();
+        if failures.len() > apps + FAILURE_MAP_SLACK {
+            let live: std::collections::HashSet<String> = store
+                .apps()
+                .into_iter()
+                .filter(|a| a.kind == AppKind::Gateway)
+                .map(|a| a.name)
+                .collect();
+            failures.retain(|k, _| live.contains(k));
         }
     }
 }
+
+/// Entries the failure map may hold beyond the store's app count before it
+/// is pruned (amortises the pruning's walk over the apps).
+const FAILURE_MAP_SLACK: usize = 64;
 
 /// A parsed grouping key: `job` first, then the path labels in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,15 +138,28 @@ impl GroupingKey {
     }
 }
 
+/// Most labels in a grouping key. Every pushed series carries them, and
+/// the push path checks each series' labels against them: a bound keeps a
+/// push linear in its size. Real keys have a handful (job, instance, ...).
+pub const MAX_GROUPING_LABELS: usize = 64;
+
 /// Parses the part of the path after `/metrics/`, e.g. `job/x/instance/y`.
 pub fn parse_grouping_path(rest: &str) -> Result<GroupingKey, String> {
     let segments: Vec<&str> = rest.split('/').collect();
+    if segments.len() > 2 * MAX_GROUPING_LABELS {
+        return Err(format!(
+            "the grouping key has {} labels: at most {MAX_GROUPING_LABELS} (job included)",
+            segments.len() / 2
+        ));
+    }
     if !segments.len().is_multiple_of(2) {
         return Err(format!(
             "grouping key path {rest:?} has an odd number of segments; expected job/<job>{{/<label>/<value>}}"
         ));
     }
     let mut labels: Vec<(String, String)> = Vec::with_capacity(segments.len() / 2);
+    // A hash per name keeps a path of thousands of labels linear.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for pair in segments.chunks(2) {
         let raw_name = percent_decode(pair[0])?;
         let (name, b64) = match raw_name.strip_suffix("@base64") {
@@ -113,7 +174,7 @@ pub fn parse_grouping_path(rest: &str) -> Result<GroupingKey, String> {
         if !exposition::is_valid_label_name(&name) || name.starts_with("__") {
             return Err(format!("invalid label name {name:?} in the grouping key"));
         }
-        if labels.iter().any(|(k, _)| *k == name) {
+        if !seen.insert(name.clone()) {
             return Err(format!("label {name} appears twice in the grouping key"));
         }
         labels.push((name, value));
@@ -293,11 +354,25 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
             "the push API is disabled (set `push_api.enabled = true`)",
         );
     };
-    let peer = req
+    let peer_addr = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "http".to_owned(), |c| format!("http {}", c.0));
+        .map(|c| c.0);
+    let peer = peer_addr.map_or_else(|| "http".to_owned(), |a| format!("http {a}"));
     let method = req.method().clone();
+    if method == Method::DELETE {
+        if !s.admin_api {
+            return super::gates::admin_disabled();
+        }
+    } else if let Err(refusal) =
+        super::gates::check_push_peer(&api.networks, peer_addr.map(|a| a.ip()))
+    {
+        s.store
+            .metrics()
+            .count_rejection(RejectReason::NetworkNotAllowed);
+        warn!(peer = %peer, "http push refused: peer outside push_api.allowed_networks");
+        return error(StatusCode::FORBIDDEN, refusal);
+    }
     let rest = req
         .uri()
         .path()
@@ -310,14 +385,27 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     };
     let app = key.app_name();
     if method == Method::DELETE {
-        delete_app(&s, &app);
+        // Only the push API's own groups: a pushed, polled or collected app
+        // that happens to have this name is not the push API's to delete.
+        delete_app(&s, &app, Some(AppKind::Gateway));
         return StatusCode::ACCEPTED.into_response();
     }
     let (parts, body) = req.into_parts();
     let limit = s.max_push_bytes;
-    let body = match axum::body::to_bytes(body, limit.saturating_mul(2).max(1024)).await {
-        Ok(b) => b,
+    let read = axum::body::to_bytes(body, limit.saturating_mul(2).max(1024));
+    let body = match tokio::time::timeout(api.body_timeout, read).await {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            s.store.metrics().count_rejection(RejectReason::Timeout);
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the body was not received within {:?} (limits.read_timeout)",
+                    api.body_timeout
+                ),
+            );
+        }
+        Ok(Err(_)) => {
             s.store.metrics().count_rejection(RejectReason::TooLarge);
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -344,6 +432,14 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
         let body = push_body(&parts.headers, &body, limit)
             .map_err(|(code, msg)| ("text", code, RejectReason::InvalidEnvelope, msg))?;
         let format = body.format();
+        check_amplification(&key, &body, limit).map_err(|msg| {
+            (
+                format,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                RejectReason::TooLarge,
+                msg,
+            )
+        })?;
         apply(&store, &api, &key, &app, body, merge, &peer)
             .map(|()| format)
             .map_err(|e| (format, StatusCode::BAD_REQUEST, e.reason, e.to_string()))
@@ -363,16 +459,45 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     }
 }
 
-/// Removes an app (a group, or any pushed app) and its push-failure record;
-/// the delete path of the push API and of the web UI. Returns whether it
-/// existed.
-pub fn delete_app(s: &HttpState, app: &str) -> bool {
-    let existed = s.store.remove(app);
+/// Removes an app and its push-failure record: the delete path of the push
+/// API (`only` = its own kind, so that a pushed, polled or collected app of
+/// the same name is left alone) and of the web UI (which checks the kind
+/// itself). Returns whether it existed.
+pub fn delete_app(s: &HttpState, app: &str, only: Option<AppKind>) -> bool {
+    let existed = match only {
+        Some(kind) => s.store.remove_kind(app, kind),
+        None => s.store.remove(app),
+    };
     if let Some(api) = &s.push_api {
         lock(&api.failures).remove(app);
     }
     info!(app = %app, existed, "app deleted");
     existed
+}
+
+/// The grouping labels are written on every series of the group: what they
+/// add may be this many times `limits.max_push_bytes`, at most.
+const MAX_AMPLIFICATION: usize = 4;
+
+/// Refuses a body whose series, each carrying the grouping labels, would
+/// make a group far larger than the push (64 long labels on 100,000 lines
+/// would be 450 MB from a 16 MiB body). Counts an upper bound of the series
+/// before any parsing: the lines of a text body, and for protobuf one
+/// series per two bytes (the smallest encoded metric).
+fn check_amplification(key: &GroupingKey, body: &PushBody, limit: usize) -> Result<(), String> {
+    let key_bytes: usize = key.0.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    let lines = match body {
+        PushBody::Text(text) => text.bytes().filter(|b| *b == b'\n').count() + 1,
+        PushBody::Protobuf(bytes) => bytes.len() / 2 + 1,
+    };
+    let added = key_bytes.saturating_mul(lines);
+    let max = limit.saturating_mul(MAX_AMPLIFICATION);
+    if added > max {
+        return Err(format!(
+            "the grouping labels ({key_bytes} bytes) on each of up to {lines} series would add {added} bytes: at most {max} ({MAX_AMPLIFICATION} x limits.max_push_bytes); use fewer or shorter grouping labels"
+        ));
+    }
+    Ok(())
 }
 
 /// Validates and applies one push; on failure records the failure time.
@@ -437,8 +562,11 @@ fn apply(
     match result {
         Ok(_) => Ok(()),
         Err(e) => {
-            lock(&api.failures).insert(app.to_owned(), now);
-            store.update_gauge(app, "push_failure_time_seconds", &labels, now);
+            // A group that does not exist gets no entry: a client cannot
+            // grow the map with failed pushes to made-up groups.
+            if store.update_gauge(app, "push_failure_time_seconds", &labels, now) {
+                api.record_failure(store, app, now);
+            }
             store.record_rejection(&e);
             Err(e)
         }
@@ -493,6 +621,84 @@ mod tests {
             .contains("invalid label name"));
         assert!(key("job/a/x@base64/!!").unwrap_err().contains("base64"));
         assert!(key("job/%zz").unwrap_err().contains("percent"));
+    }
+
+    #[test]
+    fn grouping_keys_are_bounded_in_labels() {
+        let path = |n: usize| {
+            let mut p = "job/j".to_owned();
+            for i in 1..n {
+                p.push_str(&format!("/l{i}/v"));
+            }
+            p
+        };
+        assert_eq!(key(&path(MAX_GROUPING_LABELS)).unwrap().len(), 64);
+        let e = key(&path(MAX_GROUPING_LABELS + 1)).unwrap_err();
+        assert!(e.contains("65 labels: at most 64"), "{e}");
+        // 100,000 labels (a path hyper accepts) are refused before any
+        // per-label work.
+        let e = key(&path(100_000)).unwrap_err();
+        assert!(e.contains("100000 labels"), "{e}");
+        let mut dup = path(MAX_GROUPING_LABELS - 1);
+        dup.push_str("/l7/w");
+        assert!(key(&dup).unwrap_err().contains("label l7 appears twice"));
+    }
+
+    #[test]
+    fn grouping_labels_cannot_amplify_a_push_beyond_its_bound() {
+        let k = GroupingKey(pairs(&[("job", "j"), ("long", &"v".repeat(96))]));
+        // 112 bytes of labels per line: 1,000 lines fit in 4 x 64 KiB...
+        assert!(check_amplification(&k, &PushBody::Text("x 1\n".repeat(1000)), 64 << 10).is_ok());
+        // ...10,000 lines do not.
+        let e =
+            check_amplification(&k, &PushBody::Text("x 1\n".repeat(10_000)), 64 << 10).unwrap_err();
+        assert!(e.contains("112 bytes") && e.contains("10001 lines"), "{e}");
+    }
+
+    #[test]
+    fn failures_are_kept_for_existing_groups_only() {
+        let store =
+            crate::store::Store::new(Default::default(), crate::telemetry::SelfMetrics::new());
+        let api = PushApi::new(None);
+        let key = |j: &str| GroupingKey(pairs(&[("job", j)]));
+        // 1,000 failed pushes to groups that do not exist: no entries.
+        for i in 0..1000 {
+            let k = key(&format!("ghost{i}"));
+            assert!(apply(
+                &store,
+                &api,
+                &k,
+                &k.app_name(),
+                PushBody::Text("bad{".to_owned()),
+                false,
+                "t"
+            )
+            .is_err());
+        }
+        assert_eq!(api.failure_entries(), 0);
+        // An existing group's failure is kept (for push_failure_time_seconds).
+        let k = key("real");
+        apply(
+            &store,
+            &api,
+            &k,
+            &k.app_name(),
+            PushBody::Text("ok 1\n".to_owned()),
+            false,
+            "t",
+        )
+        .unwrap();
+        assert!(apply(
+            &store,
+            &api,
+            &k,
+            &k.app_name(),
+            PushBody::Text("bad{".to_owned()),
+            false,
+            "t"
+        )
+        .is_err());
+        assert_eq!(api.failure_entries(), 1);
     }
 
     #[test]

@@ -4,8 +4,12 @@
 //!
 //! The accept loop never waits for a client: a client that opens a
 //! connection and sends nothing (or handshakes slowly) holds only its own
-//! task, for at most [`HANDSHAKE_TIMEOUT`] (TLS) or [`HEADER_READ_TIMEOUT`]
-//! (the request head).
+//! task, for at most [`HANDSHAKE_TIMEOUT`] (TLS) or the header read timeout
+//! (`limits.read_timeout`, which also closes idle keep-alive connections).
+//! At most `max_connections` connections are open at once: one over the
+//! cap gets `503` with the reason and is closed, so idle connections cannot
+//! exhaust the descriptors. Bodies are read by the handlers within their
+//! own time limits.
 //!
 //! Shutdown: on cancellation the listener is closed, handshakes in progress
 //! are dropped, and connections finish the request in flight (idle
@@ -21,7 +25,9 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -29,8 +35,29 @@ use tracing::{debug, warn};
 /// Time a client gets to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time a client gets to send a request head (also bounds idle keep-alive
-/// connections waiting for their next request).
+/// connections waiting for their next request), unless configured.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time given to write the `503` of a connection over the cap.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The bounds of the HTTP listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Time to receive a request head; idle keep-alive connections close
+    /// after it too.
+    pub header_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: super::gates::DEFAULT_MAX_HTTP_CONNECTIONS,
+            header_timeout: HEADER_READ_TIMEOUT,
+        }
+    }
+}
 /// Pause after a failed `accept()` (e.g. EMFILE) so the loop does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -40,10 +67,12 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: ServeLimits,
     shutdown: CancellationToken,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -57,14 +86,26 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            warn!(%peer, limit = limits.max_connections, "http connection refused: too many connections");
+            if acceptor.is_none() {
+                tokio::spawn(refuse(stream, limits.max_connections));
+            }
+            continue;
+        };
+        let conn = connection(
             stream,
             peer,
             router.clone(),
             acceptor.clone(),
             graceful.watcher(),
             shutdown.clone(),
-        ));
+            limits.header_timeout,
+        );
+        tokio::spawn(async move {
+            conn.await;
+            drop(permit);
+        });
     }
     drop(listener);
     // Waits until every watched connection and every watcher held by a
@@ -79,16 +120,17 @@ async fn connection(
     acceptor: Option<TlsAcceptor>,
     watcher: Watcher,
     shutdown: CancellationToken,
+    header_timeout: Duration,
 ) {
     match acceptor {
-        None => http(TokioIo::new(stream), peer, router, watcher).await,
+        None => http(TokioIo::new(stream), peer, router, watcher, header_timeout).await,
         Some(acceptor) => {
             let handshake = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => r,
             };
             match handshake {
-                Ok(Ok(tls)) => http(TokioIo::new(tls), peer, router, watcher).await,
+                Ok(Ok(tls)) => http(TokioIo::new(tls), peer, router, watcher, header_timeout).await,
                 Ok(Err(e)) => debug!(%peer, error = %e, "tls handshake failed"),
                 Err(_) => debug!(%peer, "tls handshake timed out"),
             }
@@ -96,8 +138,13 @@ async fn connection(
     }
 }
 
-async fn http<I>(io: TokioIo<I>, peer: SocketAddr, router: Router, watcher: Watcher)
-where
+async fn http<I>(
+    io: TokioIo<I>,
+    peer: SocketAddr,
+    router: Router,
+    watcher: Watcher,
+    header_timeout: Duration,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -115,9 +162,34 @@ where
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_timeout)
         .serve_connection(io, service);
     if let Err(e) = watcher.watch(conn).await {
         debug!(%peer, error = %e, "http connection ended with an error");
     }
+}
+
+/// Answers a connection over the cap with `503` and closes it (plain HTTP:
+/// over TLS the client sees a closed connection, which it retries too).
+async fn refuse(mut stream: TcpStream, limit: usize) {
+    let body = format!(
+        "too many HTTP connections (exporter.max_http_connections = {limit}); retry later\n"
+    );
+    let reply = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        let _ = stream.write_all(reply.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        // Read what the client sent so that closing does not reset the
+        // connection before it read the reply (bounded by the timeout).
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }

@@ -38,7 +38,8 @@ fn state(ready: bool) -> HttpState {
         max_push_bytes: crate::ingest::config::DEFAULT_MAX_PUSH_BYTES as usize,
         registrar: None,
         reload: None,
-        admin_api: false,
+        lifecycle: true,
+        admin_api: true,
         ui: ui::UiState::new(None),
     }
 }

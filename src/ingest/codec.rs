@@ -4,7 +4,9 @@
 //!   `{"app": ["line", ...]}`, several apps allowed (all applied).
 //! * Cap'n Proto: standard unpacked stream framing, `InboundMetrics`.
 
+use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::fmt;
+use std::hash::BuildHasher;
 
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
@@ -51,8 +53,15 @@ pub fn looks_like_json(first: &[u8]) -> bool {
         .is_none_or(|b| matches!(b, b'{' | b'['))
 }
 
-/// Decodes a JSON push document.
+/// Decodes a JSON push document, whatever its number of apps.
 pub fn decode_json(buf: &[u8]) -> Result<Vec<AppPush>, DecodeError> {
+    decode_json_limited(buf, usize::MAX)
+}
+
+/// Decodes a JSON push document of at most `max_apps` apps: the document
+/// is refused at the first app over the limit, before the rest is read.
+/// Time is linear in the document's size (one hash per app name).
+pub fn decode_json_limited(buf: &[u8], max_apps: usize) -> Result<Vec<AppPush>, DecodeError> {
     if let Err(e) = std::str::from_utf8(buf) {
         return Err(DecodeError(format!(
             "invalid UTF-8 at byte offset {}",
@@ -61,7 +70,7 @@ pub fn decode_json(buf: &[u8]) -> Result<Vec<AppPush>, DecodeError> {
     }
     let mut de = serde_json::Deserializer::from_slice(buf);
     let pushes = (&mut de)
-        .deserialize_map(PushVisitor)
+        .deserialize_map(PushVisitor { max_apps })
         .map_err(|e| json_error(buf, &e))?;
     de.end().map_err(|e| json_error(buf, &e))?;
     Ok(pushes)
@@ -94,7 +103,9 @@ fn offset_of(buf: &[u8], line: usize, column: usize) -> usize {
     buf.len()
 }
 
-struct PushVisitor;
+struct PushVisitor {
+    max_apps: usize,
+}
 
 impl<'de> Visitor<'de> for PushVisitor {
     type Value = Vec<AppPush>;
@@ -105,8 +116,31 @@ impl<'de> Visitor<'de> for PushVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out: Vec<AppPush> = Vec::new();
+        // The index of each name by its hash (keyed at random per document,
+        // so no one can aim at collisions): a lookup per app keeps the
+        // check linear (comparing with every earlier name took hours at
+        // 16 MiB) without a second copy of the names.
+        let keys = RandomState::new();
+        let mut seen: HashMap<u64, usize> = HashMap::new();
         while let Some(app) = map.next_key::<String>()? {
-            if out.iter().any(|p| p.app == app) {
+            if out.len() >= self.max_apps {
+                return Err(serde::de::Error::custom(format!(
+                    "app {app:?} is app number {} of the document: more than limits.max_apps ({})",
+                    out.len() + 1,
+                    self.max_apps
+                )));
+            }
+            let twice = match seen.entry(keys.hash_one(&app)) {
+                Entry::Vacant(slot) => {
+                    slot.insert(out.len());
+                    false
+                }
+                // Same hash: the same name, or (rarely) a collision.
+                Entry::Occupied(first) => {
+                    out[*first.get()].app == app || out.iter().any(|p| p.app == app)
+                }
+            };
+            if twice {
                 return Err(serde::de::Error::custom(format!(
                     "app {app:?} appears twice in the object"
                 )));
@@ -430,6 +464,30 @@ mod tests {
         assert_eq!(decode_capnp(&encode_capnp("a", "x 1\n")).unwrap().ttl, None);
         let e = decode_capnp(&encode_capnp_with_ttl("a", "x 1\n", "0s")).unwrap_err();
         assert!(e.0.contains("invalid field ttl"), "{e}");
+    }
+
+    #[test]
+    fn json_app_count_is_bounded_while_decoding() {
+        let doc = |n: usize| {
+            let body: Vec<String> = (0..n).map(|i| format!("\"a{i}\": \"x 1\\n\"")).collect();
+            format!("{{{}}}", body.join(","))
+        };
+        assert_eq!(decode_json_limited(doc(3).as_bytes(), 3).unwrap().len(), 3);
+        let e = decode_json_limited(doc(4).as_bytes(), 3).unwrap_err().0;
+        assert!(
+            e.contains("\"a3\" is app number 4") && e.contains("limits.max_apps (3)"),
+            "{e}"
+        );
+        // 200,000 distinct names: the duplicate check is a hash lookup per
+        // name (the earlier scan of every previous name made this 2e10
+        // comparisons); a duplicate at the very end is still found.
+        let mut big = doc(200_000);
+        assert_eq!(decode_json(big.as_bytes()).unwrap().len(), 200_000);
+        big.insert_str(big.len() - 1, ",\"a0\": \"\"");
+        assert!(decode_json(big.as_bytes())
+            .unwrap_err()
+            .0
+            .contains("\"a0\" appears twice"));
     }
 
     #[test]

@@ -15,6 +15,16 @@ pub const DEFAULT_MAX_PUSH_BYTES: u64 = 16 * 1024 * 1024;
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time a client may stay silent before we give up on it.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default silence allowed between two Cap'n Proto messages on one
+/// connection: the original kept such connections forever, and clients
+/// push every 10-60 s on one connection.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default budget of bytes held by pushes in progress: 16 full-size pushes
+/// at once, a few hundred MiB, whatever the number of slow senders.
+pub const DEFAULT_MAX_INFLIGHT_PUSH_BYTES: u64 = 256 * 1024 * 1024;
+/// Default number of connections waiting for a slot per listener: a burst
+/// of cron jobs starting on the same minute; each holds one descriptor.
+pub const DEFAULT_MAX_QUEUED_CONNECTIONS: u64 = 4096;
 
 /// Wire format accepted by a receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +109,14 @@ pub struct Limits {
     pub read_timeout: Duration,
     /// Maximum silence between two reads.
     pub idle_timeout: Duration,
+    /// Maximum silence between two complete Cap'n Proto messages of a
+    /// stream or RPC connection (`None`: never closed for idleness).
+    pub stream_idle_timeout: Option<Duration>,
+    /// Bytes held by all pushes being received at once, across listeners.
+    pub max_inflight_push_bytes: usize,
+    /// Connections waiting for a slot over `concurrent_requests`, per
+    /// listener; beyond this they are refused at once.
+    pub max_queued_connections: usize,
 }
 
 impl Default for Limits {
@@ -109,6 +127,9 @@ impl Default for Limits {
             max_apps: crate::store::DEFAULT_MAX_APPS,
             read_timeout: DEFAULT_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            max_inflight_push_bytes: DEFAULT_MAX_INFLIGHT_PUSH_BYTES as usize,
+            max_queued_connections: DEFAULT_MAX_QUEUED_CONNECTIONS as usize,
         }
     }
 }

@@ -8,11 +8,23 @@
 //! that has already gone away is unaffected.
 //!
 //! Every read is bounded: bytes per push, a total read timeout, an idle
-//! timeout between reads, and a per-listener connection limit.
+//! timeout between reads, a per-listener connection limit, and one budget
+//! of bytes held by all pushes in progress ([`budget`]).
+//!
+//! A connection over the limit waits for a slot (at most
+//! `limits.max_queued_connections` of them, each for at most
+//! `limits.read_timeout`) before a clear refusal: a burst of clients, such
+//! as cron jobs starting on the same minute, is queued, not refused.
+//!
+//! A Cap'n Proto connection may stay open between messages for
+//! `limits.stream_idle_timeout` (default 10 minutes, or never); each
+//! message is bounded by the read and idle timeouts from its first byte.
 
+pub mod budget;
 pub mod codec;
 pub mod config;
 pub mod rpc;
+pub mod rpc_io;
 pub mod unix;
 
 use std::io;
@@ -125,6 +137,11 @@ pub struct Ctx {
     /// Networks TCP peers must belong to (`receiver.allowed_networks`);
     /// `None` allows any peer. Unix sockets are governed by their mode.
     pub allowed_networks: Option<Arc<AllowedNetworks>>,
+    /// The bytes budget shared by every listener.
+    pub budget: budget::ByteBudget,
+    /// Cancelled when the listener stops (shutdown or reload): streams
+    /// waiting between two messages close then; pushes in progress go on.
+    pub stop: CancellationToken,
 }
 
 /// The reply line sent after a connection's data was processed.
@@ -175,6 +192,7 @@ pub async fn serve(
     tracker: TaskTracker,
 ) -> Listener {
     let permits = Arc::new(Semaphore::new(max_connections));
+    let queue = Arc::new(Semaphore::new(ctx.limits.max_queued_connections));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -202,20 +220,36 @@ pub async fn serve(
                 continue;
             }
         }
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            ctx.store
-                .metrics()
-                .count_rejection(RejectReason::TooManyConnections);
-            warn!(parent: &span, limit = max_connections, "connection refused: too many connections");
-            let msg = format!(
-                "too many connections on this listener (limit {max_connections}); retry later"
-            );
-            tracker.spawn(refuse(conn, msg).instrument(span));
-            continue;
+        let slot = match permits.clone().try_acquire_owned() {
+            Ok(p) => Slot::Now(p),
+            Err(_) => match queue.clone().try_acquire_owned() {
+                Ok(q) => Slot::Queued(q),
+                Err(_) => {
+                    ctx.store
+                        .metrics()
+                        .count_rejection(RejectReason::TooManyConnections);
+                    warn!(parent: &span, limit = max_connections, "connection refused: too many connections, queue full");
+                    let msg = format!(
+                        "too many connections on this listener (limit {max_connections}, {} more waiting); retry later",
+                        ctx.limits.max_queued_connections
+                    );
+                    tracker.spawn(refuse(conn, msg).instrument(span));
+                    continue;
+                }
+            },
         };
         let ctx = ctx.clone();
+        let permits = permits.clone();
         tracker.spawn(
             async move {
+                let Some(permit) = slot.wait(&permits, &ctx, max_connections).await else {
+                    let msg = format!(
+                        "too many connections on this listener (limit {max_connections}): no slot within {:?} (limits.read_timeout); retry later",
+                        ctx.limits.read_timeout
+                    );
+                    refuse(conn, msg).await;
+                    return;
+                };
                 ctx.store.metrics().connection(&ctx.listener, 1);
                 match conn {
                     Conn::Tcp(s) => handle_connection(s, &ctx, &peer).await,
@@ -229,6 +263,42 @@ pub async fn serve(
     }
     // Handed back so that a reload can keep the bound socket.
     listener
+}
+
+/// A connection's claim on the listener's concurrency.
+enum Slot {
+    /// A slot was free.
+    Now(tokio::sync::OwnedSemaphorePermit),
+    /// A place in the queue, waiting for a slot.
+    Queued(tokio::sync::OwnedSemaphorePermit),
+}
+
+impl Slot {
+    /// The slot, after waiting for one for at most the read timeout; `None`
+    /// (counted, logged) when none came or the listener stopped.
+    async fn wait(
+        self,
+        permits: &Arc<Semaphore>,
+        ctx: &Ctx,
+        limit: usize,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let queued = match self {
+            Slot::Now(p) => return Some(p),
+            Slot::Queued(q) => q,
+        };
+        let got = tokio::select! {
+            r = tokio::time::timeout(ctx.limits.read_timeout, permits.clone().acquire_owned()) => r.ok().and_then(Result::ok),
+            _ = ctx.stop.cancelled() => None,
+        };
+        drop(queued);
+        if got.is_none() {
+            ctx.store
+                .metrics()
+                .count_rejection(RejectReason::TooManyConnections);
+            warn!(limit, "connection refused: no slot within the read timeout");
+        }
+        got
+    }
 }
 
 async fn refuse(conn: Conn, msg: String) {
@@ -304,6 +374,43 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
         };
         self.offset += n;
         Ok(n)
+    }
+
+    /// Waits for the first bytes of the next message of a stream, for at
+    /// most `bound` (`None`: forever), then starts that message's read
+    /// deadline. `Ok(0)` ends the stream cleanly: EOF, the bound passed
+    /// (the stream was idle), or the listener stopped.
+    async fn read_next_message(
+        &mut self,
+        buf: &mut [u8],
+        bound: Option<Duration>,
+        read_timeout: Duration,
+        stop: &CancellationToken,
+    ) -> Result<usize, ReadFail> {
+        let idle = async {
+            match bound {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let n = tokio::select! {
+            r = self.stream.read(buf) => r.map_err(ReadFail::Io)?,
+            _ = idle => {
+                debug!(offset = self.offset, "stream closed after limits.stream_idle_timeout without a new message");
+                return Ok(0);
+            }
+            _ = stop.cancelled() => return Ok(0),
+            _ = self.abort.cancelled() => return Ok(0),
+        };
+        self.offset += n;
+        self.deadline = Instant::now() + read_timeout;
+        Ok(n)
+    }
+
+    /// How long a push may wait for the bytes budget: as long as it may
+    /// stay silent, within its read deadline.
+    fn budget_deadline(&self, ctx: &Ctx) -> Instant {
+        (Instant::now() + ctx.limits.idle_timeout).min(self.deadline)
     }
 
     /// Fills `buf` completely; `Ok(false)` on EOF before the first byte.
@@ -402,7 +509,10 @@ async fn json_connection<S: AsyncRead + Unpin>(
     reply: &mut Reply,
 ) {
     let limit = ctx.limits.max_push_bytes;
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut chunk = vec![0u8; JSON_READ_CHUNK];
+    // Bytes of the document reserved from the shared budget, as it grows:
+    // its buffer's capacity, which grows by doubling up to the limit.
+    let mut held = budget::Held::default();
     loop {
         match reader.read(&mut chunk).await {
             Ok(0) => break,
@@ -412,6 +522,37 @@ async fn json_connection<S: AsyncRead + Unpin>(
                     ctx.store.metrics().count_push(&ctx.listener, "json", false);
                     return;
                 }
+                let needed = buf.len() + n;
+                let capacity = if needed > buf.capacity() {
+                    needed.max(buf.capacity().saturating_mul(2)).min(limit)
+                } else {
+                    buf.capacity()
+                };
+                if let Err(e) = ctx
+                    .budget
+                    .hold(&mut held, capacity, reader.budget_deadline(ctx))
+                    .await
+                {
+                    warn!("json push refused: {e}");
+                    ctx.store
+                        .metrics()
+                        .count_rejection(RejectReason::TooManyConnections);
+                    ctx.store.metrics().count_push(&ctx.listener, "json", false);
+                    reply.fail(format!("at byte offset {}: {e}", reader.offset));
+                    // Read the rest without keeping it (bounded by the push
+                    // limit and the timeouts) so that the client, still
+                    // sending, gets the reply rather than a reset.
+                    drop(held);
+                    let mut left = limit.saturating_sub(buf.len());
+                    while left > 0 {
+                        match reader.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => left = left.saturating_sub(n),
+                        }
+                    }
+                    return;
+                }
+                buf.reserve_exact(capacity - buf.len());
                 buf.extend_from_slice(&chunk[..n]);
             }
             Err(f) => {
@@ -422,7 +563,7 @@ async fn json_connection<S: AsyncRead + Unpin>(
             }
         }
     }
-    let pushes = match codec::decode_json(&buf) {
+    let pushes = match codec::decode_json_limited(&buf, ctx.limits.max_apps) {
         Ok(p) => p,
         Err(e) => {
             warn!(error = %e, "json push refused");
@@ -496,8 +637,8 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
                 capnp_fail(ctx, reply, RejectReason::InvalidEnvelope, msg);
                 return;
             }
-            None => match reader.read_exact_or_eof(&mut head).await {
-                Ok(None) => return, // clean EOF at a message boundary
+            None => match read_head(reader, &mut head, ctx).await {
+                Ok(None) => return, // clean end at a message boundary
                 Ok(Some(4)) => {}
                 Ok(Some(_)) => {
                     let msg = format!("truncated cap'n proto message {message_no} at byte offset {start}: the connection ended inside the segment table");
@@ -540,6 +681,17 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
                 return;
             }
         };
+        // Reserved before the message is buffered, given back once applied.
+        let mut held = budget::Held::default();
+        if let Err(e) = ctx
+            .budget
+            .hold(&mut held, header.total_bytes, reader.budget_deadline(ctx))
+            .await
+        {
+            let msg = format!("message {message_no} at byte offset {start}: {e}");
+            capnp_fail(ctx, reply, RejectReason::TooManyConnections, msg);
+            return;
+        }
         message.resize(header.total_bytes, 0);
         match reader.read_exact_or_eof(&mut message[table_len..]).await {
             Ok(Some(n)) if n == header.total_bytes - table_len => {}
@@ -595,6 +747,28 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
     }
 }
 
+/// Reads the 4-byte segment count of a message after the first: waiting
+/// for its first byte is bounded by `limits.stream_idle_timeout`, the rest
+/// of the message by the read and idle timeouts. `None`: the stream ended.
+async fn read_head<S: AsyncRead + Unpin>(
+    reader: &mut Reader<'_, S>,
+    head: &mut [u8; 4],
+    ctx: &Ctx,
+) -> Result<Option<usize>, ReadFail> {
+    let lim = &ctx.limits;
+    let n = reader
+        .read_next_message(head, lim.stream_idle_timeout, lim.read_timeout, &ctx.stop)
+        .await?;
+    if n == 0 {
+        return Ok(None);
+    }
+    match reader.read_exact_or_eof(&mut head[n..]).await? {
+        Some(m) => Ok(Some(n + m)),
+        None if n == 4 => Ok(Some(4)),
+        None => Ok(Some(n)),
+    }
+}
+
 fn capnp_fail(ctx: &Ctx, reply: &mut Reply, reason: RejectReason, msg: String) {
     warn!(reason = reason.as_str(), "capnp push refused: {msg}");
     ctx.store.metrics().count_rejection(reason);
@@ -603,6 +777,10 @@ fn capnp_fail(ctx: &Ctx, reply: &mut Reply, reason: RejectReason, msg: String) {
         .count_push(&ctx.listener, "capnp", false);
     reply.fail(msg);
 }
+
+/// Bytes read at once from a JSON connection: allocated per connection,
+/// outside the bytes budget, so small (2,048 connections hold 32 MiB).
+const JSON_READ_CHUNK: usize = 16 * 1024;
 
 /// Pushes above this size are parsed on the blocking pool so that a large
 /// push does not stall the other connections served by the same worker.

@@ -4,6 +4,13 @@
 //! capnp-rpc objects are `!Send`, so the listener runs on its own thread
 //! with a current-thread runtime and a `LocalSet`. The store is `Sync`, so
 //! the RPC object calls it directly; no channel is needed.
+//!
+//! Bounds: `concurrent_requests` connections (more wait in a queue, as on
+//! the stream listeners, then are closed); per connection the reads are
+//! bounded by [`super::rpc_io::BoundedRead`] (idle between messages, read
+//! and idle timeouts inside one, the shared bytes budget); calls are
+//! answered one at a time per connection (`push` never awaits), so
+//! in-flight calls are bounded by the connections.
 
 use std::net::TcpListener as StdTcpListener;
 use std::sync::Arc;
@@ -87,17 +94,37 @@ impl metrics_receiver::Server for Receiver {
     }
 }
 
+/// What the RPC listener needs besides its socket and the store.
+#[derive(Debug, Clone)]
+pub struct RpcSettings {
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Limits (message size, timeouts, queue).
+    pub limits: super::config::Limits,
+    /// TTL of pushes without one (`None`: the store's default).
+    pub ttl: Option<Ttl>,
+    /// Networks peers must belong to (`None`: any).
+    pub allowed_networks: Option<Arc<crate::netacl::AllowedNetworks>>,
+    /// The bytes budget shared with the stream listeners.
+    pub budget: super::budget::ByteBudget,
+}
+
 /// Starts the RPC listener on its own thread. When `shutdown` fires the
 /// thread stops (its connections end) and returns the listener.
 pub fn spawn(
     listener: StdTcpListener,
     store: Arc<Store>,
-    max_connections: usize,
-    max_message_bytes: usize,
-    ttl: Option<Ttl>,
-    allowed_networks: Option<Arc<crate::netacl::AllowedNetworks>>,
+    settings: RpcSettings,
     shutdown: CancellationToken,
 ) -> std::io::Result<std::thread::JoinHandle<Option<StdTcpListener>>> {
+    let RpcSettings {
+        max_connections,
+        limits,
+        ttl,
+        allowed_networks,
+        budget,
+    } = settings;
+    let max_message_bytes = limits.max_push_bytes;
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("capnp-rpc".to_owned())
@@ -116,6 +143,7 @@ pub fn spawn(
                     }
                 };
                 let permits = Arc::new(Semaphore::new(max_connections));
+                let queue = Arc::new(Semaphore::new(limits.max_queued_connections));
                 loop {
                     let (stream, peer) = tokio::select! {
                         _ = shutdown.cancelled() => break,
@@ -137,21 +165,29 @@ pub fn spawn(
                         drop(stream);
                         continue;
                     }
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        store
-                            .metrics()
-                            .count_rejection(RejectReason::TooManyConnections);
-                        warn!(%peer, "rpc connection refused: too many connections");
-                        drop(stream);
-                        continue;
-                    };
                     let _ = stream.set_nodelay(true);
+                    let queued = match permits.clone().try_acquire_owned() {
+                        Ok(p) => Ok(p),
+                        Err(_) => match queue.clone().try_acquire_owned() {
+                            Ok(q) => Err(q),
+                            Err(_) => {
+                                store
+                                    .metrics()
+                                    .count_rejection(RejectReason::TooManyConnections);
+                                warn!(%peer, "rpc connection refused: too many connections, queue full");
+                                drop(stream);
+                                continue;
+                            }
+                        },
+                    };
                     let client: metrics_receiver::Client = capnp_rpc::new_client(Receiver {
                         store: store.clone(),
                         source: format!("rpc {peer}"),
                         ttl,
                     });
                     let (reader, writer) = stream.compat().split();
+                    let reader =
+                        super::rpc_io::BoundedRead::new(reader, limits.clone(), budget.clone());
                     let mut options = capnp::message::ReaderOptions::new();
                     // One RPC message carries one push: bound it like a push.
                     options.traversal_limit_in_words(Some(max_message_bytes / 8 + 1024));
@@ -164,8 +200,30 @@ pub fn spawn(
                     let system = RpcSystem::new(Box::new(network), Some(client.client));
                     let shutdown = shutdown.clone();
                     let m = store.metrics().clone();
+                    let permits = permits.clone();
+                    let wait = limits.read_timeout;
                     tokio::task::spawn_local(
                         async move {
+                            // Over the limit: wait in the queue for a slot,
+                            // for at most the read timeout.
+                            let permit = match queued {
+                                Ok(p) => p,
+                                Err(q) => {
+                                    let got = tokio::select! {
+                                        r = tokio::time::timeout(wait, permits.acquire_owned()) => r.ok().and_then(Result::ok),
+                                        _ = shutdown.cancelled() => None,
+                                    };
+                                    drop(q);
+                                    match got {
+                                        Some(p) => p,
+                                        None => {
+                                            m.count_rejection(RejectReason::TooManyConnections);
+                                            warn!("rpc connection closed: no slot within the read timeout");
+                                            return;
+                                        }
+                                    }
+                                }
+                            };
                             m.connection(LISTENER, 1);
                             tokio::select! {
                                 r = system => if let Err(e) = r {

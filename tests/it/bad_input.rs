@@ -225,7 +225,8 @@ async fn more_connections_than_the_limit() {
     let app = TestApp::with_all(
         "concurrent_requests = 2",
         "",
-        "[limits]\nidle_timeout = \"5s\"\n",
+        // No queue: this test is about the refusal (bursts: `edges.rs`).
+        "[limits]\nidle_timeout = \"5s\"\nmax_queued_connections = 0\n",
     )
     .await;
     send_tcp(app.tcp, &json_push("kept", GOOD)).await;

@@ -12,6 +12,7 @@ mod cli;
 mod cli_http;
 mod collect;
 mod docker;
+mod edges;
 mod expfmt;
 mod exporters;
 mod golang;

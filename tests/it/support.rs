@@ -80,12 +80,19 @@ impl TestApp {
     ) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("push.sock");
+        // Tests reload and delete through HTTP unless they test the gates.
+        let gates = if exporter_extra.contains("enable_") {
+            ""
+        } else {
+            "enable_lifecycle = true\nenable_admin_api = true"
+        };
         let toml = format!(
             r#"{top}
 [exporter]
 worker_threads = 2
 scrape_expose_endpoint = "127.0.0.1:0"
 shutdown_grace_period = "2s"
+{gates}
 {exporter_extra}
 [receiver]
 format = "auto"

@@ -630,6 +630,7 @@ async fn https_exporter(pki: &Pki) -> (std::net::SocketAddr, CancellationToken) 
         listener,
         router,
         Some(tls),
+        Default::default(),
         stop.clone(),
     ));
     (addr, stop)

@@ -13,6 +13,8 @@
 
 mod client;
 mod formats;
+mod hostile;
+mod hostile_load;
 mod procfs;
 mod servers;
 mod workload;
@@ -85,10 +87,25 @@ struct Args {
     /// Skip the Pushgateway at scales above this many series.
     #[arg(long)]
     pushgateway_max_series: Option<usize>,
+    /// Instead of the comparison: the hostile mode, the worst inputs for
+    /// each decoder at the largest size the limits let in, with the CPU
+    /// seconds each takes (docs/hostile-input.md).
+    #[arg(long)]
+    hostile: bool,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.hostile {
+        let proxy = match &args.proxy {
+            Some(p) => p.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("no directory for the current executable")?
+                .join("exporter-proxy"),
+        };
+        return hostile::run_all(&proxy);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

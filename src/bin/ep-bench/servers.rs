@@ -69,7 +69,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn spawn(name: &'static str, mut cmd: Command, dir: TempDir) -> Result<Server> {
+    pub fn spawn(name: &'static str, mut cmd: Command, dir: TempDir) -> Result<Server> {
         let log = dir.path().join(format!("{name}.log"));
         let out = fs::File::create(&log)?;
         cmd.stdin(Stdio::null())

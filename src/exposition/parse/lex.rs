@@ -12,6 +12,10 @@ use super::super::{is_label_name_char, is_label_name_start, ParseError};
 /// token, while an error about a megabyte-long line stays short.
 const MAX_FOUND_CHARS: usize = 40;
 
+/// Up to this many labels a new label name is compared with each earlier
+/// one (faster than hashing for the usual handful); beyond, a hash set.
+const SCANNED_LABELS: usize = 16;
+
 /// Parses the label set after `{`, appending names and raw (still escaped) values to
 /// `labels`; returns the position after `}` and whether a value has an escape sequence.
 pub(super) fn parse_labels<'a>(
@@ -23,6 +27,9 @@ pub(super) fn parse_labels<'a>(
 ) -> Result<(usize, bool), ParseError> {
     let bytes = line.as_bytes();
     let mut escaped = false;
+    // Names seen, once the set is too long to scan for each new label: a
+    // line of 100,000 labels stays linear.
+    let mut names: Option<std::collections::HashSet<&'a str>> = None;
     loop {
         pos = skip_blanks_at(bytes, pos);
         match bytes.get(pos) {
@@ -89,9 +96,15 @@ pub(super) fn parse_labels<'a>(
         }
         let (value, after, has_escape) = parse_label_value(no, line, pos + 1, metric, name)?;
         escaped |= has_escape;
-        if labels.iter().any(|(n, _)| {
-            n.len() == name.len() && n.as_bytes()[0] == name.as_bytes()[0] && *n == name
-        }) {
+        let duplicate = if labels.len() < SCANNED_LABELS {
+            labels.iter().any(|(n, _)| {
+                n.len() == name.len() && n.as_bytes()[0] == name.as_bytes()[0] && *n == name
+            })
+        } else {
+            let set = names.get_or_insert_with(|| labels.iter().map(|(n, _)| *n).collect());
+            !set.insert(name)
+        };
+        if duplicate {
             return Err(err(
                 no,
                 format!("duplicate label name {name} in {metric}: expected each label once"),

@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::{age_html, error_html, esc, facts_html, page, pct, redact_url, short};
-use crate::config::Config;
 use crate::exposition::EncodedFamily;
 use crate::store::{AppInfo, AppKind};
 use crate::telemetry::TargetFacts;
@@ -50,36 +49,6 @@ pub struct Context<'a> {
 /// source would come back at its next collection).
 pub fn deletable(a: &AppInfo) -> bool {
     matches!(a.kind, AppKind::Push | AppKind::Gateway)
-}
-
-/// The configured interval and URL of a polled target, collector or
-/// provider identifier named `app`.
-pub fn planned(c: &Config, app: &str) -> Option<Planned> {
-    if let Some(t) = c.poll.targets.iter().find(|t| t.name == app) {
-        return Some(Planned {
-            url: Some(t.url.clone()),
-            interval: t.interval,
-            timeout: Some(t.timeout),
-        });
-    }
-    if let Some(k) = c.collectors.iter().find(|k| k.name == app) {
-        return Some(Planned {
-            url: Some(k.source()),
-            interval: k.interval,
-            timeout: Some(k.timeout),
-        });
-    }
-    let p = c.providers.as_ref()?;
-    let id = p
-        .ssp
-        .identifiers
-        .iter()
-        .find(|i| crate::providers::job::app_name(&i.provider, &i.identifier) == app)?;
-    Some(Planned {
-        url: id.base_url.clone(),
-        interval: id.poll_interval,
-        timeout: Some(p.timeout),
-    })
 }
 
 fn epoch(secs: f64) -> Option<DateTime<Utc>> {

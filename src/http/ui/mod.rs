@@ -31,8 +31,33 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::HttpState;
-use crate::config::Config;
 use crate::store::{AppInfo, Store};
+
+/// What the pages show of the configuration in effect, built by the
+/// configuration itself (`Config::ui_facts`): the HTTP layer never reads
+/// `Config`. Secrets are reduced to where they are read from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigFacts {
+    /// The effective configuration, redacted (the status page and its JSON).
+    pub view: serde_json::Value,
+    /// The listeners with their limits.
+    pub listeners: Vec<serde_json::Value>,
+    /// What the configuration says about each polled source, by app name.
+    pub planned: std::collections::BTreeMap<String, app::Planned>,
+    /// The sinks: name and queue capacity.
+    pub sinks: Vec<SinkFacts>,
+    /// The snapshot file, when persistence is on.
+    pub snapshot_file: Option<String>,
+}
+
+/// One sink as the status page shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkFacts {
+    /// The sink's name.
+    pub name: String,
+    /// Bodies its queue holds at most.
+    pub queue_capacity: usize,
+}
 
 /// What the pages need beyond the store: start time, the effective
 /// configuration, and the cached copy of the `/apps` rows.
@@ -41,7 +66,7 @@ pub struct UiState {
     started: DateTime<Utc>,
     started_at: Instant,
     /// Replaced after every successful reload.
-    config: Mutex<Option<Arc<Config>>>,
+    config: Mutex<Option<Arc<ConfigFacts>>>,
     /// The `/apps` rows of one store generation.
     cache: Mutex<Option<AppsSnapshot>>,
 }
@@ -58,7 +83,7 @@ pub struct AppsSnapshot {
 
 impl UiState {
     /// A new UI state; `config` is shown on the status page.
-    pub fn new(config: Option<Config>) -> Arc<Self> {
+    pub fn new(config: Option<ConfigFacts>) -> Arc<Self> {
         Arc::new(UiState {
             started: Utc::now(),
             started_at: Instant::now(),
@@ -68,12 +93,12 @@ impl UiState {
     }
 
     /// Records the configuration now in effect (after a reload).
-    pub fn set_config(&self, config: &Config) {
-        *lock(&self.config) = Some(Arc::new(config.clone()));
+    pub fn set_config(&self, config: ConfigFacts) {
+        *lock(&self.config) = Some(Arc::new(config));
     }
 
     /// The configuration in effect, when known.
-    pub fn config(&self) -> Option<Arc<Config>> {
+    pub fn config(&self) -> Option<Arc<ConfigFacts>> {
         lock(&self.config).clone()
     }
 
@@ -161,7 +186,7 @@ pub async fn app_page(State(s): State<HttpState>, Path(name): Path<String>, uri:
         info: &info,
         families: &families,
         facts: facts.as_ref(),
-        planned: config.as_deref().and_then(|c| app::planned(c, &name)),
+        planned: config.as_ref().and_then(|c| c.planned.get(&name).cloned()),
         can_delete: s.admin_api && app::deletable(&info),
         root: &root,
     };
@@ -199,7 +224,7 @@ pub async fn app_delete(
         )
             .into_response();
     }
-    super::pushgw::delete_app(&s, &name);
+    super::pushgw::delete_app(&s, &name, None);
     if method == axum::http::Method::POST {
         // The form: back to the list.
         let to = format!("{}apps", root_of(uri.path()));

@@ -20,6 +20,7 @@ const HOSTILE_TEXT: &str = "# HELP evil_total HELP with <b>tags</b> & \"quotes\"
 
 fn state(admin_api: bool) -> HttpState {
     HttpState {
+        lifecycle: false,
         store: Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new())),
         ready: Arc::new(AtomicBool::new(true)),
         push_api: Some(Arc::new(crate::http::pushgw::PushApi::new(None))),
@@ -32,7 +33,8 @@ fn state(admin_api: bool) -> HttpState {
                 "[exporter]\nscrape_expose_endpoint = \"127.0.0.1:6555\"\n[[poll.targets]]\nname = \"polled\"\nurl = \"http://127.0.0.1:9/metrics?token=s3cret&x=1\"\ninterval = \"15s\"\nheaders = { \"X-Api-Key\" = \"k3y\" }\n[[sinks.remote_write]]\nname = \"vm\"\nurl = \"http://127.0.0.1:9/api/v1/write?token=t0ken\"\n",
             )
             .unwrap()
-            .config,
+            .config
+            .ui_facts(),
         )),
     }
 }

@@ -542,8 +542,11 @@ async fn json_connection<S: AsyncRead + Unpin>(
                     // Read the rest without keeping it (bounded by the push
                     // limit and the timeouts) so that the client, still
                     // sending, gets the reply rather than a reset.
-                    drop(held);
                     let mut left = limit.saturating_sub(buf.len());
+                    // Free the buffer with its reservation: a refused push
+                    // holds nothing while its rest is read.
+                    drop(held);
+                    drop(std::mem::take(&mut buf));
                     while left > 0 {
                         match reader.read(&mut chunk).await {
                             Ok(0) | Err(_) => break,

@@ -80,17 +80,28 @@ async fn burst(binary: &Path, tick: f64) -> Result<LoadCase> {
             anyhow::Ok(reply.starts_with("{\"ok\":true"))
         });
     }
-    let mut ok = 0;
+    let (mut ok, mut failed, mut example) = (0, 0, String::new());
     while let Some(r) = set.join_next().await {
-        if r?? {
-            ok += 1;
+        match r? {
+            Ok(true) => ok += 1,
+            Ok(false) => failed += 1,
+            Err(e) => {
+                failed += 1;
+                if example.is_empty() {
+                    example = e.to_string();
+                }
+            }
         }
     }
     let (cpu_secs, peak_mib, secs) = figures(&server, tick, cpu0, started);
     server.stop()?;
     Ok(LoadCase {
         name: format!("{PUSHERS} pushers at once, concurrent_requests = 64"),
-        outcome: format!("{ok} of {PUSHERS} accepted"),
+        outcome: if failed == 0 {
+            format!("{ok} of {PUSHERS} accepted")
+        } else {
+            format!("{ok} of {PUSHERS} accepted, {failed} failed (e.g. {example})")
+        },
         cpu_secs,
         peak_mib,
         secs,

@@ -652,7 +652,7 @@ mod tests {
         // ...10,000 lines do not.
         let e =
             check_amplification(&k, &PushBody::Text("x 1\n".repeat(10_000)), 64 << 10).unwrap_err();
-        assert!(e.contains("112 bytes") && e.contains("10001 lines"), "{e}");
+        assert!(e.contains("112 bytes") && e.contains("10001 series"), "{e}");
     }
 
     #[test]

@@ -635,7 +635,7 @@ impl Running {
             Ok(msg) => info!("{msg}"),
             Err(e) => warn!(error = %e, "reload failed; the running configuration stays"),
         }
-        self.store.metrics().config_reloaded(r.is_ok());
+        self.store.self_metrics().config_reloaded(r.is_ok());
         if r.is_ok() {
             self.ui.set_config(self.config.ui_facts());
         }
@@ -653,7 +653,7 @@ pub async fn run_with_store(
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     let ready = Arc::new(AtomicBool::new(false));
-    store.metrics().config_reloaded(true);
+    store.self_metrics().config_reloaded(true);
 
     start_background(&config, &store, &shutdown, &tracker)?;
     let jobs = start_jobs(&config, &store, &shutdown, &tracker).await;

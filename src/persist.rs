@@ -199,7 +199,7 @@ pub fn restore(store: &Store, config: &PersistConfig) -> usize {
         Ok(None) => return 0,
         Ok(Some(apps)) => apps,
         Err(e) => {
-            store.metrics().count_snapshot_restore_failure();
+            store.self_metrics().count_snapshot_restore_failure();
             match &e {
                 SnapshotError::Corrupt { path, .. } => {
                     let aside = PathBuf::from(format!(
@@ -247,12 +247,12 @@ pub async fn save(store: &Arc<Store>, file: &Path) -> bool {
     .await;
     match result {
         Ok(Ok(bytes)) => {
-            store.metrics().snapshot_written();
+            store.self_metrics().snapshot_written();
             tracing::debug!(bytes, file = %file.display(), "snapshot written");
             true
         }
         Ok(Err(e)) => {
-            store.metrics().count_snapshot_failure();
+            store.self_metrics().count_snapshot_failure();
             warn!(error = %e, file = %file.display(), "snapshot not written; ingestion continues");
             false
         }

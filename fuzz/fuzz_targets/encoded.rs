@@ -16,7 +16,7 @@
 use exporter_proxy::exposition::{
     encode_sample, parse, parse_encoded, series_key, EncodeOptions, ParseLimits,
 };
-use exporter_proxy::store::{Ingest, Store, StoreOptions};
+use exporter_proxy::store::{PrepareOptions, Store, StoreOptions};
 use exporter_proxy::telemetry::SelfMetrics;
 use libfuzzer_sys::fuzz_target;
 
@@ -64,10 +64,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         &[("instance", ""), ("x", "1")]
     };
-    let opts = Ingest {
+    let opts = PrepareOptions {
         set,
         default,
-        ..Ingest::default()
+        ..PrepareOptions::default()
     };
     let fast = store.prepare_with("a", text, &opts);
     let reference = store.prepare_reference("a", text, &opts);

@@ -13,7 +13,7 @@
 #![no_main]
 
 use exporter_proxy::exposition::{parse, proto, ParseLimits};
-use exporter_proxy::store::{AppKind, Format, Ingest, Store, StoreOptions};
+use exporter_proxy::store::{AppKind, Format, PrepareOptions, Store, StoreOptions};
 use exporter_proxy::telemetry::SelfMetrics;
 use libfuzzer_sys::fuzz_target;
 
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
             let Ok(families) = proto::decode_delimited(rest) else {
                 continue;
             };
-            store.prepare_protobuf(app, families, &Ingest::default())
+            store.prepare_protobuf(app, families, &PrepareOptions::default())
         } else {
             let Ok(text) = std::str::from_utf8(rest) else {
                 continue;

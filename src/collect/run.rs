@@ -29,7 +29,7 @@ use crate::outbound::health::{fail, JobRef};
 use crate::outbound::scheduler::{Job, RunFuture};
 use crate::outbound::{self, ClientOptions, Cookies, Failure, Health, Outcome};
 use crate::secret::Secret;
-use crate::store::{AppKind, Ingest, Store};
+use crate::store::{AppKind, PrepareOptions, Store};
 use crate::telemetry::{PollFailure, RejectReason};
 
 /// A response as the steps and the cache keep it.
@@ -89,7 +89,7 @@ impl Job for CollectJob {
 
     fn removed(&self) {
         self.store.remove_kind(&self.def.name, AppKind::Collector);
-        self.store.metrics().remove_target(&self.def.name);
+        self.store.self_metrics().remove_target(&self.def.name);
         info!(collector = %self.def.name, "collector removed");
     }
 }
@@ -255,7 +255,7 @@ impl CollectJob {
         };
         let prepared = self
             .store
-            .prepare_with(&self.def.name, &evaluated.text, &Ingest::default())
+            .prepare_with(&self.def.name, &evaluated.text, &PrepareOptions::default())
             .map_err(to_failure)?;
         let series = self
             .store

@@ -41,7 +41,7 @@ use tracing::{info, warn};
 use super::HttpState;
 use crate::exposition;
 use crate::netacl::AllowedNetworks;
-use crate::store::{AppKind, Ingest, PushError, Ttl};
+use crate::store::{AppKind, PrepareOptions, PushError, Ttl};
 use crate::telemetry::RejectReason;
 
 /// Label name of the job in a grouping key.
@@ -368,7 +368,7 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
         super::gates::check_push_peer(&api.networks, peer_addr.map(|a| a.ip()))
     {
         s.store
-            .metrics()
+            .self_metrics()
             .count_rejection(RejectReason::NetworkNotAllowed);
         warn!(peer = %peer, "http push refused: peer outside push_api.allowed_networks");
         return error(StatusCode::FORBIDDEN, refusal);
@@ -396,7 +396,9 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     let body = match tokio::time::timeout(api.body_timeout, read).await {
         Ok(Ok(b)) => b,
         Err(_) => {
-            s.store.metrics().count_rejection(RejectReason::Timeout);
+            s.store
+                .self_metrics()
+                .count_rejection(RejectReason::Timeout);
             return error(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
@@ -406,7 +408,9 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
             );
         }
         Ok(Err(_)) => {
-            s.store.metrics().count_rejection(RejectReason::TooLarge);
+            s.store
+                .self_metrics()
+                .count_rejection(RejectReason::TooLarge);
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body exceeds the limit of {limit} bytes"),
@@ -414,7 +418,9 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
         }
     };
     if body.len() > limit {
-        s.store.metrics().count_rejection(RejectReason::TooLarge);
+        s.store
+            .self_metrics()
+            .count_rejection(RejectReason::TooLarge);
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body exceeds the limit of {limit} bytes"),
@@ -428,7 +434,7 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     } else {
         body.len()
     };
-    let result = crate::ingest::cpu(work, move || {
+    let result = crate::ingest::parse_inline_or_blocking(work, move || {
         let body = push_body(&parts.headers, &body, limit)
             .map_err(|(code, msg)| ("text", code, RejectReason::InvalidEnvelope, msg))?;
         let format = body.format();
@@ -447,12 +453,12 @@ pub async fn handle(State(s): State<HttpState>, req: Request) -> Response {
     .await;
     match result {
         Ok(format) => {
-            s.store.metrics().count_push(LISTENER, format, true);
+            s.store.self_metrics().count_push(LISTENER, format, true);
             StatusCode::OK.into_response()
         }
         Err((format, code, reason, msg)) => {
-            s.store.metrics().count_push(LISTENER, format, false);
-            s.store.metrics().count_rejection(reason);
+            s.store.self_metrics().count_push(LISTENER, format, false);
+            s.store.self_metrics().count_rejection(reason);
             warn!(reason = reason.as_str(), "http push refused: {msg}");
             error(code, msg)
         }
@@ -523,10 +529,10 @@ fn apply(
     let mut labels = set.clone();
     labels.extend_from_slice(default);
     let now = now_seconds();
-    let opts = Ingest {
+    let opts = PrepareOptions {
         set: &set,
         default,
-        ..Ingest::default()
+        ..PrepareOptions::default()
     };
     let prepared = match body {
         PushBody::Text(text) => store.prepare_with(app, &text, &opts),

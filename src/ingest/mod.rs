@@ -210,7 +210,7 @@ pub async fn serve(
         if let (Conn::Tcp(s), Some(allowed)) = (&conn, &ctx.allowed_networks) {
             if !s.peer_addr().is_ok_and(|a| allowed.allows(a.ip())) {
                 ctx.store
-                    .metrics()
+                    .self_metrics()
                     .count_rejection(RejectReason::NetworkNotAllowed);
                 warn!(parent: &span, "connection refused: peer outside receiver.allowed_networks");
                 let msg = format!(
@@ -226,7 +226,7 @@ pub async fn serve(
                 Ok(q) => Slot::Queued(q),
                 Err(_) => {
                     ctx.store
-                        .metrics()
+                        .self_metrics()
                         .count_rejection(RejectReason::TooManyConnections);
                     warn!(parent: &span, limit = max_connections, "connection refused: too many connections, queue full");
                     let msg = format!(
@@ -250,12 +250,12 @@ pub async fn serve(
                     refuse(conn, msg).await;
                     return;
                 };
-                ctx.store.metrics().connection(&ctx.listener, 1);
+                ctx.store.self_metrics().connection(&ctx.listener, 1);
                 match conn {
                     Conn::Tcp(s) => handle_connection(s, &ctx, &peer).await,
                     Conn::Unix(s) => handle_connection(s, &ctx, &peer).await,
                 };
-                ctx.store.metrics().connection(&ctx.listener, -1);
+                ctx.store.self_metrics().connection(&ctx.listener, -1);
                 drop(permit);
             }
             .instrument(span),
@@ -293,7 +293,7 @@ impl Slot {
         drop(queued);
         if got.is_none() {
             ctx.store
-                .metrics()
+                .self_metrics()
                 .count_rejection(RejectReason::TooManyConnections);
             warn!(limit, "connection refused: no slot within the read timeout");
         }
@@ -497,7 +497,7 @@ fn read_failed(ctx: &Ctx, reply: &mut Reply, f: ReadFail, offset: usize) {
         ReadFail::Shutdown => (RejectReason::IoError, "the proxy shut down before the push was complete".to_owned()),
     };
     warn!(reason = reason.as_str(), "push refused: {msg}");
-    ctx.store.metrics().count_rejection(reason);
+    ctx.store.self_metrics().count_rejection(reason);
     reply.fail(msg);
 }
 
@@ -519,7 +519,9 @@ async fn json_connection<S: AsyncRead + Unpin>(
             Ok(n) => {
                 if buf.len() + n > limit {
                     read_failed(ctx, reply, ReadFail::TooLarge(limit), reader.offset);
-                    ctx.store.metrics().count_push(&ctx.listener, "json", false);
+                    ctx.store
+                        .self_metrics()
+                        .count_push(&ctx.listener, "json", false);
                     return;
                 }
                 let needed = buf.len() + n;
@@ -535,9 +537,11 @@ async fn json_connection<S: AsyncRead + Unpin>(
                 {
                     warn!("json push refused: {e}");
                     ctx.store
-                        .metrics()
+                        .self_metrics()
                         .count_rejection(RejectReason::TooManyConnections);
-                    ctx.store.metrics().count_push(&ctx.listener, "json", false);
+                    ctx.store
+                        .self_metrics()
+                        .count_push(&ctx.listener, "json", false);
                     reply.fail(format!("at byte offset {}: {e}", reader.offset));
                     // Read the rest without keeping it (bounded by the push
                     // limit and the timeouts) so that the client, still
@@ -561,7 +565,9 @@ async fn json_connection<S: AsyncRead + Unpin>(
             Err(f) => {
                 let off = reader.offset;
                 read_failed(ctx, reply, f, off);
-                ctx.store.metrics().count_push(&ctx.listener, "json", false);
+                ctx.store
+                    .self_metrics()
+                    .count_push(&ctx.listener, "json", false);
                 return;
             }
         }
@@ -571,9 +577,11 @@ async fn json_connection<S: AsyncRead + Unpin>(
         Err(e) => {
             warn!(error = %e, "json push refused");
             ctx.store
-                .metrics()
+                .self_metrics()
                 .count_rejection(RejectReason::InvalidEnvelope);
-            ctx.store.metrics().count_push(&ctx.listener, "json", false);
+            ctx.store
+                .self_metrics()
+                .count_push(&ctx.listener, "json", false);
             reply.fail(e.0);
             return;
         }
@@ -583,7 +591,7 @@ async fn json_connection<S: AsyncRead + Unpin>(
     let store = ctx.store.clone();
     let source = peer.to_owned();
     let listener_ttl = ctx.ttl;
-    let result = cpu(buf.len(), move || {
+    let result = parse_inline_or_blocking(buf.len(), move || {
         let mut prepared = Vec::with_capacity(pushes.len());
         for p in &pushes {
             let mut prep = store.prepare(&p.app, &p.text)?;
@@ -596,7 +604,9 @@ async fn json_connection<S: AsyncRead + Unpin>(
     match result {
         Ok(series) => {
             for _ in &apps {
-                ctx.store.metrics().count_push(&ctx.listener, "json", true);
+                ctx.store
+                    .self_metrics()
+                    .count_push(&ctx.listener, "json", true);
             }
             // Accepted pushes are counted and shown in /apps; a log line
             // each would drown the log of a busy proxy (refusals are warnings).
@@ -611,8 +621,10 @@ async fn json_connection<S: AsyncRead + Unpin>(
 fn reject(ctx: &Ctx, reply: &mut Reply, format: &'static str, e: &PushError) {
     warn!(app = %e.app, reason = e.reason.as_str(), "push refused: {}", e.message);
     ctx.store.record_rejection(e);
-    ctx.store.metrics().count_rejection(e.reason);
-    ctx.store.metrics().count_push(&ctx.listener, format, false);
+    ctx.store.self_metrics().count_rejection(e.reason);
+    ctx.store
+        .self_metrics()
+        .count_push(&ctx.listener, format, false);
     reply.fail(e.to_string());
 }
 
@@ -717,14 +729,16 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
                 let store = ctx.store.clone();
                 let source = peer.to_owned();
                 let ttl = ttl.or(ctx.ttl);
-                let (app, result) = cpu(text.len(), move || {
+                let (app, result) = parse_inline_or_blocking(text.len(), move || {
                     let r = store.push_with_ttl(&app, &text, AppKind::Push, &source, ttl);
                     (app, r)
                 })
                 .await;
                 match result {
                     Ok(series) => {
-                        ctx.store.metrics().count_push(&ctx.listener, "capnp", true);
+                        ctx.store
+                            .self_metrics()
+                            .count_push(&ctx.listener, "capnp", true);
                         debug!(app = %app, series, "capnp push accepted");
                         reply.accepted.push(app);
                         reply.series += series;
@@ -732,9 +746,9 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
                     Err(e) => {
                         // `Store::push` already recorded the rejection on the app.
                         warn!(app = %e.app, reason = e.reason.as_str(), "push refused: {}", e.message);
-                        ctx.store.metrics().count_rejection(e.reason);
+                        ctx.store.self_metrics().count_rejection(e.reason);
                         ctx.store
-                            .metrics()
+                            .self_metrics()
                             .count_push(&ctx.listener, "capnp", false);
                         reply.fail(e.to_string());
                     }
@@ -774,9 +788,9 @@ async fn read_head<S: AsyncRead + Unpin>(
 
 fn capnp_fail(ctx: &Ctx, reply: &mut Reply, reason: RejectReason, msg: String) {
     warn!(reason = reason.as_str(), "capnp push refused: {msg}");
-    ctx.store.metrics().count_rejection(reason);
+    ctx.store.self_metrics().count_rejection(reason);
     ctx.store
-        .metrics()
+        .self_metrics()
         .count_push(&ctx.listener, "capnp", false);
     reply.fail(msg);
 }
@@ -794,7 +808,7 @@ const JSON_READ_CHUNK: usize = 16 * 1024;
 const INLINE_PARSE_BYTES: usize = 256 * 1024;
 
 /// Runs push parsing: inline when small, on the blocking pool when large.
-pub(crate) async fn cpu<R: Send + 'static>(
+pub(crate) async fn parse_inline_or_blocking<R: Send + 'static>(
     size: usize,
     f: impl FnOnce() -> R + Send + 'static,
 ) -> R {

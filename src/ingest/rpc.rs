@@ -56,7 +56,7 @@ impl metrics_receiver::Server for Receiver {
                     .push_with_ttl(app, data, AppKind::Push, &self.source, ttl)
             }
             (_, _, Err(e)) => {
-                let m = self.store.metrics();
+                let m = self.store.self_metrics();
                 m.count_rejection(RejectReason::InvalidEnvelope);
                 m.count_push(LISTENER, "capnp", false);
                 let mut r = results.get();
@@ -65,7 +65,7 @@ impl metrics_receiver::Server for Receiver {
                 return Ok(());
             }
             (Err(e), _, _) | (_, Err(e), _) => {
-                let m = self.store.metrics();
+                let m = self.store.self_metrics();
                 m.count_rejection(RejectReason::InvalidEnvelope);
                 m.count_push(LISTENER, "capnp", false);
                 let mut r = results.get();
@@ -74,7 +74,7 @@ impl metrics_receiver::Server for Receiver {
                 return Ok(());
             }
         };
-        let m = self.store.metrics();
+        let m = self.store.self_metrics();
         let mut r = results.get();
         match outcome {
             Ok(series) => {
@@ -159,7 +159,7 @@ pub fn spawn(
                     if allowed_networks.as_ref().is_some_and(|a| !a.allows(peer.ip())) {
                         // RPC has no reply line outside a call: just close.
                         store
-                            .metrics()
+                            .self_metrics()
                             .count_rejection(RejectReason::NetworkNotAllowed);
                         warn!(%peer, "rpc connection refused: peer outside receiver.allowed_networks");
                         drop(stream);
@@ -172,7 +172,7 @@ pub fn spawn(
                             Ok(q) => Err(q),
                             Err(_) => {
                                 store
-                                    .metrics()
+                                    .self_metrics()
                                     .count_rejection(RejectReason::TooManyConnections);
                                 warn!(%peer, "rpc connection refused: too many connections, queue full");
                                 drop(stream);
@@ -199,7 +199,7 @@ pub fn spawn(
                     );
                     let system = RpcSystem::new(Box::new(network), Some(client.client));
                     let shutdown = shutdown.clone();
-                    let m = store.metrics().clone();
+                    let m = store.self_metrics().clone();
                     let permits = permits.clone();
                     let wait = limits.read_timeout;
                     tokio::task::spawn_local(

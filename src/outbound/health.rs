@@ -79,7 +79,7 @@ impl Health {
         elapsed: Duration,
         result: Result<(), &Failure>,
     ) -> Outcome {
-        let metrics = store.metrics();
+        let metrics = store.self_metrics();
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let was_up = state.up;
         match result {

@@ -164,7 +164,9 @@ async fn health_records_transitions_and_drops_stale_data() {
     let app = store.apps().into_iter().find(|a| a.name == "job").unwrap();
     assert_eq!(app.series, 0);
     assert_eq!(
-        store.metrics().poll_failures("job", PollFailure::Timeout),
+        store
+            .self_metrics()
+            .poll_failures("job", PollFailure::Timeout),
         2
     );
     assert_eq!(rec(Ok(())), Outcome::CameUp);

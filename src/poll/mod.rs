@@ -151,7 +151,7 @@ impl Poller {
 
     /// Updates the registrations gauge.
     pub fn metrics_registrations(&self, n: usize) {
-        self.store.metrics().set_registrations(n);
+        self.store.self_metrics().set_registrations(n);
     }
 
     /// Stops every poll and waits for them.

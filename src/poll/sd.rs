@@ -215,7 +215,7 @@ impl SdJob {
             None => self.read_files().await,
         };
         let app = self.app();
-        let metrics = self.store.metrics();
+        let metrics = self.store.self_metrics();
         match result {
             Ok(None) => {}
             Ok(Some(targets)) => {
@@ -413,7 +413,7 @@ impl ServiceDiscovery {
             self.poller.set_discovered(name, Vec::new()).await;
             let app = format!("sd/{name}");
             self.store.remove_kind(&app, AppKind::Poll);
-            self.store.metrics().remove_target(&app);
+            self.store.self_metrics().remove_target(&app);
         }
         report
     }

@@ -19,7 +19,7 @@ use crate::outbound::health::{fail, JobRef};
 use crate::outbound::scheduler::{Job, RunFuture};
 use crate::outbound::{self, ClientOptions, Failure, Health, Outcome};
 use crate::poll::config::{Auth, TargetConfig};
-use crate::store::{AppKind, Ingest, Store};
+use crate::store::{AppKind, PrepareOptions, Store};
 use crate::telemetry::{PollFailure, RejectReason};
 
 /// What we accept, best first: 0.0.4 text needs no conversion, OpenMetrics
@@ -76,7 +76,7 @@ impl Job for PollJob {
     fn removed(&self) {
         // Only this target's own entry: a push app of the same name is not ours.
         self.store.remove_kind(&self.def.name, self.kind);
-        self.store.metrics().remove_target(&self.def.name);
+        self.store.self_metrics().remove_target(&self.def.name);
         info!(target_name = %self.def.name, "target removed");
     }
 }
@@ -245,10 +245,10 @@ impl PollJob {
             store.prepare_with(
                 &name,
                 &body,
-                &Ingest {
+                &PrepareOptions {
                     openmetrics,
                     labels: &labels,
-                    ..Ingest::default()
+                    ..PrepareOptions::default()
                 },
             )
         };

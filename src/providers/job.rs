@@ -22,7 +22,7 @@ use super::ProvidersConfig;
 use super::{fail, Code, Failure, Provider, Session};
 use crate::exposition::{escape_label_value, format_value};
 use crate::outbound::scheduler::{Job, Reconciled, RunFuture, Scheduler};
-use crate::store::{AppKind, Ingest, Store};
+use crate::store::{AppKind, PrepareOptions, Store};
 
 /// Used when `service.user_agents` is empty.
 pub const DEFAULT_USER_AGENT: &str = concat!("exporter-proxy/", env!("CARGO_PKG_VERSION"));
@@ -328,7 +328,7 @@ impl ProviderJob {
         let text = self.render(status, balance, last_success, duration);
         let commit = |text: &str| {
             self.store
-                .prepare_with(&self.app, text, &Ingest::default())
+                .prepare_with(&self.app, text, &PrepareOptions::default())
                 .and_then(|p| self.store.commit(vec![p], AppKind::Provider, &self.source))
         };
         let result = match extra.filter(|_| status == Status::Ok) {

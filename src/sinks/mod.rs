@@ -245,7 +245,7 @@ async fn produce(
         let Ok((bodies, unrepresentable)) = encoded else {
             continue;
         };
-        let m = store.metrics();
+        let m = store.self_metrics();
         if unrepresentable > 0 {
             m.count_sink(&config.name, SinkOutcome::Dropped, unrepresentable);
         }
@@ -282,7 +282,7 @@ async fn send_loop(
         let next = {
             let mut q = lock(&queue.bodies);
             let next = q.pop_front();
-            store.metrics().set_sink_queue(&config.name, q.len());
+            store.self_metrics().set_sink_queue(&config.name, q.len());
             next
         };
         let Some(body) = next else {
@@ -316,7 +316,7 @@ async fn send_loop(
             }
         };
         store
-            .metrics()
+            .self_metrics()
             .count_sink(&config.name, outcome, body.samples);
     }
 }

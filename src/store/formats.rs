@@ -25,7 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use super::{FamilyBlock, Ingest, Prepared, PushError, Rendered, Store};
+use super::{FamilyBlock, PrepareOptions, Prepared, PushError, Rendered, Store};
 use crate::exposition::openmetrics_out::{self, OmKind};
 use crate::exposition::proto::{self, LabelPair, Metric, MetricFamily};
 use crate::exposition::{self, protobuf, MetricType, ParseLimits};
@@ -402,7 +402,7 @@ impl Store {
         &self,
         app: &str,
         families: Vec<MetricFamily>,
-        opts: &Ingest<'_>,
+        opts: &PrepareOptions<'_>,
     ) -> Result<Prepared, PushError> {
         super::validate_app_name(app)?;
         let push = protobuf::push_to_text(families)

@@ -75,10 +75,10 @@ fn families() -> Vec<MetricFamily> {
 
 fn push(s: &Store, app: &str, fams: Vec<MetricFamily>) -> Result<usize, PushError> {
     let set = [("job", "j")];
-    let opts = Ingest {
+    let opts = PrepareOptions {
         set: &set,
         default: &[("instance", "")],
-        ..Ingest::default()
+        ..PrepareOptions::default()
     };
     let p = s.prepare_protobuf(app, fams, &opts)?;
     s.commit(vec![p], AppKind::Gateway, "test")

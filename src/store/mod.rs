@@ -100,7 +100,7 @@ impl PushError {
 
 /// How to ingest one body besides the store-wide options.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Ingest<'a> {
+pub struct PrepareOptions<'a> {
     /// The body is OpenMetrics text: convert it to 0.0.4 first.
     pub openmetrics: bool,
     /// Labels added to every series (a polled target's `labels`). A sample's
@@ -426,7 +426,7 @@ impl Store {
     }
 
     /// The self-metrics this store reports into.
-    pub fn metrics(&self) -> &Arc<SelfMetrics> {
+    pub fn self_metrics(&self) -> &Arc<SelfMetrics> {
         &self.metrics
     }
 

@@ -8,7 +8,7 @@ use super::*;
 impl Store {
     /// Parses, validates and encodes a push for `app`. Pure CPU work, no lock.
     pub fn prepare(&self, app: &str, text: &str) -> Result<Prepared, PushError> {
-        self.prepare_with(app, text, &Ingest::default())
+        self.prepare_with(app, text, &PrepareOptions::default())
     }
 
     /// [`Store::prepare`] with the options of a push or a polled body:
@@ -17,7 +17,7 @@ impl Store {
         &self,
         app: &str,
         text: &str,
-        opts: &Ingest<'_>,
+        opts: &PrepareOptions<'_>,
     ) -> Result<Prepared, PushError> {
         self.prepare_inner(app, text, opts, true)
     }
@@ -31,7 +31,7 @@ impl Store {
         &self,
         app: &str,
         text: &str,
-        opts: &Ingest<'_>,
+        opts: &PrepareOptions<'_>,
     ) -> Result<Prepared, PushError> {
         self.prepare_inner(app, text, opts, false)
     }
@@ -40,7 +40,7 @@ impl Store {
         &self,
         app: &str,
         text: &str,
-        opts: &Ingest<'_>,
+        opts: &PrepareOptions<'_>,
         fast: bool,
     ) -> Result<Prepared, PushError> {
         validate_app_name(app)?;
@@ -149,7 +149,11 @@ impl Store {
 
     /// The labels set on every series of a push: the app label, then the
     /// push's own, then the target's (first of a name wins).
-    fn extra_labels<'a>(&'a self, app: &'a str, opts: &'a Ingest<'a>) -> Vec<(&'a str, &'a str)> {
+    fn extra_labels<'a>(
+        &'a self,
+        app: &'a str,
+        opts: &'a PrepareOptions<'a>,
+    ) -> Vec<(&'a str, &'a str)> {
         let mut extra: Vec<(&str, &str)> =
             Vec::with_capacity(1 + opts.set.len() + opts.labels.len());
         if let Some(l) = self.options.app_label.as_deref() {

@@ -314,7 +314,7 @@ fn refused_pushes_and_self_metrics_invalidate_the_cache() {
     assert!(s.push("a", "not valid\n", AppKind::Push, "x").is_err());
     assert!(!Arc::ptr_eq(&r, &s.render()));
     let r = s.render();
-    s.metrics().count_push("tcp", "json", true);
+    s.self_metrics().count_push("tcp", "json", true);
     let after = s.render();
     assert!(!Arc::ptr_eq(&r, &after));
     assert!(
@@ -833,19 +833,19 @@ fn the_encoding_path_agrees_with_the_reference_on_random_input() {
     let set: &[(&str, &str)] = &[("job", "j"), ("instance", "")];
     let default: &[(&str, &str)] = &[("instance", ""), ("y", "a\"b")];
     let options = [
-        Ingest::default(),
-        Ingest {
+        PrepareOptions::default(),
+        PrepareOptions {
             set,
-            ..Ingest::default()
+            ..PrepareOptions::default()
         },
-        Ingest {
+        PrepareOptions {
             default,
-            ..Ingest::default()
+            ..PrepareOptions::default()
         },
-        Ingest {
+        PrepareOptions {
             set,
             default,
-            ..Ingest::default()
+            ..PrepareOptions::default()
         },
     ];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);

@@ -15,7 +15,7 @@ use exporter_proxy::config::Config;
 use exporter_proxy::exposition::openmetrics_to_text;
 use exporter_proxy::http::pushgw::parse_grouping_path;
 use exporter_proxy::ingest::codec::{decode_capnp, decode_json, decode_json_limited, encode_capnp};
-use exporter_proxy::store::{AppKind, Ingest, Store, StoreOptions};
+use exporter_proxy::store::{AppKind, PrepareOptions, Store, StoreOptions};
 use exporter_proxy::telemetry::SelfMetrics;
 
 use crate::procfs;
@@ -305,9 +305,9 @@ fn others(v: &mut Cases) -> Result<()> {
                 s.prepare_with(
                     "gw",
                     &gw_body,
-                    &Ingest {
+                    &PrepareOptions {
                         set: &set,
-                        ..Ingest::default()
+                        ..PrepareOptions::default()
                     },
                 )
                 .map(|_| ())

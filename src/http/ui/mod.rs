@@ -180,7 +180,7 @@ pub async fn app_page(State(s): State<HttpState>, Path(name): Path<String>, uri:
         )
             .into_response();
     };
-    let facts = s.store.metrics().target_facts(&name);
+    let facts = s.store.self_metrics().target_facts(&name);
     let config = s.ui.config();
     let ctx = app::Context {
         info: &info,

@@ -27,7 +27,7 @@ fn when(secs: Option<f64>) -> Value {
 /// Every fact of the page, as JSON.
 pub fn facts(s: &HttpState) -> Value {
     let (apps, series) = s.store.counts();
-    let f = s.store.metrics().status_facts();
+    let f = s.store.self_metrics().status_facts();
     let config = s.ui.config();
     let sinks: Vec<Value> = config
         .as_ref()

@@ -228,7 +228,7 @@ async fn poll_facts_and_redacted_target_on_the_app_page() {
         "connection refused",
         false,
     );
-    s.store.metrics().poll_result(
+    s.store.self_metrics().poll_result(
         "polled",
         std::time::Duration::from_millis(1500),
         Err(crate::telemetry::PollFailure::Connect),
@@ -302,9 +302,9 @@ async fn delete_only_with_the_admin_api() {
 async fn status_as_json_and_html_without_secrets() {
     let s = state(false);
     s.store.push("a", "x 1\ny 2\n", AppKind::Push, "t").unwrap();
-    s.store.metrics().set_sink_queue("vm", 3);
+    s.store.self_metrics().set_sink_queue("vm", 3);
     s.store
-        .metrics()
+        .self_metrics()
         .count_sink("vm", crate::telemetry::SinkOutcome::Dropped, 7);
     let (status, headers, json) = send(&s, "GET", "/status?format=json", "*/*").await;
     assert_eq!(status, StatusCode::OK);

@@ -290,7 +290,7 @@ async fn file_changes_reconcile_targets_and_a_bad_file_keeps_them() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         store
-            .metrics()
+            .self_metrics()
             .poll_failures("sd/nodes", PollFailure::InvalidBody),
         1
     );

@@ -193,26 +193,79 @@ fn compress(chunks: &[Bytes]) -> Run {
     }
 }
 
+impl Run {
+    /// Another handle on the same run (buffers shared).
+    fn shared(&self) -> Run {
+        Run {
+            chunks: self.chunks.clone(),
+            deflated: self.deflated.clone(),
+            crc: self.crc,
+            len: self.len,
+        }
+    }
+}
+
+/// Above this much text to compress (a first render, a restart), the
+/// runs are compressed on all cores; below it one thread is quicker.
+const PARALLEL_BYTES: usize = 4 << 20;
+
+/// Compresses the runs that were not found, on several threads when there
+/// is a lot to do.
+fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
+    let todo: usize = parts
+        .iter()
+        .zip(runs.iter())
+        .filter(|(_, r)| r.is_none())
+        .map(|((_, p), _)| p.iter().map(Bytes::len).sum::<usize>())
+        .sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if todo < PARALLEL_BYTES || threads < 2 {
+        for ((_, part), run) in parts.iter().zip(runs.iter_mut()) {
+            if run.is_none() {
+                *run = Some(compress(part));
+            }
+        }
+        return;
+    }
+    // Interleaved shares: runs are of similar size, so each thread gets
+    // about the same work.
+    let mut shares: Vec<Vec<(&[Bytes], &mut Option<Run>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for (i, ((_, part), run)) in parts.iter().zip(runs.iter_mut()).enumerate() {
+        if run.is_none() {
+            shares[i % threads].push((part, run));
+        }
+    }
+    std::thread::scope(|scope| {
+        for share in shares {
+            scope.spawn(move || {
+                for (part, run) in share {
+                    *run = Some(compress(part));
+                }
+            });
+        }
+    });
+}
+
 /// The gzip body of the text `chunks`, reusing the runs of `seed` (the
 /// previous render's) that are unchanged.
 pub(super) fn build(chunks: &[Bytes], seed: Option<&Index>) -> Gzipped {
-    let cuts = cut(chunks);
-    let mut runs: Vec<(u64, Run)> = Vec::with_capacity(cuts.len());
+    let mut parts = Vec::new();
     let mut start = 0;
-    for (end, key) in cuts {
-        let part = &chunks[start..end];
-        let run = match seed.and_then(|s| s.find(key, part)) {
-            Some(r) => Run {
-                chunks: r.chunks.clone(),
-                deflated: r.deflated.clone(),
-                crc: r.crc,
-                len: r.len,
-            },
-            None => compress(part),
-        };
-        runs.push((key, run));
+    for (end, key) in cut(chunks) {
+        parts.push((key, &chunks[start..end]));
         start = end;
     }
+    let mut runs: Vec<Option<Run>> = parts
+        .iter()
+        .map(|(key, part)| seed.and_then(|s| s.find(*key, part)).map(Run::shared))
+        .collect();
+    compress_missing(&parts, &mut runs);
+    let runs: Vec<(u64, Run)> = parts
+        .iter()
+        .zip(runs)
+        .map(|((key, _), r)| (*key, r.expect("every run compressed")))
+        .collect();
     let size = HEADER.len()
         + runs.iter().map(|(_, r)| r.deflated.len()).sum::<usize>()
         + FINAL_BLOCK.len()
@@ -330,6 +383,16 @@ mod tests {
             })
             .count();
         assert!(new_runs <= 3, "only the changed runs are new: {new_runs}");
+    }
+
+    #[test]
+    fn a_large_first_page_is_compressed_in_parallel_and_decodes() {
+        let mut chunks: Vec<Bytes> = (0..500).map(|a| block(a, 0, 250)).collect();
+        chunks.push(Bytes::from_static(b"own\n"));
+        let text = concat(&chunks);
+        assert!(text.len() > PARALLEL_BYTES, "{}", text.len());
+        let first = build(&chunks, None);
+        assert_eq!(gunzip(&first.body), text);
     }
 
     #[test]

@@ -70,11 +70,11 @@ pub struct Body {
     len: usize,
     gzip: OnceLock<gzip::Gzipped>,
     /// The compressed runs of the previous render's body in this format.
-    seed: Mutex<Option<Arc<gzip::Index>>>,
+    seed: Mutex<Option<gzip::Seed>>,
 }
 
 impl Body {
-    fn new(mut chunks: Vec<Bytes>, seed: Option<Arc<gzip::Index>>) -> Body {
+    fn new(mut chunks: Vec<Bytes>, seed: Option<gzip::Seed>) -> Body {
         chunks.retain(|c| !c.is_empty());
         let len = chunks.iter().map(Bytes::len).sum();
         Body {
@@ -86,11 +86,8 @@ impl Body {
     }
 
     /// The runs a later body may reuse (see `Rendered::gzip_runs`).
-    fn gzip_runs(&self) -> Option<Arc<gzip::Index>> {
-        match self.gzip.get() {
-            Some(g) => Some(g.index.clone()),
-            None => lock(&self.seed).clone(),
-        }
+    fn gzip_runs(&self) -> Option<gzip::Seed> {
+        gzip::hand_on(self.gzip.get(), lock(&self.seed).as_ref())
     }
 
     /// The chunks, in order; none is empty.
@@ -117,7 +114,7 @@ impl Body {
     /// the previous body that did not change ([`gzip`]).
     pub fn gzip(&self) -> Bytes {
         self.gzip
-            .get_or_init(|| gzip::build(&self.chunks, lock(&self.seed).take().as_deref()))
+            .get_or_init(|| gzip::build(&self.chunks, lock(&self.seed).take().as_ref()))
             .body
             .clone()
     }
@@ -140,8 +137,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The gzip runs of the previous render's OpenMetrics and protobuf bodies.
 #[derive(Debug, Default)]
 pub(super) struct Seeds {
-    openmetrics: Option<Arc<gzip::Index>>,
-    protobuf: Option<Arc<gzip::Index>>,
+    openmetrics: Option<gzip::Seed>,
+    protobuf: Option<gzip::Seed>,
 }
 
 /// The sources of the other bodies of a render, and the bodies once built.
@@ -173,11 +170,11 @@ impl Alternatives {
         Seeds {
             openmetrics: match self.openmetrics.get() {
                 Some(b) => b.gzip_runs(),
-                None => seeds.openmetrics.clone(),
+                None => gzip::hand_on(None, seeds.openmetrics.as_ref()),
             },
             protobuf: match self.protobuf.get() {
                 Some(b) => b.gzip_runs(),
-                None => seeds.protobuf.clone(),
+                None => gzip::hand_on(None, seeds.protobuf.as_ref()),
             },
         }
     }

@@ -87,6 +87,37 @@ impl Index {
     }
 }
 
+/// How many renders that do not build a gzip body may hand on an older
+/// render's runs. The runs hold the chunks they were made from, so a seed
+/// kept forever (a proxy scraped only without gzip) would keep every
+/// replaced block alive; past this age it is dropped and the next gzip body
+/// is compressed whole. A scraper asking for several formats renders a few
+/// times between two gzip scrapes of one format, well under this.
+const MAX_SEED_AGE: u32 = 8;
+
+/// Runs of an earlier render, handed to the next one.
+#[derive(Debug, Clone)]
+pub(super) struct Seed {
+    index: std::sync::Arc<Index>,
+    /// Renders it went through unused.
+    age: u32,
+}
+
+/// The seed a render hands on: its own runs if it built its gzip body
+/// (`built`), else the seed it was given (`pending`), one render older.
+pub(super) fn hand_on(built: Option<&Gzipped>, pending: Option<&Seed>) -> Option<Seed> {
+    match built {
+        Some(g) => Some(Seed {
+            index: g.index.clone(),
+            age: 0,
+        }),
+        None => pending.filter(|s| s.age < MAX_SEED_AGE).map(|s| Seed {
+            index: s.index.clone(),
+            age: s.age + 1,
+        }),
+    }
+}
+
 /// A gzip body and the runs it is made of.
 #[derive(Debug)]
 pub(super) struct Gzipped {
@@ -249,7 +280,8 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
 
 /// The gzip body of the text `chunks`, reusing the runs of `seed` (the
 /// previous render's) that are unchanged.
-pub(super) fn build(chunks: &[Bytes], seed: Option<&Index>) -> Gzipped {
+pub(super) fn build(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
+    let seed = seed.map(|s| &*s.index);
     let mut parts = Vec::new();
     let mut start = 0;
     for (end, key) in cut(chunks) {
@@ -366,7 +398,7 @@ mod tests {
         next[1 + 57] = block(57, 0, 21);
         let last = next.len() - 1;
         next[last] = Bytes::from_static(b"own 2\n");
-        let second = build(&next, Some(&first.index));
+        let second = build(&next, hand_on(Some(&first), None).as_ref());
         assert_eq!(gunzip(&second.body), concat(&next));
         let new_runs = second
             .index
@@ -404,7 +436,7 @@ mod tests {
         let first = build(&chunks, None);
         let other = Bytes::from("b 2\n".repeat(2000));
         let next = vec![other, Bytes::from_static(b"own\n")];
-        let second = build(&next, Some(&first.index));
+        let second = build(&next, hand_on(Some(&first), None).as_ref());
         assert_eq!(gunzip(&second.body), concat(&next));
     }
 }

@@ -192,3 +192,26 @@ fn gzip_body_is_within_ten_percent_of_gzip_6() {
         eprintln!("{apps}x{series}: {ours} bytes, gzip -6 {reference}");
     }
 }
+
+#[test]
+fn old_runs_are_dropped_when_no_one_asks_for_gzip() {
+    let s = Store::new(StoreOptions::default(), SelfMetrics::new());
+    s.push("a", &app_text(0, 2, 500, 0), AppKind::Push, "t")
+        .unwrap();
+    let _ = s.render().gzip();
+    // Renders without gzip hand the runs on for a while...
+    s.push("a", &app_text(0, 2, 500, 1), AppKind::Push, "t")
+        .unwrap();
+    let r = s.render();
+    assert!(r.gzip_seed.lock().unwrap().is_some());
+    // ...then drop them, so the replaced blocks they hold are freed.
+    for round in 2..20 {
+        s.push("a", &app_text(0, 2, 500, round), AppKind::Push, "t")
+            .unwrap();
+        let _ = s.render();
+    }
+    let r = s.render();
+    assert!(r.gzip_seed.lock().unwrap().is_none());
+    // The body is still right, compressed whole.
+    check(&s);
+}

@@ -311,7 +311,7 @@ pub struct Rendered {
     gzip: OnceLock<gzip::Gzipped>,
     /// The compressed runs of an earlier render, reused by [`Self::gzip`]
     /// (taken when it runs; see [`gzip`]).
-    gzip_seed: Mutex<Option<Arc<gzip::Index>>>,
+    gzip_seed: Mutex<Option<gzip::Seed>>,
     /// What the OpenMetrics and protobuf bodies are made from, and those
     /// bodies once a scrape asked for them ([`formats`]).
     alt: formats::Alternatives,
@@ -358,7 +358,7 @@ impl Rendered {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .take();
-                gzip::build(&self.chunks, seed.as_deref())
+                gzip::build(&self.chunks, seed.as_ref())
             })
             .body
             .clone()
@@ -366,15 +366,9 @@ impl Rendered {
 
     /// The runs a later render may reuse: this render's if its gzip was
     /// built, else the ones it was given.
-    fn gzip_runs(&self) -> Option<Arc<gzip::Index>> {
-        match self.gzip.get() {
-            Some(g) => Some(g.index.clone()),
-            None => self
-                .gzip_seed
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        }
+    fn gzip_runs(&self) -> Option<gzip::Seed> {
+        let pending = self.gzip_seed.lock().unwrap_or_else(|e| e.into_inner());
+        gzip::hand_on(self.gzip.get(), pending.as_ref())
     }
 }
 

@@ -330,6 +330,36 @@ pub(super) fn build(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
     }
 }
 
+impl super::Rendered {
+    /// Whether the gzip body was already computed.
+    pub fn has_gzip(&self) -> bool {
+        self.gzip.get().is_some()
+    }
+
+    /// The body compressed with gzip, computed once per generation from
+    /// the runs of the previous one that did not change (see the module).
+    pub fn gzip(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| {
+                let seed = self
+                    .gzip_seed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                build(&self.chunks, seed.as_ref())
+            })
+            .body
+            .clone()
+    }
+
+    /// The runs a later render may reuse: this render's if its gzip was
+    /// built, else the ones it was given.
+    pub(super) fn gzip_runs(&self) -> Option<Seed> {
+        let pending = self.gzip_seed.lock().unwrap_or_else(|e| e.into_inner());
+        hand_on(self.gzip.get(), pending.as_ref())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read;

@@ -98,6 +98,8 @@ struct Outcome {
     push_errors: usize,
     first_error: Option<String>,
     push_lat: Vec<f64>,
+    /// How late each push started against its schedule.
+    push_late: Vec<f64>,
     /// Per mode: latencies, body bytes of the last scrape, errors.
     scrapes: Vec<(Vec<f64>, usize, usize)>,
     /// (seconds since start, VmRSS KiB), every second.
@@ -191,7 +193,7 @@ async fn run_target(
     let cpu_before = procfs::cpu_ticks(pids);
 
     // Pushes: a dispatcher hands each due push to one of `clients` workers.
-    let (tx, rx) = tokio::sync::mpsc::channel::<(usize, u64)>(scale.apps.max(1));
+    let (tx, rx) = tokio::sync::mpsc::channel::<(usize, u64, Instant)>(scale.apps.max(1));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let due = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -201,9 +203,10 @@ async fn run_target(
             let mut conn = None;
             let mut buf = Vec::new();
             loop {
-                let Some((app, round)) = rx.lock().await.recv().await else {
+                let Some((app, round, at)) = rx.lock().await.recv().await else {
                     return;
                 };
+                let late = at.elapsed().as_secs_f64();
                 let text = workload::app_text(app, scale.series, round);
                 let payload = encode_push(Transport::HttpPut, app, &text);
                 let t = Instant::now();
@@ -216,6 +219,7 @@ async fn run_target(
                     Ok(()) => {
                         o.pushes_ok += 1;
                         o.push_lat.push(secs);
+                        o.push_late.push(late);
                     }
                     Err(e) => {
                         o.push_errors += 1;
@@ -242,7 +246,7 @@ async fn run_target(
                 }
                 tokio::time::sleep_until(at.into()).await;
                 due.fetch_add(1, Ordering::Relaxed);
-                if tx.send((app, round)).await.is_err() {
+                if tx.send((app, round, at)).await.is_err() {
                     break;
                 }
                 next[i] = (at + period, app, round + 1);
@@ -364,6 +368,11 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
             ratio(quantile(&p.push_lat, q), quantile(&g.push_lat, q))
         );
     }
+    println!(
+        "| push start behind schedule, p99 | {} | {} | |",
+        ms(&p.push_late, 0.99),
+        ms(&g.push_late, 0.99)
+    );
     for (m, mode) in MODES.iter().enumerate() {
         let (pl, gl) = (&p.scrapes[m].0, &g.scrapes[m].0);
         for (q, name) in [(0.5, "p50"), (0.99, "p99")] {

@@ -17,6 +17,8 @@ mod formats;
 mod procfs;
 mod servers;
 mod steady;
+#[cfg(test)]
+mod wire_tests;
 mod workload;
 
 use std::net::SocketAddr;

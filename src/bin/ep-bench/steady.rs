@@ -255,34 +255,8 @@ async fn run_target(
         })
     };
 
-    // Scrapes: every mode once per scrape period, on its own connection.
-    let scraper = {
-        let out = out.clone();
-        let every = Duration::from_secs_f64(s.steady_scrape_period);
-        tokio::spawn(async move {
-            let mut conns: Vec<HttpConn> = MODES.iter().map(|_| HttpConn::new(http)).collect();
-            let mut buf = Vec::new();
-            let mut tick = started;
-            while tick < deadline {
-                tokio::time::sleep_until(tick.into()).await;
-                for (m, (mode, conn)) in MODES.iter().zip(&mut conns).enumerate() {
-                    let req = HttpConn::get_as("/metrics", mode.gzip, mode.accept);
-                    let t = Instant::now();
-                    let r = conn.send(&req, &mut buf).await;
-                    let secs = t.elapsed().as_secs_f64();
-                    let mut o = out.lock().expect("not poisoned");
-                    match r {
-                        Ok(r) if r.status == 200 && r.gzip == mode.gzip => {
-                            o.scrapes[m].0.push(secs);
-                            o.scrapes[m].1 = buf.len();
-                        }
-                        _ => o.scrapes[m].2 += 1,
-                    }
-                }
-                tick += every;
-            }
-        })
-    };
+    let every = Duration::from_secs_f64(s.steady_scrape_period);
+    let scraper = tokio::spawn(scrape_loop(http, started, deadline, every, out.clone()));
 
     // Memory every second, until the end.
     let mut rss = Vec::new();
@@ -314,6 +288,38 @@ async fn run_target(
             .get_or_insert_with(|| "pushes still running after the run".to_owned());
     }
     Ok(o)
+}
+
+/// Scrapes every mode once per period, each on its own connection, until
+/// `deadline`.
+async fn scrape_loop(
+    http: SocketAddr,
+    started: Instant,
+    deadline: Instant,
+    every: Duration,
+    out: Arc<Mutex<Outcome>>,
+) {
+    let mut conns: Vec<HttpConn> = MODES.iter().map(|_| HttpConn::new(http)).collect();
+    let mut buf = Vec::new();
+    let mut tick = started;
+    while tick < deadline {
+        tokio::time::sleep_until(tick.into()).await;
+        for (m, (mode, conn)) in MODES.iter().zip(&mut conns).enumerate() {
+            let req = HttpConn::get_as("/metrics", mode.gzip, mode.accept);
+            let t = Instant::now();
+            let r = conn.send(&req, &mut buf).await;
+            let secs = t.elapsed().as_secs_f64();
+            let mut o = out.lock().expect("not poisoned");
+            match r {
+                Ok(r) if r.status == 200 && r.gzip == mode.gzip => {
+                    o.scrapes[m].0.push(secs);
+                    o.scrapes[m].1 = buf.len();
+                }
+                _ => o.scrapes[m].2 += 1,
+            }
+        }
+        tick += every;
+    }
 }
 
 impl Outcome {

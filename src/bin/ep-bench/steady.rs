@@ -160,6 +160,17 @@ pub async fn run(
     gw.check_alive()?;
     gw.stop()?;
     print(s, scale, &p, &g);
+    // The figures are printed either way; a lost push or a failed scrape
+    // fails the run (the CI smoke run relies on it).
+    for (name, o) in [("exporter-proxy", &p), ("the Pushgateway", &g)] {
+        let failed: usize = o.scrapes.iter().map(|m| m.2).sum();
+        if o.lost() > 0 || failed > 0 {
+            anyhow::bail!(
+                "{name}: {} pushes refused or lost, {failed} scrapes failed",
+                o.lost()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -118,6 +118,30 @@ pub(super) fn hand_on(built: Option<&Gzipped>, pending: Option<&Seed>) -> Option
     }
 }
 
+impl Index {
+    /// The runs of `self` not taken from `older` (the same compressed
+    /// bytes), and the bytes of text they hold: what building `self` had
+    /// to compress.
+    #[cfg(test)]
+    pub(super) fn fresh_since(&self, older: &Index) -> (usize, u64) {
+        let mut n = 0;
+        let mut bytes = 0;
+        for r in self.runs.values().flatten() {
+            // Reused runs were copied into the new body: compare by content.
+            let reused = older
+                .runs
+                .values()
+                .flatten()
+                .any(|o| o.deflated == r.deflated && o.len == r.len && o.crc == r.crc);
+            if !reused {
+                n += 1;
+                bytes += r.len;
+            }
+        }
+        (n, bytes)
+    }
+}
+
 /// A gzip body and the runs it is made of.
 #[derive(Debug)]
 pub(super) struct Gzipped {

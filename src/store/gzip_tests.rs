@@ -215,3 +215,34 @@ fn old_runs_are_dropped_when_no_one_asks_for_gzip() {
     // The body is still right, compressed whole.
     check(&s);
 }
+
+#[test]
+fn after_one_push_only_the_runs_of_that_app_are_compressed() {
+    let s = Store::new(StoreOptions::default(), SelfMetrics::new());
+    for app in 0..100 {
+        s.push(
+            &format!("a{app:03}"),
+            &app_text(app, 4, 100, 0),
+            AppKind::Push,
+            "t",
+        )
+        .unwrap();
+    }
+    let before = s.render();
+    let _ = before.gzip();
+    let page = before.len() as u64;
+    s.push("a042", &app_text(42, 4, 100, 1), AppKind::Push, "t")
+        .unwrap();
+    let after = s.render();
+    let _ = after.gzip();
+    let (old, new) = (before.gzip.get().unwrap(), after.gzip.get().unwrap());
+    let (runs, bytes) = new.index.fresh_since(&old.index);
+    eprintln!("{runs} runs, {bytes} bytes of a {page}-byte page compressed again");
+    // Four changed blocks: each touches its run and at most the next two
+    // (where the cuts resynchronise), plus the self-metrics' run.
+    assert!(runs <= 4 * 3 + 1, "{runs} runs compressed again");
+    assert!(
+        bytes * 5 <= page,
+        "{bytes} bytes of a {page}-byte page compressed again"
+    );
+}

@@ -20,12 +20,11 @@
 //! lines, regrouped ([`exposition::protobuf::text_metrics`]). The
 //! self-metrics are written by the text writer and converted the same way.
 
-use std::io::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use super::{FamilyBlock, PrepareOptions, Prepared, PushError, Rendered, Store};
+use super::{gzip, FamilyBlock, PrepareOptions, Prepared, PushError, Rendered, Store};
 use crate::exposition::openmetrics_out::{self, OmKind};
 use crate::exposition::proto::{self, LabelPair, Metric, MetricFamily};
 use crate::exposition::{self, protobuf, MetricType, ParseLimits};
@@ -69,18 +68,26 @@ pub(super) struct RenderFamily {
 pub struct Body {
     chunks: Vec<Bytes>,
     len: usize,
-    gzip: OnceLock<Bytes>,
+    gzip: OnceLock<gzip::Gzipped>,
+    /// The compressed runs of the previous render's body in this format.
+    seed: Mutex<Option<gzip::Seed>>,
 }
 
 impl Body {
-    fn new(mut chunks: Vec<Bytes>) -> Body {
+    fn new(mut chunks: Vec<Bytes>, seed: Option<gzip::Seed>) -> Body {
         chunks.retain(|c| !c.is_empty());
         let len = chunks.iter().map(Bytes::len).sum();
         Body {
             chunks,
             len,
             gzip: OnceLock::new(),
+            seed: Mutex::new(seed),
         }
+    }
+
+    /// The runs a later body may reuse (see `Rendered::gzip_runs`).
+    fn gzip_runs(&self) -> Option<gzip::Seed> {
+        gzip::hand_on(self.gzip.get(), lock(&self.seed).as_ref())
     }
 
     /// The chunks, in order; none is empty.
@@ -103,10 +110,12 @@ impl Body {
         self.gzip.get().is_some()
     }
 
-    /// The body compressed with gzip, computed once.
+    /// The body compressed with gzip, computed once, reusing the runs of
+    /// the previous body that did not change ([`gzip`]).
     pub fn gzip(&self) -> Bytes {
         self.gzip
-            .get_or_init(|| gzip(&self.chunks, self.len))
+            .get_or_init(|| gzip::build(&self.chunks, lock(&self.seed).take().as_ref()))
+            .body
             .clone()
     }
 
@@ -120,14 +129,16 @@ impl Body {
     }
 }
 
-/// Gzip at level 1, as the text body (see `Rendered::gzip`).
-pub(super) fn gzip(chunks: &[Bytes], len: usize) -> Bytes {
-    let mut enc =
-        flate2::write::GzEncoder::new(Vec::with_capacity(len / 8), flate2::Compression::fast());
-    for c in chunks {
-        enc.write_all(c).expect("writing to a Vec cannot fail");
-    }
-    Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
+/// A lock that only guards a cache: a panic elsewhere leaves it usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The gzip runs of the previous render's OpenMetrics and protobuf bodies.
+#[derive(Debug, Default)]
+pub(super) struct Seeds {
+    openmetrics: Option<gzip::Seed>,
+    protobuf: Option<gzip::Seed>,
 }
 
 /// The sources of the other bodies of a render, and the bodies once built.
@@ -138,15 +149,33 @@ pub(super) struct Alternatives {
     own: Bytes,
     openmetrics: OnceLock<Body>,
     protobuf: OnceLock<Body>,
+    /// Handed to the bodies when they are built.
+    seeds: Mutex<Seeds>,
 }
 
 impl Alternatives {
-    pub(super) fn new(families: Vec<RenderFamily>, own: Bytes) -> Self {
+    pub(super) fn new(families: Vec<RenderFamily>, own: Bytes, seeds: Seeds) -> Self {
         Alternatives {
             families,
             own,
             openmetrics: OnceLock::new(),
             protobuf: OnceLock::new(),
+            seeds: Mutex::new(seeds),
+        }
+    }
+
+    /// The gzip runs a later render may reuse, per format.
+    pub(super) fn gzip_runs(&self) -> Seeds {
+        let seeds = lock(&self.seeds);
+        Seeds {
+            openmetrics: match self.openmetrics.get() {
+                Some(b) => b.gzip_runs(),
+                None => gzip::hand_on(None, seeds.openmetrics.as_ref()),
+            },
+            protobuf: match self.protobuf.get() {
+                Some(b) => b.gzip_runs(),
+                None => gzip::hand_on(None, seeds.protobuf.as_ref()),
+            },
         }
     }
 
@@ -186,7 +215,7 @@ impl Alternatives {
             own.extend_from_slice(&body);
         }
         chunks.push(Bytes::from(own));
-        Body::new(chunks)
+        Body::new(chunks, lock(&self.seeds).protobuf.take())
     }
 
     fn render_om(&self) -> Body {
@@ -217,7 +246,7 @@ impl Alternatives {
         }
         own.extend_from_slice(openmetrics_out::EOF);
         chunks.push(Bytes::from(own));
-        Body::new(chunks)
+        Body::new(chunks, lock(&self.seeds).openmetrics.take())
     }
 }
 

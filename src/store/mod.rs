@@ -16,7 +16,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -29,6 +28,7 @@ use crate::exposition::{self, MetricType, ParseLimits};
 use crate::telemetry::{RejectReason, SelfMetrics};
 
 mod formats;
+mod gzip;
 mod prepare;
 pub use formats::{Body, Format};
 use prepare::{encode_block, normalise_bounds, nth_series};
@@ -308,7 +308,10 @@ pub struct Rendered {
     /// The exposition text, in order; no chunk is empty.
     chunks: Vec<Bytes>,
     len: usize,
-    gzip: OnceLock<Bytes>,
+    gzip: OnceLock<gzip::Gzipped>,
+    /// The compressed runs of an earlier render, reused by [`Self::gzip`]
+    /// (taken when it runs; see [`gzip`]).
+    gzip_seed: Mutex<Option<gzip::Seed>>,
     /// What the OpenMetrics and protobuf bodies are made from, and those
     /// bodies once a scrape asked for them ([`formats`]).
     alt: formats::Alternatives,
@@ -338,29 +341,6 @@ impl Rendered {
             out.extend_from_slice(c);
         }
         Bytes::from(out)
-    }
-
-    /// Whether the gzip body was already computed.
-    pub fn has_gzip(&self) -> bool {
-        self.gzip.get().is_some()
-    }
-
-    /// The body compressed with gzip, computed once per generation.
-    pub fn gzip(&self) -> Bytes {
-        self.gzip
-            .get_or_init(|| {
-                // Level 1: metrics text compresses ~10x even at the fastest
-                // level, and the body is re-compressed after every change.
-                let mut enc = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(self.len / 8),
-                    flate2::Compression::fast(),
-                );
-                for c in &self.chunks {
-                    enc.write_all(c).expect("writing to a Vec cannot fail");
-                }
-                Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
-            })
-            .clone()
     }
 }
 
@@ -948,12 +928,16 @@ impl Store {
         chunks.retain(|c| !c.is_empty());
         let len = chunks.iter().map(Bytes::len).sum();
         self.metrics.observe_render(started.elapsed());
+        let old = self.cache.load_full();
+        let gzip_seed = old.as_ref().and_then(|old| old.gzip_runs());
+        let seeds = old.map(|old| old.alt.gzip_runs()).unwrap_or_default();
         let rendered = Arc::new(Rendered {
             generation: gen,
             chunks,
             len,
             gzip: OnceLock::new(),
-            alt: formats::Alternatives::new(families, own),
+            gzip_seed: Mutex::new(gzip_seed),
+            alt: formats::Alternatives::new(families, own, seeds),
         });
         self.cache.store(Some(rendered.clone()));
         rendered
@@ -1188,6 +1172,8 @@ impl State {
     }
 }
 
+#[cfg(test)]
+mod gzip_tests;
 mod join;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ mod expfmt;
 mod exporters;
 mod golang;
 mod grafana;
+mod gzip_clients;
 mod http;
 mod interop;
 mod load;

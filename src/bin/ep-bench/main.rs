@@ -7,6 +7,7 @@
 //! clients, `/metrics` latency (median, p99; plain and gzip) and size,
 //! scrapes/s under concurrent keep-alive load, and server memory. It prints
 //! one Markdown table per scale with ratios, and the issue-8 target checks.
+//! With `--steady` it runs the steady-state scenario instead ([`steady`]).
 //!
 //! Every loop is bounded in count and time; everything it starts is stopped
 //! when it ends, also on error. See `docs/benchmarks.md`.
@@ -17,6 +18,9 @@ mod hostile;
 mod hostile_load;
 mod procfs;
 mod servers;
+mod steady;
+#[cfg(test)]
+mod wire_tests;
 mod workload;
 
 use std::net::SocketAddr;
@@ -92,6 +96,8 @@ struct Args {
     /// seconds each takes (docs/hostile-input.md).
     #[arg(long)]
     hostile: bool,
+    #[command(flatten)]
+    steady: steady::SteadyArgs,
 }
 
 fn main() -> Result<()> {
@@ -221,6 +227,10 @@ async fn run(args: Args) -> Result<()> {
         if !bin.exists() {
             bail!("{} not found (see docs/benchmarks.md)", bin.display());
         }
+    }
+    if args.steady.steady {
+        let (threads, load) = (args.proxy_threads, args.load_secs);
+        return steady::run(&args.steady, &proxy_bin, &args.pushgateway, threads, load).await;
     }
     let ticks = procfs::ticks_per_second();
     let started = Instant::now();

@@ -1,0 +1,462 @@
+//! The steady-state scenario (`--steady`): what users run. N apps each push
+//! on their own period (phases spread evenly), while a scraper asks for
+//! `/metrics` every `--steady-scrape-period` seconds in each format, gzip
+//! as Prometheus sends it, for a fixed time; so nearly every scrape comes
+//! right after a change. The proxy and the Pushgateway run the same
+//! schedule one after the other (each alone on the machine) in one run.
+//!
+//! Reported per target: server CPU as % of one core, push latency p50/p99,
+//! scrape latency p50/p99 per mode, RSS over time and its peak, and the
+//! refused or lost pushes (a push that failed, or was still due when the
+//! run ended), which must be 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use crate::client::HttpConn;
+use crate::{encode_push, load, procfs, quantile, servers, workload, Pusher, Scale, Transport};
+
+/// Options of the steady-state scenario.
+#[derive(clap::Args, Debug)]
+pub struct SteadyArgs {
+    /// Run the steady-state scenario instead of the phase benchmark.
+    #[arg(long)]
+    pub steady: bool,
+    /// Apps pushing in the steady scenario.
+    #[arg(long, default_value_t = 1000)]
+    pub steady_apps: usize,
+    /// Series per app in the steady scenario.
+    #[arg(long, default_value_t = 100)]
+    pub steady_series: usize,
+    /// Seconds between two pushes of one app.
+    #[arg(long, default_value_t = 10.0)]
+    pub steady_push_period: f64,
+    /// Seconds between two scrapes (of each mode).
+    #[arg(long, default_value_t = 1.0)]
+    pub steady_scrape_period: f64,
+    /// Length of the measured steady run per target, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub steady_secs: f64,
+    /// Concurrent push connections (pushes due at once wait for one).
+    #[arg(long, default_value_t = 16)]
+    pub steady_push_conns: usize,
+}
+
+/// One way of scraping `/metrics`.
+struct Mode {
+    label: &'static str,
+    gzip: bool,
+    accept: Option<&'static str>,
+}
+
+/// What Prometheus 2.x sends (OpenMetrics first), then the single formats.
+const MODES: [Mode; 5] = [
+    Mode {
+        label: "as Prometheus (Accept of Prometheus 2, gzip)",
+        gzip: true,
+        accept: Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        ),
+    },
+    Mode {
+        label: "text, plain",
+        gzip: false,
+        accept: Some("text/plain;version=0.0.4"),
+    },
+    Mode {
+        label: "text, gzip",
+        gzip: true,
+        accept: Some("text/plain;version=0.0.4"),
+    },
+    Mode {
+        label: "OpenMetrics, gzip",
+        gzip: true,
+        accept: Some("application/openmetrics-text;version=1.0.0"),
+    },
+    Mode {
+        label: "protobuf, gzip",
+        gzip: true,
+        accept: Some(
+            "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited",
+        ),
+    },
+];
+
+/// The outcome of one target's steady run.
+#[derive(Default)]
+struct Outcome {
+    secs: f64,
+    cpu_secs: f64,
+    pushed_bytes: usize,
+    pushes_due: usize,
+    pushes_ok: usize,
+    push_errors: usize,
+    first_error: Option<String>,
+    push_lat: Vec<f64>,
+    /// How late each push started against its schedule.
+    push_late: Vec<f64>,
+    /// Per mode: latencies, body bytes of the last scrape, errors.
+    scrapes: Vec<(Vec<f64>, usize, usize)>,
+    /// (seconds since start, VmRSS KiB), every second.
+    rss: Vec<(f64, u64)>,
+    hwm_kib: u64,
+}
+
+/// Runs the scenario on the proxy, then on the Pushgateway, and prints
+/// both side by side with the issue-19 target checks.
+pub async fn run(
+    s: &SteadyArgs,
+    proxy_bin: &Path,
+    gateway_bin: &Path,
+    proxy_threads: usize,
+    load_secs: f64,
+) -> Result<()> {
+    let ticks = procfs::ticks_per_second();
+    let scale = Scale {
+        apps: s.steady_apps,
+        series: s.steady_series,
+    };
+    eprintln!(
+        "== steady: {} apps x {} series, push every {} s, scrape every {} s, {} s per target",
+        scale.apps, scale.series, s.steady_push_period, s.steady_scrape_period, s.steady_secs
+    );
+    let mut proxy =
+        servers::start_proxy(proxy_bin, proxy_threads, scale.apps, scale.series).await?;
+    let pusher = Pusher::Proxy {
+        unix: proxy.unix.clone(),
+        tcp: proxy.tcp,
+        http: proxy.http,
+    };
+    let p = run_target(
+        s,
+        &pusher,
+        proxy.http,
+        &proxy.server.pids(),
+        scale,
+        ticks,
+        load_secs,
+    )
+    .await
+    .context("steady run on the proxy")?;
+    proxy.server.check_alive()?;
+    proxy.server.stop()?;
+    let (mut gw, gw_addr) = servers::start_pushgateway(gateway_bin).await?;
+    let g = run_target(
+        s,
+        &Pusher::Gateway(gw_addr),
+        gw_addr,
+        &gw.pids(),
+        scale,
+        ticks,
+        load_secs,
+    )
+    .await
+    .context("steady run on the Pushgateway")?;
+    gw.check_alive()?;
+    gw.stop()?;
+    print(s, scale, &p, &g);
+    // The figures are printed either way; a lost push or a failed scrape
+    // fails the run (the CI smoke run relies on it).
+    for (name, o) in [("exporter-proxy", &p), ("the Pushgateway", &g)] {
+        let failed: usize = o.scrapes.iter().map(|m| m.2).sum();
+        if o.lost() > 0 || failed > 0 {
+            anyhow::bail!(
+                "{name}: {} pushes refused or lost, {failed} scrapes failed",
+                o.lost()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Loads every app, then runs the steady schedule on one target.
+async fn run_target(
+    s: &SteadyArgs,
+    pusher: &Pusher,
+    http: SocketAddr,
+    pids: &[u32],
+    scale: Scale,
+    ticks: f64,
+    load_secs: f64,
+) -> Result<Outcome> {
+    let clients = s.steady_push_conns.max(1);
+    let (loaded, _, pushed_bytes) = load(
+        pusher,
+        Transport::HttpPut,
+        scale,
+        clients,
+        Duration::from_secs_f64(load_secs),
+    )
+    .await?;
+    loaded.context("the initial load did not finish in --load-secs")?;
+    let out = Arc::new(Mutex::new(Outcome {
+        pushed_bytes,
+        scrapes: MODES.iter().map(|_| (Vec::new(), 0, 0)).collect(),
+        ..Outcome::default()
+    }));
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(s.steady_secs);
+    let cpu_before = procfs::cpu_ticks(pids);
+
+    // Pushes: a dispatcher hands each due push to one of `clients` workers.
+    let (tx, rx) = tokio::sync::mpsc::channel::<(usize, u64, Instant)>(scale.apps.max(1));
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let due = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (rx, out, pusher) = (rx.clone(), out.clone(), pusher.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = None;
+            let mut buf = Vec::new();
+            loop {
+                let Some((app, round, at)) = rx.lock().await.recv().await else {
+                    return;
+                };
+                let late = at.elapsed().as_secs_f64();
+                let text = workload::app_text(app, scale.series, round);
+                let payload = encode_push(Transport::HttpPut, app, &text);
+                let t = Instant::now();
+                let r = pusher
+                    .push(Transport::HttpPut, &payload, &mut conn, &mut buf)
+                    .await;
+                let secs = t.elapsed().as_secs_f64();
+                let mut o = out.lock().expect("not poisoned");
+                match r {
+                    Ok(()) => {
+                        o.pushes_ok += 1;
+                        o.push_lat.push(secs);
+                        o.push_late.push(late);
+                    }
+                    Err(e) => {
+                        o.push_errors += 1;
+                        o.first_error.get_or_insert_with(|| format!("{e:#}"));
+                    }
+                }
+            }
+        }));
+    }
+    let period = Duration::from_secs_f64(s.steady_push_period);
+    let dispatcher = {
+        let due = due.clone();
+        tokio::spawn(async move {
+            // App i pushes at i/N of the period, then every period.
+            let n = scale.apps.max(1) as u32;
+            let mut next: Vec<(Instant, usize, u64)> = (0..scale.apps)
+                .map(|a| (started + period * a as u32 / n, a, 1))
+                .collect();
+            let mut i = 0;
+            while !next.is_empty() {
+                let (at, app, round) = next[i];
+                if at >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                due.fetch_add(1, Ordering::Relaxed);
+                if tx.send((app, round, at)).await.is_err() {
+                    break;
+                }
+                next[i] = (at + period, app, round + 1);
+                i = (i + 1) % next.len();
+            }
+        })
+    };
+
+    let every = Duration::from_secs_f64(s.steady_scrape_period);
+    let scraper = tokio::spawn(scrape_loop(http, started, deadline, every, out.clone()));
+
+    // Memory every second, until the end.
+    let mut rss = Vec::new();
+    while Instant::now() < deadline {
+        rss.push((started.elapsed().as_secs_f64(), procfs::memory_kib(pids).0));
+        tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
+    }
+    dispatcher.await?;
+    scraper.await?;
+    // The workers finish what was dispatched; bounded by one push period.
+    let drain = tokio::time::timeout(period + Duration::from_secs(30), async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu_secs = procfs::cpu_ticks(pids).saturating_sub(cpu_before) as f64 / ticks;
+    let (last, hwm) = procfs::memory_kib(pids);
+    rss.push((secs, last));
+    let mut o = std::mem::take(&mut *out.lock().expect("not poisoned"));
+    o.secs = secs;
+    o.cpu_secs = cpu_secs;
+    o.pushes_due = due.load(Ordering::Relaxed);
+    o.rss = rss;
+    o.hwm_kib = hwm;
+    if drain.is_err() {
+        o.first_error
+            .get_or_insert_with(|| "pushes still running after the run".to_owned());
+    }
+    Ok(o)
+}
+
+/// Scrapes every mode once per period, each on its own connection, until
+/// `deadline`.
+async fn scrape_loop(
+    http: SocketAddr,
+    started: Instant,
+    deadline: Instant,
+    every: Duration,
+    out: Arc<Mutex<Outcome>>,
+) {
+    let mut conns: Vec<HttpConn> = MODES.iter().map(|_| HttpConn::new(http)).collect();
+    let mut buf = Vec::new();
+    let mut tick = started;
+    while tick < deadline {
+        tokio::time::sleep_until(tick.into()).await;
+        for (m, (mode, conn)) in MODES.iter().zip(&mut conns).enumerate() {
+            let req = HttpConn::get_as("/metrics", mode.gzip, mode.accept);
+            let t = Instant::now();
+            let r = conn.send(&req, &mut buf).await;
+            let secs = t.elapsed().as_secs_f64();
+            let mut o = out.lock().expect("not poisoned");
+            match r {
+                Ok(r) if r.status == 200 && r.gzip == mode.gzip => {
+                    o.scrapes[m].0.push(secs);
+                    o.scrapes[m].1 = buf.len();
+                }
+                _ => o.scrapes[m].2 += 1,
+            }
+        }
+        tick += every;
+    }
+}
+
+impl Outcome {
+    fn cpu_pct(&self) -> f64 {
+        self.cpu_secs / self.secs * 100.0
+    }
+    fn lost(&self) -> usize {
+        self.pushes_due - self.pushes_ok
+    }
+}
+
+fn ms(v: &[f64], q: f64) -> String {
+    quantile(v, q).map_or_else(|| "–".into(), |s| format!("{:.2} ms", s * 1000.0))
+}
+
+fn rss_line(o: &Outcome) -> String {
+    let mib = |k: u64| k as f64 / 1024.0;
+    let step = (o.rss.len() / 8).max(1);
+    let points: Vec<String> = o
+        .rss
+        .iter()
+        .step_by(step)
+        .map(|(t, k)| format!("{:.0}s {:.0}", t, mib(*k)))
+        .collect();
+    format!("{} MiB", points.join(", "))
+}
+
+fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
+    println!();
+    println!(
+        "### Steady state: {} apps × {} series, a push per app every {} s, scrapes every {} s, {} s",
+        scale.apps, scale.series, s.steady_push_period, s.steady_scrape_period, s.steady_secs
+    );
+    println!();
+    println!("| | exporter-proxy | Pushgateway | Pushgateway ÷ proxy |");
+    println!("|---|---:|---:|---:|");
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if a > 0.0 => format!("{:.1}×", b / a),
+        _ => "–".into(),
+    };
+    println!(
+        "| server CPU, % of one core | {:.2} % | {:.2} % | {} |",
+        p.cpu_pct(),
+        g.cpu_pct(),
+        ratio(Some(p.cpu_pct()), Some(g.cpu_pct()))
+    );
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        println!(
+            "| push latency {name} | {} | {} | {} |",
+            ms(&p.push_lat, q),
+            ms(&g.push_lat, q),
+            ratio(quantile(&p.push_lat, q), quantile(&g.push_lat, q))
+        );
+    }
+    println!(
+        "| push start behind schedule, p99 | {} | {} | |",
+        ms(&p.push_late, 0.99),
+        ms(&g.push_late, 0.99)
+    );
+    for (m, mode) in MODES.iter().enumerate() {
+        let (pl, gl) = (&p.scrapes[m].0, &g.scrapes[m].0);
+        for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+            println!(
+                "| scrape {}, {name} | {} | {} | {} |",
+                mode.label,
+                ms(pl, q),
+                ms(gl, q),
+                ratio(quantile(pl, q), quantile(gl, q))
+            );
+        }
+        println!(
+            "| scrape {}, body bytes / failed scrapes | {} / {} | {} / {} | |",
+            mode.label, p.scrapes[m].1, p.scrapes[m].2, g.scrapes[m].1, g.scrapes[m].2
+        );
+    }
+    println!(
+        "| pushes due / done / refused or lost | {} / {} / {} | {} / {} / {} | |",
+        p.pushes_due,
+        p.pushes_ok,
+        p.lost(),
+        g.pushes_due,
+        g.pushes_ok,
+        g.lost()
+    );
+    println!("| RSS over time | {} | {} | |", rss_line(p), rss_line(g));
+    let text_mib = p.pushed_bytes as f64 / 1_048_576.0;
+    println!(
+        "| peak RSS (VmHWM) | {:.1} MiB = {:.2}× the pushed text ({:.1} MiB) | {:.1} MiB | |",
+        p.hwm_kib as f64 / 1024.0,
+        p.hwm_kib as f64 * 1024.0 / p.pushed_bytes.max(1) as f64,
+        text_mib,
+        g.hwm_kib as f64 / 1024.0
+    );
+    for (name, o) in [("exporter-proxy", p), ("Pushgateway", g)] {
+        if let Some(e) = &o.first_error {
+            println!();
+            println!("{name}: first push error: {e}");
+        }
+    }
+    let prom = |o: &Outcome| quantile(&o.scrapes[0].0, 0.99);
+    let rows = [
+        (
+            "server CPU ≤ 1/50 of the Pushgateway's",
+            ratio(Some(p.cpu_pct()), Some(g.cpu_pct())),
+            p.cpu_pct() * 50.0 <= g.cpu_pct(),
+        ),
+        (
+            "p99 scrape (as Prometheus) ≤ 1/20 of the Pushgateway's",
+            ratio(prom(p), prom(g)),
+            matches!((prom(p), prom(g)), (Some(a), Some(b)) if a * 20.0 <= b),
+        ),
+        (
+            "refused or lost pushes = 0 (both)",
+            format!("{} / {}", p.lost(), g.lost()),
+            p.lost() == 0 && g.lost() == 0,
+        ),
+    ];
+    println!();
+    println!("### Targets (issue 19, steady state)");
+    println!();
+    println!("| target | measured | holds |");
+    println!("|---|---:|---|");
+    for (what, value, ok) in rows {
+        println!(
+            "| {what} | {value} | {} |",
+            if ok { "yes" } else { "**no**" }
+        );
+    }
+}

@@ -1,0 +1,496 @@
+//! The gzip form of the `/metrics` text, compressed in proportion to the
+//! change rather than to the page.
+//!
+//! Design: the page is cut into *runs* of consecutive chunks (family
+//! headers and the apps' shared blocks), each run compressed on its own as
+//! raw deflate at level 6 (what `gzip -6` does) and ended with a sync flush,
+//! so that it stops on a byte boundary and uses no byte before it. Such runs
+//! concatenate into one valid deflate stream; the body is one ordinary
+//! single-member gzip file: a fixed header, the runs, an empty final block,
+//! and the CRC-32 of the whole text (combined from the runs' CRCs, not
+//! recomputed) with its length. Every gzip reader decodes it, including
+//! those that stop after the first member.
+//!
+//! A render keeps its runs ([`Index`]); the next render reuses every run
+//! whose chunks are the same (the same shared buffers, or equal bytes for
+//! small chunks such as headers), so after one app's push only the runs
+//! that hold its blocks are compressed again, plus the self-metrics, which
+//! change at every render.
+//!
+//! Where runs are cut is decided by the chunks themselves (content-defined
+//! chunking): after a chunk whose identity hash is 0 modulo [`CUT_ONE_IN`],
+//! once the run holds at least [`MIN_RUN`] bytes, or at [`MAX_RUN`] bytes.
+//! A changed block moves at most the cuts next to it, so the runs elsewhere
+//! stay the same and are found again.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher as _};
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress};
+
+/// Smallest run worth cutting: one deflate window (32 KiB). Measured on
+/// metrics pages, runs this long come out no larger than `gzip -6` of the
+/// whole page (`gzip_tests`), while a change recompresses only a few.
+const MIN_RUN: usize = 32 * 1024;
+/// Largest run: bounds the work a change can cause beyond [`MIN_RUN`].
+const MAX_RUN: usize = 512 * 1024;
+/// Past [`MIN_RUN`], one chunk in this many ends a run.
+const CUT_ONE_IN: u64 = 4;
+/// Chunks up to this size are identified by their bytes (headers are new
+/// buffers at every render but usually the same text); larger ones by
+/// their buffer, which the store shares between renders.
+const SMALL_CHUNK: usize = 1024;
+/// Compression level: the default of `gzip`, the wire size the issue asks for.
+const LEVEL: u32 = 6;
+
+/// gzip member header: magic, deflate, no flags, no mtime, no extra
+/// flags, OS unknown (RFC 1952 §2.3).
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// An empty final deflate block with fixed codes: BFINAL=1, BTYPE=01 and
+/// the end-of-block code, padded to a byte.
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// One compressed run.
+struct Run {
+    /// The chunks the run was compressed from (held so that their buffers
+    /// cannot be freed and reused for other text while the run is cached).
+    chunks: Vec<Bytes>,
+    /// Raw deflate, ending with a sync flush.
+    deflated: Bytes,
+    /// CRC-32 of the chunks' text, and its length.
+    crc: u32,
+    len: u64,
+}
+
+/// The runs of one gzip body, by the key of their chunks.
+#[derive(Default)]
+pub(super) struct Index {
+    runs: HashMap<u64, Vec<Run>>,
+}
+
+impl fmt::Debug for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Index")
+            .field("runs", &self.runs.values().map(Vec::len).sum::<usize>())
+            .finish()
+    }
+}
+
+impl Index {
+    /// The cached run made of exactly `chunks`.
+    fn find(&self, key: u64, chunks: &[Bytes]) -> Option<&Run> {
+        self.runs.get(&key)?.iter().find(|r| {
+            r.chunks.len() == chunks.len() && r.chunks.iter().zip(chunks).all(|(a, b)| same(a, b))
+        })
+    }
+}
+
+/// How many renders that do not build a gzip body may hand on an older
+/// render's runs. The runs hold the chunks they were made from, so a seed
+/// kept forever (a proxy scraped only without gzip) would keep every
+/// replaced block alive; past this age it is dropped and the next gzip body
+/// is compressed whole. A scraper asking for several formats renders a few
+/// times between two gzip scrapes of one format, well under this.
+const MAX_SEED_AGE: u32 = 8;
+
+/// Runs of an earlier render, handed to the next one.
+#[derive(Debug, Clone)]
+pub(super) struct Seed {
+    index: std::sync::Arc<Index>,
+    /// Renders it went through unused.
+    age: u32,
+}
+
+/// The seed a render hands on: its own runs if it built its gzip body
+/// (`built`), else the seed it was given (`pending`), one render older.
+pub(super) fn hand_on(built: Option<&Gzipped>, pending: Option<&Seed>) -> Option<Seed> {
+    match built {
+        Some(g) => Some(Seed {
+            index: g.index.clone(),
+            age: 0,
+        }),
+        None => pending.filter(|s| s.age < MAX_SEED_AGE).map(|s| Seed {
+            index: s.index.clone(),
+            age: s.age + 1,
+        }),
+    }
+}
+
+impl Index {
+    /// The runs of `self` not taken from `older` (the same compressed
+    /// bytes), and the bytes of text they hold: what building `self` had
+    /// to compress.
+    #[cfg(test)]
+    pub(super) fn fresh_since(&self, older: &Index) -> (usize, u64) {
+        let mut n = 0;
+        let mut bytes = 0;
+        for r in self.runs.values().flatten() {
+            // Reused runs were copied into the new body: compare by content.
+            let reused = older
+                .runs
+                .values()
+                .flatten()
+                .any(|o| o.deflated == r.deflated && o.len == r.len && o.crc == r.crc);
+            if !reused {
+                n += 1;
+                bytes += r.len;
+            }
+        }
+        (n, bytes)
+    }
+}
+
+/// A gzip body and the runs it is made of.
+#[derive(Debug)]
+pub(super) struct Gzipped {
+    pub(super) body: Bytes,
+    pub(super) index: std::sync::Arc<Index>,
+}
+
+/// Whether two chunks hold the same text, by the test their identity uses.
+fn same(a: &Bytes, b: &Bytes) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= SMALL_CHUNK {
+        a == b
+    } else {
+        a.as_ptr() == b.as_ptr()
+    }
+}
+
+/// A hash of a chunk's identity (see [`same`]); stable between renders for
+/// an unchanged chunk.
+fn identity(c: &Bytes) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    c.len().hash(&mut h);
+    if c.len() <= SMALL_CHUNK {
+        c[..].hash(&mut h);
+    } else {
+        (c.as_ptr() as usize).hash(&mut h);
+    }
+    h.finish()
+}
+
+/// Where the runs of `chunks` end (exclusive indexes, increasing, the last
+/// one `chunks.len()`), and the key of each run. The last chunk always
+/// stands alone: it is the self-metrics, new at every render.
+fn cut(chunks: &[Bytes]) -> Vec<(usize, u64)> {
+    let mut out = Vec::new();
+    let mut run_len = 0;
+    let mut key = 0u64;
+    let body = chunks.len().saturating_sub(1);
+    for (i, c) in chunks.iter().enumerate() {
+        let id = identity(c);
+        key = key.rotate_left(5) ^ id;
+        run_len += c.len();
+        let last_of_body = i + 1 == body;
+        let end = i + 1 == chunks.len()
+            || last_of_body
+            || run_len >= MAX_RUN
+            || (run_len >= MIN_RUN && id.is_multiple_of(CUT_ONE_IN));
+        if end {
+            out.push((i + 1, key));
+            run_len = 0;
+            key = 0;
+        }
+    }
+    out
+}
+
+/// `chunks` as raw deflate at [`LEVEL`], ended by a sync flush.
+fn deflate(chunks: &[Bytes]) -> Vec<u8> {
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut c = Compress::new(Compression::new(LEVEL), false);
+    let mut out = Vec::with_capacity(total / 4 + 256);
+    let ensure_room = |out: &mut Vec<u8>| {
+        if out.capacity() - out.len() < 4096 {
+            out.reserve(out.capacity().max(8192));
+        }
+    };
+    for chunk in chunks {
+        let mut input = &chunk[..];
+        while !input.is_empty() {
+            ensure_room(&mut out);
+            let before = c.total_in();
+            c.compress_vec(input, &mut out, FlushCompress::None)
+                .expect("deflating into a vector cannot fail");
+            let used = usize::try_from(c.total_in() - before).expect("bounded by the input");
+            input = &input[used..];
+        }
+    }
+    // The flush is complete once a call leaves output room unused.
+    loop {
+        ensure_room(&mut out);
+        c.compress_vec(&[], &mut out, FlushCompress::Sync)
+            .expect("deflating into a vector cannot fail");
+        if out.len() < out.capacity() {
+            break;
+        }
+    }
+    out
+}
+
+/// A freshly compressed run of `chunks`.
+fn compress(chunks: &[Bytes]) -> Run {
+    let mut crc = crc32fast::Hasher::new();
+    for c in chunks {
+        crc.update(c);
+    }
+    let len = crc.total_len();
+    Run {
+        chunks: chunks.to_vec(),
+        deflated: Bytes::from(deflate(chunks)),
+        crc: crc.finalize(),
+        len,
+    }
+}
+
+impl Run {
+    /// Another handle on the same run (buffers shared).
+    fn shared(&self) -> Run {
+        Run {
+            chunks: self.chunks.clone(),
+            deflated: self.deflated.clone(),
+            crc: self.crc,
+            len: self.len,
+        }
+    }
+}
+
+/// Above this much text to compress (a first render, a restart), the
+/// runs are compressed on all cores; below it one thread is quicker.
+const PARALLEL_BYTES: usize = 4 << 20;
+
+/// Compresses the runs that were not found, on several threads when there
+/// is a lot to do.
+fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
+    let todo: usize = parts
+        .iter()
+        .zip(runs.iter())
+        .filter(|(_, r)| r.is_none())
+        .map(|((_, p), _)| p.iter().map(Bytes::len).sum::<usize>())
+        .sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if todo < PARALLEL_BYTES || threads < 2 {
+        for ((_, part), run) in parts.iter().zip(runs.iter_mut()) {
+            if run.is_none() {
+                *run = Some(compress(part));
+            }
+        }
+        return;
+    }
+    // Interleaved shares: runs are of similar size, so each thread gets
+    // about the same work.
+    let mut shares: Vec<Vec<(&[Bytes], &mut Option<Run>)>> =
+        (0..threads).map(|_| Vec::new()).collect();
+    for (i, ((_, part), run)) in parts.iter().zip(runs.iter_mut()).enumerate() {
+        if run.is_none() {
+            shares[i % threads].push((part, run));
+        }
+    }
+    std::thread::scope(|scope| {
+        for share in shares {
+            scope.spawn(move || {
+                for (part, run) in share {
+                    *run = Some(compress(part));
+                }
+            });
+        }
+    });
+}
+
+/// The gzip body of the text `chunks`, reusing the runs of `seed` (the
+/// previous render's) that are unchanged.
+pub(super) fn build(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
+    let seed = seed.map(|s| &*s.index);
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (end, key) in cut(chunks) {
+        parts.push((key, &chunks[start..end]));
+        start = end;
+    }
+    let mut runs: Vec<Option<Run>> = parts
+        .iter()
+        .map(|(key, part)| seed.and_then(|s| s.find(*key, part)).map(Run::shared))
+        .collect();
+    compress_missing(&parts, &mut runs);
+    let runs: Vec<(u64, Run)> = parts
+        .iter()
+        .zip(runs)
+        .map(|((key, _), r)| (*key, r.expect("every run compressed")))
+        .collect();
+    let size = HEADER.len()
+        + runs.iter().map(|(_, r)| r.deflated.len()).sum::<usize>()
+        + FINAL_BLOCK.len()
+        + 8;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(&HEADER);
+    let mut crc = crc32fast::Hasher::new();
+    let mut offsets = Vec::with_capacity(runs.len());
+    for (_, r) in &runs {
+        offsets.push(body.len());
+        body.extend_from_slice(&r.deflated);
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(r.crc, r.len));
+    }
+    body.extend_from_slice(&FINAL_BLOCK);
+    // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
+    let isize = (crc.total_len() & 0xffff_ffff) as u32;
+    body.extend_from_slice(&crc.finalize().to_le_bytes());
+    body.extend_from_slice(&isize.to_le_bytes());
+    let body = Bytes::from(body);
+    // The cached runs point into the new body: one copy of the compressed
+    // page in memory, not two.
+    let mut index = Index::default();
+    for ((key, mut r), at) in runs.into_iter().zip(offsets) {
+        r.deflated = body.slice(at..at + r.deflated.len());
+        index.runs.entry(key).or_default().push(r);
+    }
+    Gzipped {
+        body,
+        index: std::sync::Arc::new(index),
+    }
+}
+
+impl super::Rendered {
+    /// Whether the gzip body was already computed.
+    pub fn has_gzip(&self) -> bool {
+        self.gzip.get().is_some()
+    }
+
+    /// The body compressed with gzip, computed once per generation from
+    /// the runs of the previous one that did not change (see the module).
+    pub fn gzip(&self) -> Bytes {
+        self.gzip
+            .get_or_init(|| {
+                let seed = self
+                    .gzip_seed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                build(&self.chunks, seed.as_ref())
+            })
+            .body
+            .clone()
+    }
+
+    /// The runs a later render may reuse: this render's if its gzip was
+    /// built, else the ones it was given.
+    pub(super) fn gzip_runs(&self) -> Option<Seed> {
+        let pending = self.gzip_seed.lock().unwrap_or_else(|e| e.into_inner());
+        hand_on(self.gzip.get(), pending.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    fn gunzip(body: &[u8]) -> Vec<u8> {
+        // A single-member reader: the body must be one member.
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .expect("valid gzip");
+        out
+    }
+
+    fn concat(chunks: &[Bytes]) -> Vec<u8> {
+        chunks.iter().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    /// Text like a metrics page: lines that repeat with small changes.
+    fn block(app: usize, family: usize, lines: usize) -> Bytes {
+        let mut s = String::new();
+        for i in 0..lines {
+            s.push_str(&format!(
+                "fam_{family}_total{{app=\"app{app}\",route=\"/r/{i}\"}} {}\n",
+                app * 31 + i
+            ));
+        }
+        Bytes::from(s)
+    }
+
+    #[test]
+    fn empty_and_tiny_pages_decode() {
+        assert_eq!(gunzip(&build(&[], None).body), b"");
+        let one = [Bytes::from_static(b"x 1\n")];
+        assert_eq!(gunzip(&build(&one, None).body), b"x 1\n");
+    }
+
+    #[test]
+    fn reuses_unchanged_runs_and_decodes_to_the_text() {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        for f in 0..4 {
+            chunks.push(Bytes::from(format!("# TYPE fam_{f}_total counter\n")));
+            for a in 0..200 {
+                chunks.push(block(a, f, 20));
+            }
+        }
+        chunks.push(Bytes::from_static(b"own 1\n"));
+        let first = build(&chunks, None);
+        assert_eq!(gunzip(&first.body), concat(&chunks));
+        let runs = first.index.runs.values().map(Vec::len).sum::<usize>();
+        assert!(runs > 8, "the page is cut into runs: {runs}");
+
+        // One app changes one block, headers are rebuilt with the same text
+        // and the self-metrics change.
+        let mut next: Vec<Bytes> = chunks
+            .iter()
+            .map(|c| {
+                if c.len() <= SMALL_CHUNK {
+                    Bytes::copy_from_slice(c)
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        next[1 + 57] = block(57, 0, 21);
+        let last = next.len() - 1;
+        next[last] = Bytes::from_static(b"own 2\n");
+        let second = build(&next, hand_on(Some(&first), None).as_ref());
+        assert_eq!(gunzip(&second.body), concat(&next));
+        let new_runs = second
+            .index
+            .runs
+            .values()
+            .flatten()
+            .filter(|r| {
+                !first
+                    .index
+                    .runs
+                    .values()
+                    .flatten()
+                    .any(|o| o.deflated == r.deflated && o.chunks.len() == r.chunks.len())
+            })
+            .count();
+        assert!(new_runs <= 3, "only the changed runs are new: {new_runs}");
+    }
+
+    #[test]
+    fn a_large_first_page_is_compressed_in_parallel_and_decodes() {
+        let mut chunks: Vec<Bytes> = (0..500).map(|a| block(a, 0, 250)).collect();
+        chunks.push(Bytes::from_static(b"own\n"));
+        let text = concat(&chunks);
+        assert!(text.len() > PARALLEL_BYTES, "{}", text.len());
+        let first = build(&chunks, None);
+        assert_eq!(gunzip(&first.body), text);
+    }
+
+    #[test]
+    fn a_reused_run_needs_the_same_buffers() {
+        // Large chunks with equal text but different buffers are not
+        // assumed equal by pointer: the result still decodes right.
+        let a = Bytes::from("a 1\n".repeat(2000));
+        let chunks = vec![a.clone(), Bytes::from_static(b"own\n")];
+        let first = build(&chunks, None);
+        let other = Bytes::from("b 2\n".repeat(2000));
+        let next = vec![other, Bytes::from_static(b"own\n")];
+        let second = build(&next, hand_on(Some(&first), None).as_ref());
+        assert_eq!(gunzip(&second.body), concat(&next));
+    }
+}

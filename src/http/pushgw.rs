@@ -72,6 +72,11 @@ impl PushApi {
         )
     }
 
+    /// Peers allowed to write through the push API.
+    pub fn networks(&self) -> &AllowedNetworks {
+        &self.networks
+    }
+
     /// A push API open to `networks`, reading a body within `body_timeout`.
     pub fn with_gates(ttl: Option<Ttl>, networks: AllowedNetworks, body_timeout: Duration) -> Self {
         PushApi {

@@ -198,18 +198,27 @@ pub async fn app_page(State(s): State<HttpState>, Path(name): Path<String>, uri:
 pub async fn app_delete(
     State(s): State<HttpState>,
     Path(name): Path<String>,
-    method: axum::http::Method,
-    uri: Uri,
+    req: axum::extract::Request,
 ) -> Response {
-    // The write-endpoint gates: the admin API switch here; basic auth
-    // already ran in the router's layer (the push API's allowed networks,
-    // issue 13, belong next to this check).
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    // The write-endpoint gates: the admin API switch, and the peers allowed
+    // to write through the push API (loopback when it is off); basic auth
+    // already ran in the router's layer.
     if !s.admin_api {
         return (
             StatusCode::FORBIDDEN,
             "deleting apps needs the admin API: `[exporter] enable_admin_api = true` or `--web.enable-admin-api`\n",
         )
             .into_response();
+    }
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let loopback = super::gates::Gates::loopback();
+    let networks = s.push_api.as_ref().map_or(&loopback, |api| api.networks());
+    if let Err(why) = super::gates::check_push_peer(networks, peer) {
+        return (StatusCode::FORBIDDEN, format!("deleting apps: {why}\n")).into_response();
     }
     let Some((info, _)) = s.store.app_detail(&name) else {
         return (StatusCode::NOT_FOUND, format!("no app {name:?}\n")).into_response();

@@ -45,12 +45,26 @@ async fn send(
     uri: &str,
     accept: &str,
 ) -> (StatusCode, HeaderMap, String) {
-    let req = Request::builder()
+    send_from(s, method, uri, accept, "127.0.0.1:40000").await
+}
+
+/// [`send`] from the peer `from`.
+async fn send_from(
+    s: &HttpState,
+    method: &str,
+    uri: &str,
+    accept: &str,
+    from: &str,
+) -> (StatusCode, HeaderMap, String) {
+    let mut req = Request::builder()
         .method(method)
         .uri(uri)
         .header("accept", accept)
         .body(Body::empty())
         .unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        from.parse::<std::net::SocketAddr>().unwrap(),
+    ));
     let resp = router(s.clone()).oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
@@ -285,6 +299,14 @@ async fn delete_only_with_the_admin_api() {
         html.contains("<form method=\"post\" action=\"../apps/victim\""),
         "{html}"
     );
+    // A peer outside the push API's networks (loopback by default) may not.
+    let (status, _, body) = send_from(&on, "DELETE", "/apps/victim", "*/*", "10.1.2.3:5000").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body.contains("10.1.2.3") && body.contains("allowed_networks"),
+        "{body}"
+    );
+    assert_eq!(on.store.counts().0, 1, "nothing deleted");
     let (status, headers, _) = send(&on, "POST", "/apps/victim", "text/html").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     assert_eq!(headers[LOCATION], "../apps");

@@ -727,3 +727,49 @@ async fn poll_targets_over_tls_with_a_ca_file_and_basic_auth() {
     stop.cancel();
     app.stop().await;
 }
+
+/// The outbound layer's clients present a client certificate (mutual TLS)
+/// from one PEM file holding the certificate and its key, and trust only
+/// the CA file they are given.
+#[tokio::test]
+async fn outbound_clients_present_a_client_certificate() {
+    use exporter_proxy::outbound::{build_client, ClientOptions};
+    let pki = pki();
+    let web = pki.web_config(&format!(
+        "{TLS}  client_ca_file: client-ca.crt\n  client_auth_type: RequireAndVerifyClientCert\n"
+    ));
+    let app = start_with_web(&web, "").await;
+    let url = format!("https://127.0.0.1:{}/metrics", app.http.port());
+    let identity = pki.dir.path().join("client-identity.pem");
+    std::fs::write(&identity, &pki.client_identity).unwrap();
+    let with_cert = build_client(&ClientOptions {
+        ca_file: Some((&pki.ca, "tls.ca_file")),
+        client_cert: Some((&identity, "tls.cert_file")),
+        timeout: Some(STEP),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let (status, _) = https_get(&with_cert, &url).await.unwrap();
+    assert_eq!(status, 200, "the client certificate is presented");
+    let without = build_client(&ClientOptions {
+        ca_file: Some((&pki.ca, "tls.ca_file")),
+        timeout: Some(STEP),
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let err = https_get(&without, &url).await.unwrap_err();
+    assert!(err.contains("CertificateRequired"), "{err}");
+    // A file that holds no identity is refused at build time, naming its key.
+    let bad = pki.dir.path().join("not-an-identity.pem");
+    std::fs::write(&bad, "nothing\n").unwrap();
+    let err = build_client(&ClientOptions {
+        client_cert: Some((&bad, "tls.cert_file")),
+        ..ClientOptions::default()
+    })
+    .unwrap_err();
+    assert!(
+        err.contains("`tls.cert_file`") && err.contains("not-an-identity.pem"),
+        "{err}"
+    );
+    app.stop().await;
+}

@@ -202,6 +202,8 @@ worker_threads = {worker_threads}
 concurrent_requests = 2048
 scrape_expose_endpoint = "{http}"
 shutdown_grace_period = "2s"
+# The benchmark deletes its groups through the push API between phases.
+enable_admin_api = true
 
 [receiver]
 format = "auto"

@@ -5,7 +5,7 @@
 //! | Method | Path | What |
 //! |---|---|---|
 //! | GET | `/` | the web UI's apps page ([`ui`]) |
-//! | GET | `/metrics` | every app's metrics merged, plus self-metrics: text 0.0.4, OpenMetrics or delimited protobuf by `Accept` ([`negotiate`]); gzip when accepted |
+//! | GET | `/metrics` | every app's metrics merged, plus self-metrics: text 0.0.4, OpenMetrics or delimited protobuf by `Accept` ([`negotiate`]) or `?format=text\|openmetrics\|protobuf`; gzip when accepted |
 //! | GET | `/apps` | sources: text table (default; `?wide=1`: errors whole), JSON (`?format=json` or `Accept: application/json`), the UI's apps page (`Accept: text/html`) |
 //! | GET | `/apps/<name>` | one app's page: families, series, push and poll facts (any name, percent-encoded) |
 //! | POST, DELETE | `/apps/<name>` | deletes a pushed app; only with the admin API enabled (403 otherwise) |
@@ -299,9 +299,32 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
     gzip.or(star).unwrap_or(false)
 }
 
-async fn metrics(State(s): State<HttpState>, headers: HeaderMap) -> Response {
+/// `GET /metrics?format=...`: a scrape job may choose the format whatever
+/// its `Accept` header says (Prometheus' scrape `params`).
+#[derive(Debug, Default, Deserialize)]
+struct MetricsQuery {
+    format: Option<String>,
+}
+
+async fn metrics(
+    State(s): State<HttpState>,
+    Query(q): Query<MetricsQuery>,
+    headers: HeaderMap,
+) -> Response {
     let gzip = accepts_gzip(&headers);
-    let format = negotiate::metrics_format(&headers);
+    let format = match q.format.as_deref() {
+        None => negotiate::metrics_format(&headers),
+        Some(f) => match negotiate::format_by_name(f) {
+            Some(format) => format,
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown format {f:?}: expected text, openmetrics or protobuf\n"),
+                )
+                    .into_response()
+            }
+        },
+    };
     let rendered = match s.store.cached() {
         Some(r) if r.is_built(format, gzip) => r,
         _ => {

@@ -13,6 +13,16 @@ use axum::http::HeaderMap;
 
 use crate::store::Format;
 
+/// The format named by `?format=` (`text`, `openmetrics`, `protobuf`).
+pub fn format_by_name(name: &str) -> Option<Format> {
+    match name {
+        "text" => Some(Format::Text),
+        "openmetrics" => Some(Format::OpenMetrics),
+        "protobuf" => Some(Format::Protobuf),
+        _ => None,
+    }
+}
+
 /// The format to serve for these request headers.
 pub fn metrics_format(headers: &HeaderMap) -> Format {
     let mut best: Option<(f32, Format)> = None;

@@ -134,6 +134,15 @@ async fn metrics_formats_by_accept() {
         "{text}"
     );
     assert!(text.ends_with("\n# EOF\n"), "{text}");
+    // `?format=` wins over `Accept`; an unknown name is a 400 naming it.
+    let forced = get(&s, "/metrics?format=text", &[("accept", om)]).await;
+    assert_eq!(forced.header("content-type"), Some(METRICS_CONTENT_TYPE));
+    assert!(!forced.text().contains("# EOF"));
+    let forced = get(&s, "/metrics?format=openmetrics", &[]).await;
+    assert!(forced.text().ends_with("\n# EOF\n"));
+    let bad = get(&s, "/metrics?format=xml", &[]).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.text().contains("\"xml\""), "{}", bad.text());
     let gz = get(
         &s,
         "/metrics",

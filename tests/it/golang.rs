@@ -271,7 +271,17 @@ for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
 
 /// A Prometheus server scraping `target` every second with `features`.
 async fn prometheus_scraping(target: std::net::SocketAddr, features: &str) -> crate::sinks::Daemon {
+    prometheus_scraping_with(target, features, "").await
+}
+
+/// [`prometheus_scraping`] with extra lines for the scrape job.
+async fn prometheus_scraping_with(
+    target: std::net::SocketAddr,
+    features: &str,
+    job: &str,
+) -> crate::sinks::Daemon {
     let features = features.to_owned();
+    let job = job.to_owned();
     start(
         "prometheus",
         "prometheus",
@@ -280,7 +290,7 @@ async fn prometheus_scraping(target: std::net::SocketAddr, features: &str) -> cr
             std::fs::write(
                 &cfg,
                 format!(
-                    "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: proxy\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
+                    "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: proxy\n    honor_labels: true\n{job}    static_configs:\n      - targets: ['{target}']\n"
                 ),
             )
             .unwrap();
@@ -350,6 +360,39 @@ async fn prometheus_scrapes_native_histograms_and_exemplars() {
     assert_eq!(ex["value"], "5", "{ex}");
     let bucket = query(om.addr, "gonative_latency_seconds_count{job=\"gonative\"}").await;
     assert_eq!(bucket["value"][1], "100", "{bucket}");
+
+    // The third format: a scrape job that asks for text 0.0.4 by `params`
+    // (Prometheus 2.42 itself always prefers OpenMetrics or protobuf). The
+    // native-only histogram arrives as its count, sum and +Inf bucket.
+    let text = prometheus_scraping_with(
+        app.http,
+        "exemplar-storage",
+        "    params:\n      format: [text]\n",
+    )
+    .await;
+    let count = query(
+        text.addr,
+        "gonative_latency_seconds_count{job=\"gonative\"}",
+    )
+    .await;
+    assert_eq!(count["value"][1], "100", "{count}");
+    let inf = query(
+        text.addr,
+        "gonative_latency_seconds_bucket{job=\"gonative\",le=\"+Inf\"}",
+    )
+    .await;
+    assert_eq!(inf["value"][1], "100", "{inf}");
+    // Text carries no exemplars: none reach this server.
+    let r = get(
+        text.addr,
+        &format!(
+            "/api/v1/query_exemplars?query={}&start=0&end=4000000000",
+            enc("gonative_requests_total")
+        ),
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"], serde_json::json!([]), "{v}");
     app.stop().await;
 }
 

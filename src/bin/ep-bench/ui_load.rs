@@ -271,13 +271,14 @@ pub fn print_scale(r: &ScaleResult) {
     );
 }
 
-/// The busy-UI targets at 100×1000. The UI clients and the pages they are
-/// served take CPU from the same two cores as the scraper and the proxy,
-/// so `/metrics` cannot stay as fast as idle: a scrape may find a page
-/// being built ahead of it on each core. The target is that it waits for
-/// no more than that: busy median ≤ 1.5 × idle median + one UI page's
-/// median latency (no render, no lock held by a page, no queue behind the
-/// UI), with no render and no copy of the rows while the store is still.
+/// The busy-UI targets at 100×1000. The UI clients saturate the same two
+/// cores as the scraper and the proxy, so `/metrics` cannot stay as fast
+/// as idle: its writes are interleaved with the pages (and the scraping
+/// client shares its threads with the UI clients), which gives it at least
+/// half of the CPU, and it may find one page being built ahead of it. The
+/// target is no more than that: busy median ≤ 2 × idle median + one UI
+/// page's median latency; and no render and no copy of the rows while the
+/// store is still (what a page that rendered or copied would break).
 pub fn targets(results: &[ScaleResult]) -> Vec<(String, String, Option<bool>)> {
     let Some(r) = results
         .iter()
@@ -293,9 +294,9 @@ pub fn targets(results: &[ScaleResult]) -> Vec<(String, String, Option<bool>)> {
         ("gzip", &u.idle_gzip, &u.busy_gzip),
     ] {
         let (b, i) = (median(busy), median(idle));
-        let bound = i.zip(page).map(|(i, p)| 1.5 * i + p);
+        let bound = i.zip(page).map(|(i, p)| 2.0 * i + p);
         rows.push((
-            format!("100×1000: /metrics median with a busy UI ≤ 1.5 × idle + one UI page (2 shared cores), {label}"),
+            format!("100×1000: /metrics median with a busy UI ≤ 2 × idle + one UI page (2 shared cores), {label}"),
             b.zip(bound).map_or_else(
                 || "–".into(),
                 |(b, bound)| format!("{} ms ≤ {} ms", num(b * 1000.0), num(bound * 1000.0)),

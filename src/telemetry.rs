@@ -197,6 +197,8 @@ pub struct SelfMetrics {
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     open_connections: Mutex<BTreeMap<String, i64>>,
     render_nanos: AtomicU64,
+    /// Bodies rendered (once per generation that was scraped).
+    renders: AtomicU64,
     expired: AtomicU64,
     snapshot_failures: AtomicU64,
     /// 1 when the last reload (or the start) succeeded.
@@ -299,6 +301,14 @@ impl SelfMetrics {
     pub fn observe_render(&self, d: Duration) {
         self.render_nanos
             .store(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        // Like the duration, no bump: the count is part of the next render.
+        self.renders.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bodies of `/metrics` rendered so far (scrapes of an unchanged store,
+    /// and every UI page, are served without one).
+    pub fn renders(&self) -> u64 {
+        self.renders.load(Ordering::Relaxed)
     }
 
     /// Counts apps removed because their TTL ran out.
@@ -552,6 +562,13 @@ impl SelfMetrics {
         );
         let secs = self.render_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{p}render_duration_seconds {secs}");
+        header(
+            out,
+            "renders_total",
+            "Renderings of /metrics completed before this one (once per change of the store).",
+            MetricType::Counter,
+        );
+        let _ = writeln!(out, "{p}renders_total {}", self.renders());
     }
 
     /// The outcome of the last configuration load and of the snapshots:

@@ -64,13 +64,24 @@ struct State {
     last_success: Option<Instant>,
     /// `None` before the first run.
     up: Option<bool>,
+    /// Failed runs since the last success (or the start).
+    failures_in_row: u32,
 }
 
-/// Up/down state of one job.
+/// Up/down state of one job, and its failed runs in a row (what eviction
+/// of a registered target counts).
 #[derive(Debug, Default)]
 pub struct Health(Mutex<State>);
 
 impl Health {
+    /// Failed runs since the last success (or since the start).
+    pub fn failures_in_row(&self) -> u32 {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failures_in_row
+    }
+
     /// Records a run's result in the store and the self-metrics.
     pub fn record(
         &self,
@@ -86,6 +97,7 @@ impl Health {
             Ok(()) => {
                 state.last_success = Some(Instant::now());
                 state.up = Some(true);
+                state.failures_in_row = 0;
                 drop(state);
                 metrics.poll_result(job.name, elapsed, Ok(()));
                 if was_up == Some(true) {
@@ -99,6 +111,7 @@ impl Health {
                     .last_success
                     .is_none_or(|t| t.elapsed() >= job.stale_after);
                 state.up = Some(false);
+                state.failures_in_row = state.failures_in_row.saturating_add(1);
                 drop(state);
                 metrics.poll_result(job.name, elapsed, Err(f.reason));
                 let message = format!("{}: {}", f.reason.as_str(), f.message);

@@ -171,3 +171,30 @@ async fn health_records_transitions_and_drops_stale_data() {
     );
     assert_eq!(rec(Ok(())), Outcome::CameUp);
 }
+
+#[tokio::test(start_paused = true)]
+async fn health_counts_failures_in_a_row_until_a_success() {
+    let store = Arc::new(Store::new(StoreOptions::default(), SelfMetrics::new()));
+    let health = Health::default();
+    let job = JobRef {
+        name: "job",
+        kind: AppKind::Poll,
+        source: "http://t/metrics",
+        stale_after: Duration::from_secs(60),
+    };
+    let down = fail(PollFailure::Connect, "refused");
+    let rec = |r: Result<(), &Failure>| health.record(&store, job, Duration::from_millis(5), r);
+    assert_eq!(health.failures_in_row(), 0);
+    for n in 1..=3 {
+        rec(Err(&down));
+        assert_eq!(health.failures_in_row(), n);
+    }
+    rec(Ok(()));
+    assert_eq!(health.failures_in_row(), 0, "a success resets the count");
+    rec(Err(&down));
+    assert_eq!(
+        health.failures_in_row(),
+        1,
+        "a new run of failures starts at 1"
+    );
+}

@@ -41,8 +41,6 @@ pub struct PollJob {
     mapped: Arc<crate::collect::mapping::MappingState>,
     /// Where to ask for eviction (registered targets).
     evictions: Option<tokio::sync::mpsc::UnboundedSender<String>>,
-    /// Failed polls since the last success.
-    failures: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for PollJob {
@@ -92,7 +90,6 @@ impl PollJob {
             health: Health::default(),
             mapped: Default::default(),
             evictions: None,
-            failures: Default::default(),
         }
     }
 
@@ -134,7 +131,6 @@ impl PollJob {
             Ok((body, om)) => self.ingest(body, om).await,
             Err(e) => Err(e),
         };
-        self.count_failures(result.is_ok());
         let job = JobRef {
             name: &self.def.name,
             kind: self.kind,
@@ -162,22 +158,17 @@ impl PollJob {
             }
             _ => {}
         }
+        if result.is_err() {
+            self.ask_eviction();
+        }
     }
 
-    /// Counts failed polls in a row; at `evict_after_failures`, asks for
-    /// the registration's eviction (once).
-    fn count_failures(&self, ok: bool) {
-        use std::sync::atomic::Ordering;
-        if ok {
-            self.failures.store(0, Ordering::Relaxed);
-            return;
-        }
-        let n = self
-            .failures
-            .fetch_add(1, Ordering::Relaxed)
-            .saturating_add(1);
+    /// At `evict_after_failures` failed polls in a row (counted by the
+    /// health record), asks for the registration's eviction (once: the
+    /// count passes the limit only once per run of failures).
+    fn ask_eviction(&self) {
         if let (Some(limit), Some(tx)) = (self.def.evict_after_failures, &self.evictions) {
-            if n == limit {
+            if self.health.failures_in_row() == limit {
                 let _ = tx.send(self.def.name.clone());
             }
         }

@@ -17,7 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::sinks::{enc, poll_until, start};
+use crate::daemons::{enc, influxd_with_metrics_db, poll_until};
 use crate::support::*;
 
 /// One seed exporter: its JSON document, or 500 while `fail` is set.
@@ -72,38 +72,6 @@ async fn seed_post(app: &TestApp, uuid: &str, ip: &str) -> (u16, Value, Value) {
     (r.status, v, body)
 }
 
-async fn influxd() -> crate::sinks::Daemon {
-    let influx = start(
-        "influxd",
-        "influxdb",
-        |dir: &Path, port| {
-            let cfg = dir.join("influxdb.conf");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "reporting-disabled = true\nbind-address = \"127.0.0.1:{}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n",
-                    free_port(),
-                    d = dir.display()
-                ),
-            )
-            .unwrap();
-            vec!["run".into(), "-config".into(), cfg.display().to_string()]
-        },
-        "/ping",
-    )
-    .await;
-    let r = request_with_body(
-        influx.addr,
-        "POST",
-        &format!("/query?q={}", enc("CREATE DATABASE metrics")),
-        &[("Content-Length", "0")],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body_string());
-    influx
-}
-
 /// The example from `[poll.register]` on, with test timings, the
 /// exporters' port and InfluxDB 1.x (Debian's) instead of 2.
 fn example(port: u16, influx: SocketAddr) -> String {
@@ -152,7 +120,7 @@ fn the_committed_example_is_valid_as_it_is() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_exporters_register_are_scraped_evicted_and_reach_influxdb() {
-    let influx = influxd().await;
+    let influx = influxd_with_metrics_db().await;
     // Two exporters on one port, as the seed scrapes every exporter on its
     // configured port: 127.0.0.1 and 127.0.0.2 (both loopback on Linux).
     let (_a, a_addr) = start_exporter("127.0.0.1:0".parse().unwrap(), 3.5).await;

@@ -3,7 +3,7 @@
 //! `--password-file`, and the same exit codes as over plain HTTP (0
 //! accepted, 2 refused, 1 unreachable or not trusted).
 
-use crate::tls::{pki, run_bin, start_with_web, TLS};
+use crate::tls::{client_config, pki, run_bin, start_with_web, TLS};
 
 #[tokio::test]
 async fn push_and_apps_over_https_with_basic_auth() {
@@ -106,16 +106,7 @@ async fn push_and_apps_over_https_with_basic_auth() {
     assert!(v["apps"][0]["name"].as_str().unwrap().contains("tls_app"));
 
     // apps with the address and TLS taken from the config and its web config.
-    let config = dir.join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[exporter]\nscrape_expose_endpoint = \"{}\"\nweb_config_file = \"{}\"\n",
-            app.http,
-            web.display()
-        ),
-    )
-    .unwrap();
+    let config = client_config(dir, app.http, &web);
     let (code, out, err) = run_bin(vec![
         "-c".into(),
         config.display().to_string(),

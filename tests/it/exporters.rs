@@ -5,77 +5,17 @@
 //! (VictoriaMetrics): the untyped ones join the typed ones, every target is
 //! up, and promtool accepts the page.
 
+use crate::daemons::{influxd, node_exporter, prometheus, pushgateway, victoria_metrics};
 use crate::interop::promtool_parses;
-use crate::sinks::start;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_real_exporters_polled_together_make_one_valid_page() {
-    let node = start(
-        "prometheus-node-exporter",
-        "prometheus-node-exporter",
-        |_, port| vec![format!("--web.listen-address=127.0.0.1:{port}")],
-        "/metrics",
-    )
-    .await;
-    let prometheus = start(
-        "prometheus",
-        "prometheus",
-        |dir, port| {
-            let config = dir.join("prometheus.yml");
-            std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-            vec![
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-            ]
-        },
-        "/-/ready",
-    )
-    .await;
-    let pushgateway = start(
-        "prometheus-pushgateway",
-        "prometheus-pushgateway",
-        |_, port| {
-            vec![
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--persistence.file=".into(),
-            ]
-        },
-        "/-/ready",
-    )
-    .await;
-    let influxdb = start(
-        "influxd",
-        "influxdb",
-        |dir, port| {
-            let cfg = dir.join("influxdb.conf");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "reporting-disabled = true\nbind-address = \"127.0.0.1:{}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n",
-                    free_port(),
-                    d = dir.display()
-                ),
-            )
-            .unwrap();
-            vec!["run".into(), "-config".into(), cfg.display().to_string()]
-        },
-        "/ping",
-    )
-    .await;
-    let victoria = start(
-        "victoria-metrics",
-        "victoria-metrics",
-        |dir, port| {
-            vec![
-                format!("-httpListenAddr=127.0.0.1:{port}"),
-                format!("-storageDataPath={}", dir.join("data").display()),
-            ]
-        },
-        "/health",
-    )
-    .await;
+    let node = node_exporter().await;
+    let prometheus = prometheus("global:\n  scrape_interval: 1m\n", &[]).await;
+    let pushgateway = pushgateway().await;
+    let influxdb = influxd().await;
+    let victoria = victoria_metrics(&[]).await;
     let targets = [
         ("node", node.addr),
         ("prometheus", prometheus.addr),

@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use exporter_proxy::exposition::proto::{self, MetricFamily};
 
+use crate::daemons::{enc, poll_until, prometheus, pushgateway, scraping, Daemon};
 use crate::interop::{python, tool};
-use crate::pushgw::{pushed_samples, pushgateway};
-use crate::sinks::{enc, poll_until, start};
+use crate::pushgw::pushed_samples;
 use crate::support::*;
 
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
@@ -270,7 +270,7 @@ for fam in text_string_to_metric_families(open(sys.argv[1]).read()):
 }
 
 /// A Prometheus server scraping `target` every second with `features`.
-async fn prometheus_scraping(target: std::net::SocketAddr, features: &str) -> crate::sinks::Daemon {
+async fn prometheus_scraping(target: std::net::SocketAddr, features: &str) -> Daemon {
     prometheus_scraping_with(target, features, "").await
 }
 
@@ -279,29 +279,10 @@ async fn prometheus_scraping_with(
     target: std::net::SocketAddr,
     features: &str,
     job: &str,
-) -> crate::sinks::Daemon {
-    let features = features.to_owned();
-    let job = job.to_owned();
-    start(
-        "prometheus",
-        "prometheus",
-        move |dir, port| {
-            let cfg = dir.join("prometheus.yml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: proxy\n    honor_labels: true\n{job}    static_configs:\n      - targets: ['{target}']\n"
-                ),
-            )
-            .unwrap();
-            vec![
-                format!("--config.file={}", cfg.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                format!("--enable-feature={features}"),
-            ]
-        },
-        "/-/ready",
+) -> Daemon {
+    prometheus(
+        &scraping(target, job),
+        &[&format!("--enable-feature={features}")],
     )
     .await
 }

@@ -6,8 +6,8 @@
 
 use std::process::{Command, Stdio};
 
+use crate::daemons::{enc, poll_until, prometheus, scraping};
 use crate::interop::{python, tool};
-use crate::sinks::{enc, poll_until, start};
 use crate::support::*;
 
 const APPS: usize = 30;
@@ -138,27 +138,7 @@ async fn prometheus_scrapes_the_gzip_body() {
         send_tcp(app.tcp, &json_push(&format!("a{a}"), &app_text(a, 0))).await;
     }
     let target = app.http;
-    let prom = start(
-        "prometheus",
-        "prometheus",
-        move |dir, port| {
-            let cfg = dir.join("prometheus.yml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: proxy\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
-                ),
-            )
-            .unwrap();
-            vec![
-                format!("--config.file={}", cfg.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-            ]
-        },
-        "/-/ready",
-    )
-    .await;
+    let prom = prometheus(&scraping(target, ""), &[]).await;
     let count = |q: &'static str| {
         let addr = prom.addr;
         move || async move {

@@ -11,6 +11,7 @@ mod bad_input;
 mod cli;
 mod cli_http;
 mod collect;
+mod daemons;
 mod docker;
 mod edges;
 mod expfmt;

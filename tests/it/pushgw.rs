@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::process::Command;
 
-use crate::interop::{python, python_parse_with, tool};
+use crate::daemons::pushgateway;
+use crate::interop::{python, python_parse_with};
 use crate::support::*;
 
 async fn send(
@@ -223,39 +224,6 @@ async fn push_api_can_be_disabled() {
     assert_eq!(r.status, 403);
     assert!(r.body_string().contains("push_api.enabled"));
     app.stop().await;
-}
-
-/// A real Pushgateway from Debian on a free loopback port, stopped on drop.
-pub struct Pushgateway {
-    child: std::process::Child,
-    pub addr: std::net::SocketAddr,
-}
-
-impl Drop for Pushgateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub async fn pushgateway() -> Pushgateway {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(tool("prometheus-pushgateway", "prometheus-pushgateway"))
-        .arg(format!("--web.listen-address={addr}"))
-        // Debian's build would otherwise reload a previous run's state.
-        .arg("--persistence.file=")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pg = Pushgateway { child, addr };
-    eventually(|| async { tokio::net::TcpStream::connect(addr).await.is_ok() }).await;
-    pg
 }
 
 /// Samples of the pushed families only, as `type name{labels} value`,

@@ -2,96 +2,12 @@
 //! remote-write receiver, VictoriaMetrics, InfluxDB 1.x), started by the
 //! tests on loopback, and against endpoints that fail.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::interop::tool;
+use crate::daemons::{enc, influxd_with_metrics_db, poll_until, prometheus, victoria_metrics};
 use crate::support::*;
-
-/// A server process on a free loopback port, killed on drop.
-pub struct Daemon {
-    child: Child,
-    pub addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub async fn start(
-    program: &str,
-    package: &str,
-    args: impl FnOnce(&Path, u16) -> Vec<String>,
-    ready_path: &str,
-) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(tool(program, package))
-        .args(args(dir.path(), port))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child,
-        addr,
-        _dir: dir,
-    };
-    let deadline = tokio::time::Instant::now() + STEP * 3;
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            let s = get(addr, ready_path).await.status;
-            if (200..300).contains(&s) {
-                break;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{program} did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    d
-}
-
-/// Percent-encodes a query-string value.
-pub fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// Waits for `f` to return `Some` within 30 s.
-pub async fn poll_until<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + STEP * 3;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} did not happen in time"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn sent(app: &TestApp, sink: &str) -> f64 {
     metric("exporter_proxy_sink_samples_sent_total")
@@ -102,20 +18,9 @@ async fn sent(app: &TestApp, sink: &str) -> f64 {
 
 #[tokio::test]
 async fn remote_write_into_prometheus() {
-    let prom = start(
-        "prometheus",
-        "prometheus",
-        |dir, port| {
-            let cfg = dir.join("prometheus.yml");
-            std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
-            vec![
-                format!("--config.file={}", cfg.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-                "--web.enable-remote-write-receiver".into(),
-            ]
-        },
-        "/-/ready",
+    let prom = prometheus(
+        "global:\n  scrape_interval: 1h\n",
+        &["--web.enable-remote-write-receiver"],
     )
     .await;
     let app = TestApp::with_config(&format!(
@@ -160,19 +65,7 @@ async fn remote_write_into_prometheus() {
 
 #[tokio::test]
 async fn remote_write_and_influx_v2_into_victoria_metrics() {
-    let vm = start(
-        "victoria-metrics",
-        "victoria-metrics",
-        |dir, port| {
-            vec![
-                format!("-httpListenAddr=127.0.0.1:{port}"),
-                format!("-storageDataPath={}", dir.join("data").display()),
-                "-influxSkipSingleField".into(),
-            ]
-        },
-        "/health",
-    )
-    .await;
+    let vm = victoria_metrics(&["-influxSkipSingleField"]).await;
     let app = TestApp::with_config(&format!(
         "[[sinks.remote_write]]\nname = \"vm_rw\"\nurl = \"http://{0}/api/v1/write\"\ninterval = \"200ms\"\n\
          [[sinks.influxdb]]\nname = \"vm_influx\"\nurl = \"http://{0}\"\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken_env = \"PATH\"\napp_label = \"src\"\ninterval = \"200ms\"\n",
@@ -213,34 +106,7 @@ async fn remote_write_and_influx_v2_into_victoria_metrics() {
 
 #[tokio::test]
 async fn influx_v1_into_influxdb() {
-    let influx = start(
-        "influxd",
-        "influxdb",
-        |dir, port| {
-            let cfg = dir.join("influxdb.conf");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "reporting-disabled = true\nbind-address = \"127.0.0.1:{}\"\n[meta]\n  dir = \"{d}/meta\"\n[data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n[http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n[monitor]\n  store-enabled = false\n",
-                    free_port(),
-                    d = dir.display()
-                ),
-            )
-            .unwrap();
-            vec!["run".into(), "-config".into(), cfg.display().to_string()]
-        },
-        "/ping",
-    )
-    .await;
-    let r = request_with_body(
-        influx.addr,
-        "POST",
-        &format!("/query?q={}", enc("CREATE DATABASE metrics")),
-        &[("Content-Length", "0")],
-        b"",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", r.body_string());
+    let influx = influxd_with_metrics_db().await;
     let app = TestApp::with_config(&format!(
         "[[sinks.influxdb]]\nname = \"influx\"\nurl = \"http://{}\"\napi = \"v1\"\ndatabase = \"metrics\"\ninterval = \"200ms\"\n",
         influx.addr

@@ -15,7 +15,7 @@ use rcgen::{
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::sinks::{enc, poll_until, start};
+use crate::daemons::{enc, poll_until, prometheus};
 use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_exporter-proxy");
@@ -347,6 +347,21 @@ async fn tcp_receivers_refuse_peers_outside_allowed_networks() {
     app.stop().await;
 }
 
+/// `c.toml` in `dir`: the proxy's HTTP address and its web config `web`,
+/// which the client subcommands read with `-c` for the URL and TLS.
+pub(crate) fn client_config(dir: &Path, http: std::net::SocketAddr, web: &Path) -> PathBuf {
+    let config = dir.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[exporter]\nscrape_expose_endpoint = \"{http}\"\nweb_config_file = \"{}\"\n",
+            web.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// Runs the binary; returns (exit code, stdout, stderr).
 pub(crate) async fn run_bin(args: Vec<String>) -> (i32, String, String) {
     let out = tokio::task::spawn_blocking(move || Command::new(BIN).args(&args).output())
@@ -403,16 +418,7 @@ async fn healthcheck_subcommand() {
     let (code, _, err) = run_bin(vec!["healthcheck".into(), "--url".into(), url]).await;
     assert_eq!(code, 1, "unknown CA without --ca-file: {err}");
     // Derived from the config: https, certificate not verified.
-    let config = pki.dir.path().join("c.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[exporter]\nscrape_expose_endpoint = \"{}\"\nweb_config_file = \"{}\"\n",
-            app.http,
-            web.display()
-        ),
-    )
-    .unwrap();
+    let config = client_config(pki.dir.path(), app.http, &web);
     let (code, out, err) = run_bin(vec![
         "-c".into(),
         config.display().to_string(),
@@ -475,15 +481,8 @@ async fn prometheus_scrapes_us_over_tls_with_basic_auth() {
     .await;
     let target = format!("127.0.0.1:{}", app.http.port());
     let ca = pki.ca.display().to_string();
-    let prom = start(
-        "prometheus",
-        "prometheus",
-        |dir, port| {
-            let cfg = dir.join("prometheus.yml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    r#"global:
+    let config = format!(
+        r#"global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
@@ -506,18 +505,8 @@ scrape_configs:
     static_configs:
       - targets: ["{target}"]
 "#
-                ),
-            )
-            .unwrap();
-            vec![
-                format!("--config.file={}", cfg.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address=127.0.0.1:{port}"),
-            ]
-        },
-        "/-/ready",
-    )
-    .await;
+    );
+    let prom = prometheus(&config, &[]).await;
     let query = |q: &'static str| {
         let addr = prom.addr;
         async move {

@@ -19,6 +19,7 @@ mod hostile_load;
 mod procfs;
 mod servers;
 mod steady;
+mod ui_load;
 #[cfg(test)]
 mod wire_tests;
 mod workload;
@@ -98,6 +99,8 @@ struct Args {
     hostile: bool,
     #[command(flatten)]
     steady: steady::SteadyArgs,
+    #[command(flatten)]
+    ui: ui_load::UiArgs,
 }
 
 fn main() -> Result<()> {
@@ -200,6 +203,8 @@ struct TargetResult {
     formats: Vec<formats::FormatResult>,
     /// The proxy only: VmRSS after the scrapes in the other formats too.
     rss_formats_kib: u64,
+    /// The proxy only: `/metrics` idle and with a busy UI (issue 18).
+    ui: ui_load::UiResult,
 }
 
 struct ScaleResult {
@@ -561,6 +566,7 @@ async fn run_scale(
         formats::scrape_round(proxy.http, &mut proxy_r.formats, args, round).await?;
     }
     proxy_r.rss_formats_kib = mem(&proxy.server.pids()).0;
+    proxy_r.ui = ui_load::measure(proxy.http, scale, args).await?;
     proxy.server.check_alive()?;
     proxy.server.stop()?;
     if let Some((gw, _)) = gateway {
@@ -898,6 +904,7 @@ fn print_scale(args: &Args, r: &ScaleResult) {
     print_scrape_rows(args, r);
     print_memory_rows(r);
     formats::print_scale(args.connections, r);
+    ui_load::print_scale(r);
 }
 
 /// One row of the table: the three targets' values and the proxy's ratios
@@ -1149,11 +1156,12 @@ fn print_targets(results: &[ScaleResult]) {
         ));
     }
     rows.extend(formats::targets(results));
+    rows.extend(ui_load::targets(results));
     if rows.is_empty() {
         return;
     }
     println!();
-    println!("### Targets (issues 8 and 14)");
+    println!("### Targets (issues 8, 14 and 18)");
     println!();
     println!("| target | measured | holds |");
     println!("|---|---:|---|");

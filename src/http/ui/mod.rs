@@ -21,6 +21,7 @@ pub mod app;
 pub mod apps;
 pub mod status;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,9 @@ pub struct UiState {
     config: Mutex<Option<Arc<ConfigFacts>>>,
     /// The `/apps` rows of one store generation.
     cache: Mutex<Option<AppsSnapshot>>,
+    /// Copies of the `/apps` rows taken so far (the status JSON shows it:
+    /// ep-bench checks that a busy UI takes none while the store is still).
+    copies: AtomicU64,
 }
 
 /// The `/apps` rows as of one store generation.
@@ -89,6 +93,7 @@ impl UiState {
             started_at: Instant::now(),
             config: Mutex::new(config.map(Arc::new)),
             cache: Mutex::new(None),
+            copies: AtomicU64::new(0),
         })
     }
 
@@ -115,8 +120,15 @@ impl UiState {
             taken: Instant::now(),
             apps: Arc::new(store.apps()),
         };
+        self.copies.fetch_add(1, Ordering::Relaxed);
         *lock(&self.cache) = Some(snap.clone());
         snap
+    }
+
+    /// Copies of the `/apps` rows taken so far (one per store generation
+    /// that a page was viewed in).
+    pub fn copies(&self) -> u64 {
+        self.copies.load(Ordering::Relaxed)
     }
 
     /// Start time of the process (of this UI state).

@@ -66,7 +66,8 @@ pub fn facts(s: &HttpState) -> Value {
         "ready": s.ready.load(std::sync::atomic::Ordering::Acquire),
         "admin_api": s.admin_api,
         "push_api": s.push_api.is_some(),
-        "store": {"apps": apps, "series": series, "generation": s.store.generation(), "expired_total": f.expired},
+        "store": {"apps": apps, "series": series, "generation": s.store.generation(), "expired_total": f.expired, "renders_total": s.store.self_metrics().renders()},
+        "ui": {"apps_copies_total": s.ui.copies()},
         "reload": {
             "available": s.reload.is_some(),
             "last_ok": f.reload_ok,

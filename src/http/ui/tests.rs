@@ -408,8 +408,43 @@ fn pages_copy_the_apps_rows_once_per_store_change() {
     for _ in 0..3 {
         assert!(Arc::ptr_eq(&first.apps, &s.ui.apps(&s.store).apps));
     }
+    assert_eq!(s.ui.copies(), 1);
     s.store.push("b", "y 1\n", AppKind::Push, "t").unwrap();
     let second = s.ui.apps(&s.store);
     assert!(!Arc::ptr_eq(&first.apps, &second.apps));
     assert_eq!(second.apps.len(), 2);
+    assert_eq!(s.ui.copies(), 2);
+}
+
+#[tokio::test]
+async fn pages_render_no_metrics_body_and_copy_the_rows_once() {
+    let s = state(false);
+    s.store.push("a", "x 1\n", AppKind::Push, "t").unwrap();
+    s.store.push("b", "y 1\n", AppKind::Push, "t").unwrap();
+    let (status, _, _) = send(&s, "GET", "/metrics", "text/plain").await;
+    assert_eq!(status, StatusCode::OK);
+    let renders = s.store.self_metrics().renders();
+    assert_eq!(renders, 1);
+    for _ in 0..3 {
+        for uri in ["/", "/apps", "/apps/a", "/apps/b", "/status"] {
+            page_of(&s, uri).await;
+        }
+        let (status, _, _) = send(&s, "GET", "/apps", "application/json").await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // The views rendered no /metrics body and shared one copy of the rows.
+    assert_eq!(s.store.self_metrics().renders(), renders);
+    assert_eq!(s.ui.copies(), 1);
+    let (_, _, json) = send(&s, "GET", "/status?format=json", "*/*").await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["store"]["renders_total"], 1, "{v}");
+    assert_eq!(v["ui"]["apps_copies_total"], 1, "{v}");
+    // A scrape after a change renders once more, and says how many before.
+    s.store.push("a", "x 2\n", AppKind::Push, "t").unwrap();
+    let (_, _, body) = send(&s, "GET", "/metrics", "text/plain").await;
+    assert!(
+        body.contains("\nexporter_proxy_renders_total 1\n"),
+        "{body}"
+    );
+    assert_eq!(s.store.self_metrics().renders(), 2);
 }

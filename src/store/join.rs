@@ -189,6 +189,7 @@ impl State {
                         info,
                         families,
                         deadline: old.deadline,
+                        owner: 0,
                     });
                     undo.push(Undo::Indexed(owner, Some(old)));
                 }
@@ -264,6 +265,7 @@ impl State {
                 info,
                 families: Vec::new(),
                 deadline: old.deadline,
+                owner: 0,
             });
             undo.push(Undo::Indexed(loser, Some(old)));
         }

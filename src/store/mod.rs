@@ -30,6 +30,7 @@ use crate::telemetry::{RejectReason, SelfMetrics};
 mod formats;
 mod gzip;
 mod prepare;
+mod series;
 pub use formats::{Body, Format};
 use prepare::{encode_block, normalise_bounds, nth_series};
 
@@ -256,6 +257,8 @@ struct AppEntry {
     families: Vec<Arc<FamilyBlock>>,
     /// When the app expires; a tokio `Instant` so that tests can pause time.
     deadline: Option<tokio::time::Instant>,
+    /// Its owner slot in the series index (set by `State::insert_app`).
+    owner: u32,
 }
 
 /// How to take back one application of a batch that failed part-way.
@@ -291,7 +294,7 @@ struct State {
     reserved: HashMap<String, String>,
     /// Series identity → owning application. 64-bit hashes: a false
     /// collision needs ~4·10⁹ series to become likely, far beyond our limits.
-    series: HashMap<u64, Arc<str>, exposition::SeriesKeyHasher>,
+    series: series::SeriesIndex,
 }
 
 /// A rendered `/metrics` body for one generation of the store.
@@ -607,10 +610,17 @@ impl Store {
                 },
                 families: p.families,
                 deadline,
+                owner: 0,
             };
             match state.apps.get_mut(&app) {
                 Some(slot) if same_series => {
-                    let old = std::mem::replace(slot, entry);
+                    let old = std::mem::replace(
+                        slot,
+                        AppEntry {
+                            owner: slot.owner,
+                            ..entry
+                        },
+                    );
                     undo.push(Undo::Swapped(app, old));
                 }
                 _ => {
@@ -688,6 +698,7 @@ impl Store {
                     },
                     families: Vec::new(),
                     deadline: None,
+                    owner: 0,
                 });
             }
         }
@@ -1084,15 +1095,15 @@ impl State {
                 }
             }
             for (i, key) in fam.keys.iter().enumerate() {
-                if let Some(owner) = self.series.get(key) {
-                    if &**owner != app {
+                if let Some(owner) = self.series.get(*key) {
+                    let owner = self.series.owner_name(owner);
+                    if owner != app {
                         let series = nth_series(&fam.body, i);
                         return Err(PushError::new(
                             RejectReason::Conflict,
                             app,
                             format!(
-                                "series {series} is already pushed by app {:?}{}",
-                                &**owner,
+                                "series {series} is already pushed by app {owner:?}{}",
                                 if opts.app_label.is_none() {
                                     " (set `receiver.app_label` to tell apps apart)"
                                 } else {
@@ -1130,7 +1141,7 @@ impl State {
         let entry = self.apps.remove(app)?;
         for fam in &entry.families {
             for key in &fam.keys {
-                self.series.remove(key);
+                self.series.remove(*key);
             }
             if let Some(idx) = self.families.get_mut(&fam.name) {
                 idx.owners.remove(app);
@@ -1145,14 +1156,15 @@ impl State {
                 }
             }
         }
+        self.series.remove_owner(entry.owner);
         Some(entry)
     }
 
-    fn insert_app(&mut self, entry: AppEntry) {
-        let app: Arc<str> = Arc::from(entry.info.name.as_str());
+    fn insert_app(&mut self, mut entry: AppEntry) {
+        entry.owner = self.series.add_owner(&entry.info.name);
         for fam in &entry.families {
             for key in &fam.keys {
-                self.series.insert(*key, app.clone());
+                self.series.insert(*key, entry.owner);
             }
             let idx = self
                 .families

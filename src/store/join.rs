@@ -184,7 +184,7 @@ impl State {
                     };
                     let old = self.remove_app(&owner).expect("an owner has an entry");
                     let mut info = old.info.clone();
-                    info.series = families.iter().map(|f| f.keys.len()).sum();
+                    info.series = families.iter().map(super::series::count).sum();
                     self.insert_app(AppEntry {
                         info,
                         families,

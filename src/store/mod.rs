@@ -277,7 +277,7 @@ fn same_families(old: &[Arc<FamilyBlock>], new: &[Arc<FamilyBlock>]) -> bool {
         && old
             .iter()
             .zip(new)
-            .all(|(o, n)| o.name == n.name && o.typ == n.typ && o.keys == n.keys)
+            .all(|(o, n)| o.name == n.name && o.typ == n.typ && o.digest == n.digest)
 }
 
 /// Global index entry of one family name.
@@ -445,7 +445,7 @@ impl Store {
             &[gauge_sample(name, labels, value)],
             &[],
         );
-        if block.keys != old.keys {
+        if block.digest != old.digest {
             return false;
         }
         entry.families[i] = Arc::new(block);
@@ -528,7 +528,7 @@ impl Store {
                                 .binary_search_by(|n| n.name.cmp(&f.name))
                                 .is_err()
                             {
-                                p.series += f.keys.len();
+                                p.series += series::count(f);
                                 p.families.push(f.clone());
                             }
                         }
@@ -614,13 +614,12 @@ impl Store {
             };
             match state.apps.get_mut(&app) {
                 Some(slot) if same_series => {
-                    let old = std::mem::replace(
-                        slot,
-                        AppEntry {
-                            owner: slot.owner,
-                            ..entry
-                        },
-                    );
+                    let mut entry = AppEntry {
+                        owner: slot.owner,
+                        ..entry
+                    };
+                    series::drop_keys(&mut entry.families);
+                    let old = std::mem::replace(slot, entry);
                     undo.push(Undo::Swapped(app, old));
                 }
                 _ => {
@@ -1140,7 +1139,7 @@ impl State {
     fn remove_app(&mut self, app: &str) -> Option<AppEntry> {
         let entry = self.apps.remove(app)?;
         for fam in &entry.families {
-            for key in &fam.keys {
+            for key in series::keys_of(fam).iter() {
                 self.series.remove(*key);
             }
             if let Some(idx) = self.families.get_mut(&fam.name) {
@@ -1163,7 +1162,7 @@ impl State {
     fn insert_app(&mut self, mut entry: AppEntry) {
         entry.owner = self.series.add_owner(&entry.info.name);
         for fam in &entry.families {
-            for key in &fam.keys {
+            for key in series::keys_of(fam).iter() {
                 self.series.insert(*key, entry.owner);
             }
             let idx = self
@@ -1180,6 +1179,7 @@ impl State {
             }
             idx.owners.insert(entry.info.name.clone());
         }
+        series::drop_keys(&mut entry.families);
         self.apps.insert(entry.info.name.clone(), entry);
     }
 }

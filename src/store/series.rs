@@ -12,8 +12,12 @@
 //! Deletion shifts the following entries back (no tombstones), so lookups
 //! stay short however many replace pushes come and go.
 
+use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
 use std::sync::Arc;
+
+use super::FamilyBlock;
+use crate::exposition::{self, ParseLimits};
 
 /// The empty slot. A real key of 0 is kept aside in [`SeriesIndex::zero`].
 const EMPTY: u64 = 0;
@@ -221,6 +225,78 @@ impl SeriesIndex {
                 self.owners[i] = o;
                 self.len += 1;
             }
+        }
+    }
+}
+
+/// Number of series in a block: its lines (one series each).
+pub(super) fn count(b: &Arc<FamilyBlock>) -> usize {
+    if b.keys.is_empty() {
+        memchr::memchr_iter(b'\n', &b.body).count()
+    } else {
+        b.keys.len()
+    }
+}
+
+/// The series keys of a block: kept until it is indexed, then computed
+/// again from its text when needed (to take it out of the index), in
+/// proportion to the block.
+pub(super) fn keys_of(b: &FamilyBlock) -> Cow<'_, [u64]> {
+    if b.keys.is_empty() && !b.body.is_empty() {
+        Cow::Owned(recompute(b))
+    } else {
+        Cow::Borrowed(&b.keys)
+    }
+}
+
+/// Empties the key lists of indexed blocks that nothing else shares yet
+/// (a fresh push's): the index holds the keys, and [`keys_of`] can compute
+/// them again. In test builds, checks that it computes the same ones.
+pub(super) fn drop_keys(families: &mut [Arc<FamilyBlock>]) {
+    for f in families {
+        if f.keys.is_empty() {
+            continue;
+        }
+        if let Some(b) = Arc::get_mut(f) {
+            #[cfg(test)]
+            {
+                let mut again = recompute(b);
+                let mut kept = b.keys.clone();
+                again.sort_unstable();
+                kept.sort_unstable();
+                assert_eq!(
+                    again, kept,
+                    "keys of block {} computed from its text",
+                    b.name
+                );
+            }
+            b.keys = Vec::new();
+        }
+    }
+}
+
+/// The keys of a block's lines, from its text: the lines are our encoder's,
+/// with every label the push added, so the parser (under the family's TYPE
+/// line) reads them back as the series they were hashed from.
+fn recompute(b: &FamilyBlock) -> Vec<u64> {
+    let mut text = Vec::with_capacity(b.body.len() + b.name.len() + 32);
+    exposition::encode_header(&mut text, &b.name, None, b.typ);
+    text.extend_from_slice(&b.body);
+    let parsed = std::str::from_utf8(&text)
+        .map_err(|e| e.to_string())
+        .and_then(|t| exposition::parse(t, &ParseLimits::default()).map_err(|e| e.to_string()));
+    match parsed {
+        Ok(exp) => exp
+            .families
+            .iter()
+            .flat_map(|f| &f.samples)
+            .map(|s| exposition::series_key(s, &[]))
+            .collect(),
+        Err(e) => {
+            // Our own encoder wrote the lines: this is a bug, not bad input.
+            debug_assert!(false, "block {} does not parse back: {e}", b.name);
+            tracing::error!(family = %b.name, error = %e, "a stored block does not parse back");
+            Vec::new()
         }
     }
 }

@@ -415,7 +415,7 @@ mod tests {
         let mut state = 3;
         for round in 0..600 {
             let app = format!("app{}", rng(&mut state) % 12);
-            if rng(&mut state) % 5 == 0 {
+            if rng(&mut state).is_multiple_of(5) {
                 assert_eq!(store.remove(&app), model.remove(&app).is_some());
                 continue;
             }
@@ -459,5 +459,89 @@ mod tests {
                 (model.len(), model.values().map(Vec::len).sum())
             );
         }
+    }
+
+    /// What the store keeps per series: no key list in the stored blocks
+    /// (same-series replaces, changed series, merges, removals), and an
+    /// index of about 12 bytes a slot; the keys computed again from the
+    /// text take the series out exactly (another app may then push them).
+    #[test]
+    fn stored_blocks_keep_no_keys_and_the_index_stays_small() {
+        use crate::store::{AppKind, Store, StoreOptions};
+        use crate::telemetry::SelfMetrics;
+
+        let text = |app: usize, round: usize, extra: usize| {
+            let mut t = String::from("# TYPE h histogram\n");
+            for i in 0..20 {
+                for le in ["0.1", "1", "+Inf"] {
+                    t.push_str(&format!(
+                        "h_bucket{{a=\"{app}\",i=\"{i}\",le=\"{le}\"}} {round}\n"
+                    ));
+                }
+                t.push_str(&format!("h_sum{{a=\"{app}\",i=\"{i}\"}} {round}\nh_count{{a=\"{app}\",i=\"{i}\"}} {round}\n"));
+            }
+            t.push_str("# TYPE g gauge\n");
+            for i in 0..50 + extra {
+                t.push_str(&format!("g{{a=\"{app}\",i=\"{i}\"}} {round}\n"));
+            }
+            t
+        };
+        let store = Store::new(StoreOptions::default(), SelfMetrics::new());
+        for app in 0..40 {
+            store
+                .push(&format!("app{app}"), &text(app, 0, 0), AppKind::Push, "t")
+                .unwrap();
+        }
+        // Same series, new values; then more series; then a merge.
+        store
+            .push("app0", &text(0, 1, 0), AppKind::Push, "t")
+            .unwrap();
+        store
+            .push("app1", &text(1, 1, 5), AppKind::Push, "t")
+            .unwrap();
+        let p = store
+            .prepare("app2", "# TYPE z counter\nz_total 1\n")
+            .unwrap();
+        store.commit_merge(p, AppKind::Push, "t").unwrap();
+        let per_app = 20 * 5 + 50;
+        let total = 40 * per_app + 5 + 1;
+        assert_eq!(store.counts(), (40, total));
+        {
+            let state = store.lock();
+            for (name, e) in &state.apps {
+                assert!(e.families.iter().all(|f| f.keys.is_empty()), "{name}");
+            }
+            assert_eq!(state.series.len(), total);
+            assert!(
+                state.series.heap_bytes() <= total * 24,
+                "{}",
+                state.series.heap_bytes()
+            );
+        }
+        // Taking app1 out frees exactly its series; app3 takes them over
+        // and frees its own, which app4 may then push.
+        assert!(store.remove("app1"));
+        assert_eq!(store.counts(), (39, total - per_app - 5));
+        let err = store
+            .push("app4", &text(3, 2, 0), AppKind::Push, "t")
+            .unwrap_err();
+        assert!(
+            err.message.contains("already pushed by app \"app3\""),
+            "{err}"
+        );
+        let err = store
+            .push("app4", &text(0, 2, 0), AppKind::Push, "t")
+            .unwrap_err();
+        assert!(
+            err.message.contains("already pushed by app \"app0\""),
+            "{err}"
+        );
+        store
+            .push("app3", &text(1, 3, 5), AppKind::Push, "t")
+            .unwrap();
+        store
+            .push("app4", &text(3, 2, 0), AppKind::Push, "t")
+            .unwrap();
+        assert_eq!(store.counts(), (39, total - per_app));
     }
 }

@@ -210,8 +210,13 @@ pub struct EncodedFamily {
     pub typ: MetricType,
     /// The family's sample lines as [`encode_sample`] writes them, in input order.
     pub body: bytes::Bytes,
-    /// The [`series_key`] of each line of `body`, in order.
+    /// The [`series_key`] of each line of `body`, in order. The store empties
+    /// it once the block is indexed (the keys can be computed again from
+    /// `body`; at a million series they were 8 MB).
     pub keys: Vec<u64>,
+    /// [`key_digest`] of the keys: tells whether two blocks hold the same
+    /// series, in the same order, after `keys` was emptied.
+    pub digest: u64,
     /// The family as pushed in protobuf, labels applied, when it has what
     /// text cannot carry (native histograms, exemplars): the source of its
     /// protobuf and OpenMetrics encodings. `None` for text pushes.
@@ -219,6 +224,16 @@ pub struct EncodedFamily {
     /// The family's protobuf and OpenMetrics encodings, computed at the
     /// first scrape that asks for them and kept as long as the block.
     pub alt: AltEncodings,
+}
+
+/// A 64-bit digest of a block's series keys in order (their number
+/// included), for [`EncodedFamily::digest`].
+pub fn key_digest(keys: &[u64]) -> u64 {
+    let mut bytes = Vec::with_capacity(keys.len() * 8);
+    for k in keys {
+        bytes.extend_from_slice(&k.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 /// The other encodings of an [`EncodedFamily`], computed lazily once.

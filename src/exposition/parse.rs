@@ -893,6 +893,7 @@ impl BlockSink<'_> {
                     help: family.help,
                     typ: family.typ,
                     body,
+                    digest: super::key_digest(&keys),
                     keys,
                     rich: None,
                     alt: AltEncodings::default(),

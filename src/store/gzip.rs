@@ -230,6 +230,10 @@ fn deflate(chunks: &[Bytes]) -> Vec<u8> {
             break;
         }
     }
+    // The room above was a guess (metrics text deflates about 14:1): a
+    // first page has all its runs in memory at once before they are copied
+    // into the body, so do not let them hold four times what they need.
+    out.shrink_to_fit();
     out
 }
 

@@ -184,11 +184,12 @@ impl State {
                     };
                     let old = self.remove_app(&owner).expect("an owner has an entry");
                     let mut info = old.info.clone();
-                    info.series = families.iter().map(|f| f.keys.len()).sum();
+                    info.series = families.iter().map(super::series::count).sum();
                     self.insert_app(AppEntry {
                         info,
                         families,
                         deadline: old.deadline,
+                        owner: 0,
                     });
                     undo.push(Undo::Indexed(owner, Some(old)));
                 }
@@ -264,6 +265,7 @@ impl State {
                 info,
                 families: Vec::new(),
                 deadline: old.deadline,
+                owner: 0,
             });
             undo.push(Undo::Indexed(loser, Some(old)));
         }

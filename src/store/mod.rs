@@ -30,6 +30,7 @@ use crate::telemetry::{RejectReason, SelfMetrics};
 mod formats;
 mod gzip;
 mod prepare;
+mod series;
 pub use formats::{Body, Format};
 use prepare::{encode_block, normalise_bounds, nth_series};
 
@@ -256,6 +257,8 @@ struct AppEntry {
     families: Vec<Arc<FamilyBlock>>,
     /// When the app expires; a tokio `Instant` so that tests can pause time.
     deadline: Option<tokio::time::Instant>,
+    /// Its owner slot in the series index (set by `State::insert_app`).
+    owner: u32,
 }
 
 /// How to take back one application of a batch that failed part-way.
@@ -274,7 +277,7 @@ fn same_families(old: &[Arc<FamilyBlock>], new: &[Arc<FamilyBlock>]) -> bool {
         && old
             .iter()
             .zip(new)
-            .all(|(o, n)| o.name == n.name && o.typ == n.typ && o.keys == n.keys)
+            .all(|(o, n)| o.name == n.name && o.typ == n.typ && o.digest == n.digest)
 }
 
 /// Global index entry of one family name.
@@ -291,7 +294,7 @@ struct State {
     reserved: HashMap<String, String>,
     /// Series identity → owning application. 64-bit hashes: a false
     /// collision needs ~4·10⁹ series to become likely, far beyond our limits.
-    series: HashMap<u64, Arc<str>, exposition::SeriesKeyHasher>,
+    series: series::SeriesIndex,
 }
 
 /// A rendered `/metrics` body for one generation of the store.
@@ -442,7 +445,7 @@ impl Store {
             &[gauge_sample(name, labels, value)],
             &[],
         );
-        if block.keys != old.keys {
+        if block.digest != old.digest {
             return false;
         }
         entry.families[i] = Arc::new(block);
@@ -525,7 +528,7 @@ impl Store {
                                 .binary_search_by(|n| n.name.cmp(&f.name))
                                 .is_err()
                             {
-                                p.series += f.keys.len();
+                                p.series += series::count(f);
                                 p.families.push(f.clone());
                             }
                         }
@@ -607,9 +610,15 @@ impl Store {
                 },
                 families: p.families,
                 deadline,
+                owner: 0,
             };
             match state.apps.get_mut(&app) {
                 Some(slot) if same_series => {
+                    let mut entry = AppEntry {
+                        owner: slot.owner,
+                        ..entry
+                    };
+                    series::drop_keys(&mut entry.families);
                     let old = std::mem::replace(slot, entry);
                     undo.push(Undo::Swapped(app, old));
                 }
@@ -688,6 +697,7 @@ impl Store {
                     },
                     families: Vec::new(),
                     deadline: None,
+                    owner: 0,
                 });
             }
         }
@@ -1084,15 +1094,15 @@ impl State {
                 }
             }
             for (i, key) in fam.keys.iter().enumerate() {
-                if let Some(owner) = self.series.get(key) {
-                    if &**owner != app {
+                if let Some(owner) = self.series.get(*key) {
+                    let owner = self.series.owner_name(owner);
+                    if owner != app {
                         let series = nth_series(&fam.body, i);
                         return Err(PushError::new(
                             RejectReason::Conflict,
                             app,
                             format!(
-                                "series {series} is already pushed by app {:?}{}",
-                                &**owner,
+                                "series {series} is already pushed by app {owner:?}{}",
                                 if opts.app_label.is_none() {
                                     " (set `receiver.app_label` to tell apps apart)"
                                 } else {
@@ -1129,8 +1139,8 @@ impl State {
     fn remove_app(&mut self, app: &str) -> Option<AppEntry> {
         let entry = self.apps.remove(app)?;
         for fam in &entry.families {
-            for key in &fam.keys {
-                self.series.remove(key);
+            for key in series::keys_of(fam).iter() {
+                self.series.remove(*key);
             }
             if let Some(idx) = self.families.get_mut(&fam.name) {
                 idx.owners.remove(app);
@@ -1145,14 +1155,15 @@ impl State {
                 }
             }
         }
+        self.series.remove_owner(entry.owner);
         Some(entry)
     }
 
-    fn insert_app(&mut self, entry: AppEntry) {
-        let app: Arc<str> = Arc::from(entry.info.name.as_str());
+    fn insert_app(&mut self, mut entry: AppEntry) {
+        entry.owner = self.series.add_owner(&entry.info.name);
         for fam in &entry.families {
-            for key in &fam.keys {
-                self.series.insert(*key, app.clone());
+            for key in series::keys_of(fam).iter() {
+                self.series.insert(*key, entry.owner);
             }
             let idx = self
                 .families
@@ -1168,6 +1179,7 @@ impl State {
             }
             idx.owners.insert(entry.info.name.clone());
         }
+        series::drop_keys(&mut entry.families);
         self.apps.insert(entry.info.name.clone(), entry);
     }
 }

@@ -322,6 +322,7 @@ pub(super) fn encode_block(
         typ,
         help,
         body: Bytes::from(body),
+        digest: exposition::key_digest(&keys),
         keys,
         rich: None,
         alt: exposition::AltEncodings::default(),

@@ -13,6 +13,7 @@ mod cli_http;
 mod collect;
 mod docker;
 mod edges;
+mod edges_refusals;
 mod expfmt;
 mod exporters;
 mod golang;

@@ -214,11 +214,16 @@ async fn idle_http(binary: &Path, tick: f64) -> Result<LoadCase> {
     })
 }
 
-/// Runs the load cases.
-pub async fn run(binary: &Path) -> Result<Vec<LoadCase>> {
+/// Runs the load cases (`only`: a comma-separated subset of `burst`,
+/// `slow`, `idle`).
+pub async fn run(binary: &Path, only: Option<&str>) -> Result<Vec<LoadCase>> {
     let tick = procfs::ticks_per_second();
     let mut out = Vec::new();
-    for case in ["burst", "slow", "idle"] {
+    let cases = ["burst", "slow", "idle"];
+    let selected = cases
+        .into_iter()
+        .filter(|c| only.is_none_or(|o| o.split(',').any(|x| x.trim() == *c)));
+    for case in selected {
         eprintln!("hostile load: {case}...");
         let r = match case {
             "burst" => burst(binary, tick).await,

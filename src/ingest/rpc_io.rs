@@ -42,6 +42,9 @@ enum Phase {
     Broken,
 }
 
+/// A whole message's reservation being waited for.
+type Reservation = Pin<Box<dyn Future<Output = Result<Held, BudgetError>>>>;
+
 /// Largest segment count we follow; capnp refuses more than 512.
 const MAX_TRACKED_SEGMENTS: usize = 512;
 
@@ -60,7 +63,7 @@ pub struct BoundedRead<R> {
     offset: u64,
     /// The current message's reservation, while it waits for room; no
     /// more is read meanwhile. Allocated only when the budget is full.
-    waiting: Option<Pin<Box<dyn Future<Output = Result<Held, BudgetError>>>>>,
+    waiting: Option<Reservation>,
     /// Where the waiting message starts, for the error.
     waiting_at: u64,
 }

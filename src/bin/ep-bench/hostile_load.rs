@@ -122,8 +122,10 @@ async fn slow_senders(binary: &Path, tick: f64) -> Result<LoadCase> {
     let (server, _, tcp) = start(binary, "concurrent_requests = 2048", "").await?;
     let cpu0 = procfs::cpu_ticks(&server.pids());
     let started = Instant::now();
-    // One shared document: `{"slowN": "# xxxx...\n"}` padded to 16 MiB.
-    let body = Arc::new(format!("# {}\\n\"}}", "x".repeat(16 * 1024 * 1024 - 64)).into_bytes());
+    // One shared document, `{"slowN": "# xxxx...\n# xxxx...\n..."}`: just
+    // under 16 MiB of comment lines of 1 KiB (a valid push once received).
+    let line = format!("# {}\\n", "x".repeat(1020));
+    let body = Arc::new(format!("{}\"}}", line.repeat(16 * 1024 - 1)).into_bytes());
     let mut set = JoinSet::new();
     for i in 0..SENDERS {
         let body = body.clone();

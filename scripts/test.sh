@@ -14,7 +14,7 @@
 # systemd for systemd-analyze and systemd-socket-activate, nginx for the
 # benchmark smoke run, golang-go and golang-github-prometheus-client-golang-dev
 # for the Go client tests, chromium for the web UI tests, curl for the
-# README's commands) via
+# README's commands, iproute2 for ss) via
 # apt-get (as root, or with sudo), and a Python venv in target/test-venv
 # with python_test_clients/requirements.txt. The interop tests fail, never
 # skip, when a tool is missing.
@@ -52,6 +52,8 @@ command -v go >/dev/null || missing+=(golang-go)
 command -v chromium >/dev/null || missing+=(chromium)
 # The README test runs its shell blocks, which use curl.
 command -v curl >/dev/null || missing+=(curl)
+# The listen backlog test reads it with ss.
+command -v ss >/dev/null || missing+=(iproute2)
 # libfuzzer-sys compiles libFuzzer's C++ sources when the fuzz targets are checked.
 command -v c++ >/dev/null || missing+=(g++)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -106,6 +106,7 @@ pub async fn bind_with(
                 None => {
                     let l = TcpListener::bind(addr)
                         .await
+                        .and_then(|l| widen(l, config))
                         .with_context(|| format!("receiver `{}`: binding {addr}", r.name))?;
                     Listener::Tcp(l)
                 }
@@ -122,6 +123,8 @@ pub async fn bind_with(
                 None => {
                     let b = unix::bind(u).with_context(|| format!("receiver `{}`", r.name))?;
                     sockets.push((b.path.clone(), b.inode()));
+                    ingest::backlog::widen(&b.listener, config.limits.listen_backlog)
+                        .with_context(|| format!("receiver `{}`: listen backlog", r.name))?;
                     Listener::Unix(b.listener, b.path)
                 }
             },
@@ -134,6 +137,7 @@ pub async fn bind_with(
             let l = match activated.take_tcp("rpc", rpc.listen) {
                 Some(l) => l,
                 None => std::net::TcpListener::bind(rpc.listen)
+                    .and_then(|l| widen(l, config))
                     .with_context(|| format!("receiver.rpc: binding {}", rpc.listen))?,
             };
             info!(address = %l.local_addr()?, "cap'n proto rpc receiver bound");
@@ -145,6 +149,7 @@ pub async fn bind_with(
         Some(l) => from_std_tcp(l)?,
         None => TcpListener::bind(config.http_listen)
             .await
+            .and_then(|l| widen(l, config))
             .with_context(|| {
                 format!(
                     "exporter.scrape_expose_endpoint: binding {}",
@@ -162,6 +167,13 @@ pub async fn bind_with(
         web,
         config_path: None,
     })
+}
+
+/// Gives a listener we bound the configured backlog (`limits.listen_backlog`);
+/// sockets handed over by systemd keep theirs (`Backlog=`).
+fn widen<L: std::os::fd::AsFd>(l: L, config: &Config) -> std::io::Result<L> {
+    ingest::backlog::widen(&l, config.limits.listen_backlog)?;
+    Ok(l)
 }
 
 fn from_std_tcp(l: std::net::TcpListener) -> anyhow::Result<TcpListener> {
@@ -242,18 +254,27 @@ struct FreshSockets {
 }
 
 /// Binds a receiver added by a reload.
-async fn bind_receiver(rc: &ReceiverConfig) -> Result<(Listener, Option<SocketFile>), String> {
+async fn bind_receiver(
+    rc: &ReceiverConfig,
+    config: &Config,
+) -> Result<(Listener, Option<SocketFile>), String> {
     match &rc.endpoint {
         Endpoint::Tcp(a) => TcpListener::bind(a)
             .await
+            .and_then(|l| widen(l, config))
             .map(|l| (Listener::Tcp(l), None))
             .map_err(|e| format!("receiver `{}`: binding {a}: {e}", rc.name)),
-        Endpoint::Unix(u) => unix::bind(u)
-            .map(|b| {
-                let socket = Some((b.path.clone(), b.inode()));
-                (Listener::Unix(b.listener, b.path), socket)
-            })
-            .map_err(|e| format!("receiver `{}`: {e}", rc.name)),
+        Endpoint::Unix(u) => {
+            let b = unix::bind(u).map_err(|e| format!("receiver `{}`: {e}", rc.name))?;
+            let socket = Some((b.path.clone(), b.inode()));
+            match ingest::backlog::widen(&b.listener, config.limits.listen_backlog) {
+                Ok(()) => Ok((Listener::Unix(b.listener, b.path), socket)),
+                Err(e) => {
+                    unix::BoundUnix::cleanup(&b.path, b.inode());
+                    Err(format!("receiver `{}`: listen backlog: {e}", rc.name))
+                }
+            }
+        }
     }
 }
 
@@ -480,7 +501,7 @@ impl Running {
             {
                 continue;
             }
-            match bind_receiver(rc).await {
+            match bind_receiver(rc, new).await {
                 Ok((l, socket)) => fresh.push((rc.clone(), l, socket)),
                 Err(e) => {
                     failure = Some(e);
@@ -492,14 +513,17 @@ impl Running {
         let new_rpc = new.rpc.as_ref().map(|r| r.listen);
         let mut fresh_rpc = None;
         if let Some(addr) = new_rpc.filter(|_| failure.is_none() && new_rpc != old_rpc) {
-            match std::net::TcpListener::bind(addr) {
+            match std::net::TcpListener::bind(addr).and_then(|l| widen(l, new)) {
                 Ok(l) => fresh_rpc = Some(l),
                 Err(e) => failure = Some(format!("receiver.rpc: binding {addr}: {e}")),
             }
         }
         let mut fresh_http = None;
         if failure.is_none() && new.http_listen != self.config.http_listen {
-            match TcpListener::bind(new.http_listen).await {
+            match TcpListener::bind(new.http_listen)
+                .await
+                .and_then(|l| widen(l, new))
+            {
                 Ok(l) => fresh_http = Some(l),
                 Err(e) => {
                     failure = Some(format!(
@@ -687,7 +711,10 @@ pub async fn run_with_store(
         tracker: tracker.clone(),
         abort: abort.clone(),
         shutdown: shutdown.clone(),
-        budget: ingest::budget::ByteBudget::new(config.limits.max_inflight_push_bytes),
+        budget: ingest::budget::ByteBudget::new(
+            config.limits.max_inflight_push_bytes,
+            config.limits.max_push_bytes,
+        ),
         receivers: Vec::new(),
         rpc: None,
         http: Vec::new(),

@@ -323,6 +323,9 @@ fn build_limits(top: &mut Section<'_>, cx: &mut Diagnostics) -> Limits {
         max_queued_connections: lim
             .int("max_queued_connections", cx, 0, 1 << 20)
             .map_or(defaults.max_queued_connections, |n| n as usize),
+        listen_backlog: lim
+            .int("listen_backlog", cx, 1, 65535)
+            .map_or(defaults.listen_backlog, |n| n as u32),
     };
     lim.finish(cx);
     if limits.max_inflight_push_bytes < limits.max_push_bytes {

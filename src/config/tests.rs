@@ -385,7 +385,7 @@ fn sizes_as_bytes_or_strings() {
 fn edge_limits_and_write_gates() {
     check(
         "[exporter]\nenable_lifecycle = true\nenable_admin_api = true\nmax_http_connections = 50\n\
-         [limits]\nstream_idle_timeout = \"never\"\nmax_inflight_push_bytes = \"64MiB\"\nmax_queued_connections = 10\n\
+         [limits]\nstream_idle_timeout = \"never\"\nmax_inflight_push_bytes = \"64MiB\"\nmax_queued_connections = 10\nlisten_backlog = 8192\n\
          [push_api]\nallowed_networks = [\"10.0.0.0/8\"]",
         |c| {
             c.gates.lifecycle = true;
@@ -396,6 +396,7 @@ fn edge_limits_and_write_gates() {
             c.limits.stream_idle_timeout = None;
             c.limits.max_inflight_push_bytes = 64 << 20;
             c.limits.max_queued_connections = 10;
+            c.limits.listen_backlog = 8192;
         },
     );
     check("[limits]\nstream_idle_timeout = \"1h\"", |c| {

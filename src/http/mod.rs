@@ -189,7 +189,7 @@ async fn register_post(State(s): State<HttpState>, req: Request) -> Response {
         Err(_) => {
             return json_response(
                 StatusCode::REQUEST_TIMEOUT,
-                &serde_json::json!({"ok": false, "error": format!("the registration document was not received within {REGISTER_BODY_TIMEOUT:?}")}),
+                &serde_json::json!({"ok": false, "error": format!("the registration document was not received within {REGISTER_BODY_TIMEOUT:?} (the fixed body timeout of /register); send the whole body at once")}),
             )
         }
         Ok(Err(_)) => {

@@ -25,6 +25,10 @@ pub const DEFAULT_MAX_INFLIGHT_PUSH_BYTES: u64 = 256 * 1024 * 1024;
 /// Default number of connections waiting for a slot per listener: a burst
 /// of cron jobs starting on the same minute; each holds one descriptor.
 pub const DEFAULT_MAX_QUEUED_CONNECTIONS: u64 = 4096;
+/// Default listen backlog of every socket we bind: a burst of a thousand
+/// connections on the same second fits; the kernel caps it at
+/// `net.core.somaxconn` (4,096 by default since Linux 5.4).
+pub const DEFAULT_LISTEN_BACKLOG: u64 = 4096;
 
 /// Wire format accepted by a receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +121,9 @@ pub struct Limits {
     /// Connections waiting for a slot over `concurrent_requests`, per
     /// listener; beyond this they are refused at once.
     pub max_queued_connections: usize,
+    /// Listen backlog of every socket bound (receivers, RPC, HTTP): the
+    /// connections the kernel queues before they are accepted.
+    pub listen_backlog: u32,
 }
 
 impl Default for Limits {
@@ -130,6 +137,7 @@ impl Default for Limits {
             stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
             max_inflight_push_bytes: DEFAULT_MAX_INFLIGHT_PUSH_BYTES as usize,
             max_queued_connections: DEFAULT_MAX_QUEUED_CONNECTIONS as usize,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG as u32,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! `limits.stream_idle_timeout` (default 10 minutes, or never); each
 //! message is bounded by the read and idle timeouts from its first byte.
 
+pub mod backlog;
 pub mod budget;
 pub mod codec;
 pub mod config;
@@ -301,6 +302,9 @@ impl Slot {
     }
 }
 
+/// Refuses a connection before reading it: the reply line, a half-close,
+/// then what the client sent is drained briefly (see [`finish`]): such
+/// clients are the overload, so the bounds are small.
 async fn refuse(conn: Conn, msg: String) {
     let reply = Reply {
         ok: false,
@@ -308,36 +312,49 @@ async fn refuse(conn: Conn, msg: String) {
         ..Reply::default()
     }
     .line();
-    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+    let (t, bytes) = (REFUSAL_WRITE_TIMEOUT, REFUSAL_DRAIN_BYTES);
+    let _ = tokio::time::timeout(t, async {
         match conn {
             Conn::Tcp(mut s) => {
                 let _ = s.write_all(&reply).await;
                 let _ = s.shutdown().await;
-                drain(&mut s).await;
+                drain(&mut s, bytes, t, t).await;
             }
             Conn::Unix(mut s) => {
                 let _ = s.write_all(&reply).await;
                 let _ = s.shutdown().await;
-                drain(&mut s).await;
+                drain(&mut s, bytes, t, t).await;
             }
         }
     })
     .await;
 }
 
-/// Most bytes read and discarded from a refused client.
+/// Bytes a refused push may still send and get its reply, at least (more
+/// with a larger `max_push_bytes`): reading them costs no memory.
+const DRAIN_MIN_BYTES: usize = 16 << 20;
+
+/// Most bytes read and discarded from a client refused before its push was
+/// read: a push written whole before the refusal is in the socket buffers.
 const REFUSAL_DRAIN_BYTES: usize = 1 << 20;
 
-/// Discards what a refused client sends until it half-closes (bounded in
-/// bytes here, in time by the caller): closing a socket with unread data
-/// resets the connection, and the client could lose the reply.
-async fn drain<S: AsyncRead + Unpin>(s: &mut S) {
+/// Reads and discards input until EOF, at most `bytes` of it, within
+/// `within`, each read within `idle`; `true` when the client finished.
+async fn drain<S: AsyncRead + Unpin>(
+    s: &mut S,
+    bytes: usize,
+    within: Duration,
+    idle: Duration,
+) -> bool {
+    let deadline = Instant::now() + within;
     let mut buf = [0u8; 8192];
-    let mut total = 0;
-    while total < REFUSAL_DRAIN_BYTES {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => total += n,
+    let mut left = bytes;
+    loop {
+        let read_by = (Instant::now() + idle).min(deadline);
+        match tokio::time::timeout_at(read_by, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(n)) if n < left => left -= n,
+            Ok(Ok(_)) | Err(_) => return false,
         }
     }
 }
@@ -358,6 +375,9 @@ struct Reader<'a, S> {
     abort: &'a CancellationToken,
     /// Bytes consumed so far on this connection, for error offsets.
     offset: usize,
+    /// The client finished sending (EOF) or the stream ended cleanly
+    /// between two messages: nothing is left to drain before closing.
+    done: bool,
 }
 
 impl<S: AsyncRead + Unpin> Reader<'_, S> {
@@ -373,6 +393,7 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             _ = self.abort.cancelled() => return Err(ReadFail::Shutdown),
         };
         self.offset += n;
+        self.done = n == 0;
         Ok(n)
     }
 
@@ -397,11 +418,15 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
             r = self.stream.read(buf) => r.map_err(ReadFail::Io)?,
             _ = idle => {
                 debug!(offset = self.offset, "stream closed after limits.stream_idle_timeout without a new message");
-                return Ok(0);
+                0
             }
-            _ = stop.cancelled() => return Ok(0),
-            _ = self.abort.cancelled() => return Ok(0),
+            _ = stop.cancelled() => 0,
+            _ = self.abort.cancelled() => 0,
         };
+        self.done = n == 0;
+        if n == 0 {
+            return Ok(0);
+        }
         self.offset += n;
         self.deadline = Instant::now() + read_timeout;
         Ok(n)
@@ -438,6 +463,7 @@ where
         idle: ctx.limits.idle_timeout,
         abort: &ctx.abort,
         offset: 0,
+        done: false,
     };
     let mut reply = Reply {
         ok: true,
@@ -448,12 +474,13 @@ where
     let got = match reader.read_exact_or_eof(&mut first).await {
         Ok(None) => {
             debug!("empty connection");
-            return finish(stream, reply).await;
+            return finish(stream, reply, ctx, true).await;
         }
         Ok(Some(n)) => n,
         Err(f) => {
             read_failed(ctx, &mut reply, f, 0);
-            return finish(stream, reply).await;
+            let done = reader.done;
+            return finish(stream, reply, ctx, done).await;
         }
     };
     first.truncate(got);
@@ -466,10 +493,22 @@ where
         WireFormat::Json => json_connection(&mut reader, first, ctx, peer, &mut reply).await,
         _ => capnp_connection(&mut reader, first, ctx, peer, &mut reply).await,
     }
-    finish(stream, reply).await
+    let done = reader.done;
+    finish(stream, reply, ctx, done).await
 }
 
-async fn finish<S: AsyncWrite + Unpin>(mut stream: S, reply: Reply) -> Reply {
+/// Ends a connection: writes the reply line and half-closes; then, unless
+/// the client has finished sending, reads and discards the rest of its
+/// input (at most `max_push_bytes` or 16 MiB, within `read_timeout`, each read within
+/// `idle_timeout`). Linux answers a close with unread bytes in the receive
+/// buffer with a reset instead of a FIN, and the client, still sending its
+/// refused push, would see `connection reset` and often lose the reply.
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    reply: Reply,
+    ctx: &Ctx,
+    input_done: bool,
+) -> Reply {
     let line = reply.line();
     let _ = tokio::time::timeout(REPLY_TIMEOUT, async {
         // The client may have closed already: that is fine.
@@ -477,6 +516,16 @@ async fn finish<S: AsyncWrite + Unpin>(mut stream: S, reply: Reply) -> Reply {
         let _ = stream.shutdown().await;
     })
     .await;
+    if !input_done {
+        let lim = &ctx.limits;
+        let drained = tokio::select! {
+            d = drain(&mut stream, lim.max_push_bytes.max(DRAIN_MIN_BYTES), lim.read_timeout, lim.idle_timeout) => d,
+            _ = ctx.abort.cancelled() => false,
+        };
+        if !drained {
+            debug!("closing with the client still sending: it may see a reset");
+        }
+    }
     reply
 }
 
@@ -532,7 +581,7 @@ async fn json_connection<S: AsyncRead + Unpin>(
                 };
                 if let Err(e) = ctx
                     .budget
-                    .hold(&mut held, capacity, reader.budget_deadline(ctx))
+                    .grow(&mut held, capacity, reader.budget_deadline(ctx))
                     .await
                 {
                     warn!("json push refused: {e}");
@@ -543,20 +592,8 @@ async fn json_connection<S: AsyncRead + Unpin>(
                         .self_metrics()
                         .count_push(&ctx.listener, "json", false);
                     reply.fail(format!("at byte offset {}: {e}", reader.offset));
-                    // Read the rest without keeping it (bounded by the push
-                    // limit and the timeouts) so that the client, still
-                    // sending, gets the reply rather than a reset.
-                    let mut left = limit.saturating_sub(buf.len());
-                    // Free the buffer with its reservation: a refused push
-                    // holds nothing while its rest is read.
-                    drop(held);
-                    drop(std::mem::take(&mut buf));
-                    while left > 0 {
-                        match reader.read(&mut chunk).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => left = left.saturating_sub(n),
-                        }
-                    }
+                    // The buffer and its reservation are freed on return;
+                    // the rest of the push is drained after the reply.
                     return;
                 }
                 buf.reserve_exact(capacity - buf.len());
@@ -700,7 +737,7 @@ async fn capnp_connection<S: AsyncRead + Unpin>(
         let mut held = budget::Held::default();
         if let Err(e) = ctx
             .budget
-            .hold(&mut held, header.total_bytes, reader.budget_deadline(ctx))
+            .hold_whole(&mut held, header.total_bytes, reader.budget_deadline(ctx))
             .await
         {
             let msg = format!("message {message_no} at byte offset {start}: {e}");

@@ -7,9 +7,14 @@
 //!   `limits.stream_idle_timeout` (or not at all with `never`).
 //! * Inside a message, every read by `limits.idle_timeout`, and the whole
 //!   message by `limits.read_timeout` from its first byte.
-//! * A message's bytes are taken from the shared [`ByteBudget`] when its
-//!   segment table is complete and given back at its end; over the budget
-//!   the connection ends (RPC has no reply outside a call).
+//! * A message's bytes are reserved whole from the shared [`ByteBudget`]
+//!   when its segment table is complete (in arrival order with the stream
+//!   listeners' pushes) and given back at its end. Over the budget the
+//!   connection stops reading until the bytes are free, for at most
+//!   `limits.idle_timeout` within the message's read time; then the
+//!   connection ends with an error naming `limits.max_inflight_push_bytes`
+//!   (RPC has no reply outside a call: capnp-rpc sends it as the abort
+//!   reason, and the caller's pending calls fail with it).
 //!
 //! A timeout is an `io::Error` of kind `TimedOut`: capnp-rpc ends the
 //! connection with it.
@@ -22,7 +27,7 @@ use std::task::{Context, Poll};
 use futures::io::AsyncRead;
 use tokio::time::{Instant, Sleep};
 
-use super::budget::{ByteBudget, Held};
+use super::budget::{BudgetError, ByteBudget, Held};
 use super::config::Limits;
 
 /// Where the reader is in the framing.
@@ -36,6 +41,9 @@ enum Phase {
     /// deadline until the connection ends.
     Broken,
 }
+
+/// A whole message's reservation being waited for.
+type Reservation = Pin<Box<dyn Future<Output = Result<Held, BudgetError>>>>;
 
 /// Largest segment count we follow; capnp refuses more than 512.
 const MAX_TRACKED_SEGMENTS: usize = 512;
@@ -53,6 +61,11 @@ pub struct BoundedRead<R> {
     sleep: Option<Pin<Box<Sleep>>>,
     /// Bytes seen, for error messages.
     offset: u64,
+    /// The current message's reservation, while it waits for room; no
+    /// more is read meanwhile. Allocated only when the budget is full.
+    waiting: Option<Reservation>,
+    /// Where the waiting message starts, for the error.
+    waiting_at: u64,
 }
 
 impl<R> BoundedRead<R> {
@@ -67,6 +80,8 @@ impl<R> BoundedRead<R> {
             held: Held::default(),
             sleep: None,
             offset: 0,
+            waiting: None,
+            waiting_at: 0,
         };
         r.arm();
         r
@@ -86,14 +101,14 @@ impl<R> BoundedRead<R> {
         self.sleep = deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     }
 
-    /// Follows the framing over `data`; an error when the budget refuses.
-    fn observe(&mut self, mut data: &[u8]) -> io::Result<()> {
+    /// Follows the framing over `data`.
+    fn observe(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             if self.between_messages() {
                 self.message_deadline = Instant::now() + self.limits.read_timeout;
             }
             match &mut self.phase {
-                Phase::Broken => return Ok(()),
+                Phase::Broken => return,
                 Phase::Body(left) => {
                     let take = (*left).min(data.len() as u64);
                     *left -= take;
@@ -123,7 +138,7 @@ impl<R> BoundedRead<R> {
                             .chunks_exact(4)
                             .map(|w| u64::from(u32::from_le_bytes(w.try_into().expect("4 bytes"))))
                             .sum();
-                        self.start_body(want as u64 + words * 8)?;
+                        self.start_body(want as u64 + words * 8);
                         self.phase = Phase::Body(words * 8);
                         if words == 0 {
                             self.end_message();
@@ -132,23 +147,34 @@ impl<R> BoundedRead<R> {
                 }
             }
         }
-        Ok(())
     }
 
-    fn start_body(&mut self, total: u64) -> io::Result<()> {
+    /// Reserves the message's bytes: at once when the budget has them,
+    /// otherwise the next reads wait for them.
+    fn start_body(&mut self, total: u64) {
         let total = usize::try_from(total).unwrap_or(usize::MAX);
         if total > self.limits.max_push_bytes {
             // capnp refuses it by its traversal limit; nothing to hold.
-            return Ok(());
+            return;
         }
-        self.budget
-            .try_hold(&mut self.held, total)
-            .map_err(|e| io::Error::other(format!("message at byte offset {}: {e}", self.offset)))
+        if self.budget.try_hold_whole(&mut self.held, total).is_err() {
+            self.waiting = Some(Box::pin(self.budget.reserve_whole(total)));
+            self.waiting_at = self.offset;
+        }
     }
 
     fn end_message(&mut self) {
+        // A message read whole in one go is in memory already: no waiting.
+        self.waiting = None;
         self.held.release();
         self.phase = Phase::Table(Vec::new());
+    }
+
+    fn over_budget(&self, e: BudgetError) -> io::Error {
+        io::Error::other(format!(
+            "message at byte offset {}: no room within {:?} (limits.idle_timeout): {e}",
+            self.waiting_at, self.limits.idle_timeout
+        ))
     }
 
     fn timed_out(&self) -> io::Error {
@@ -182,10 +208,36 @@ impl<R: AsyncRead + Unpin> AsyncRead for BoundedRead<R> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(waiting) = this.waiting.as_mut() {
+            match waiting.as_mut().poll(cx) {
+                Poll::Ready(Ok(held)) => {
+                    this.held = held;
+                    this.waiting = None;
+                    this.arm();
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(this.over_budget(e))),
+                Poll::Pending => {
+                    let expired = this
+                        .sleep
+                        .as_mut()
+                        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
+                    if expired {
+                        // Give the place in line (and any part of the
+                        // bytes assigned to it) back.
+                        this.waiting = None;
+                        let e = BudgetError::Exhausted {
+                            budget: this.budget.total(),
+                        };
+                        return Poll::Ready(Err(this.over_budget(e)));
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(n)) => {
                 this.offset += n as u64;
-                this.observe(&buf[..n])?;
+                this.observe(&buf[..n]);
                 this.arm();
                 Poll::Ready(Ok(n))
             }
@@ -226,7 +278,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_between_messages_has_its_own_bound() {
         let (mut client, server) = tokio::io::duplex(1 << 16);
-        let budget = ByteBudget::new(1 << 20);
+        let budget = ByteBudget::new(1 << 20, 1 << 20);
         let mut r = BoundedRead::new(
             server.compat(),
             limits(Some(Duration::from_secs(600))),
@@ -258,31 +310,56 @@ mod tests {
         let mut r = BoundedRead::new(
             server.compat(),
             limits(Some(Duration::from_secs(600))),
-            ByteBudget::new(1 << 20),
+            ByteBudget::new(1 << 20, 1 << 20),
         );
         let mut buf = [0u8; 8];
         let e = r.read(&mut buf).await.unwrap_err();
         assert!(e.to_string().contains("limits.stream_idle_timeout"), "{e}");
 
         let (_client, server) = tokio::io::duplex(64);
-        let mut r = BoundedRead::new(server.compat(), limits(None), ByteBudget::new(1 << 20));
+        let mut r = BoundedRead::new(
+            server.compat(),
+            limits(None),
+            ByteBudget::new(1 << 20, 1 << 20),
+        );
         let read = tokio::time::timeout(Duration::from_secs(86_400), r.read(&mut buf)).await;
         assert!(read.is_err(), "`never`: still waiting after a day");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn messages_over_the_budget_end_the_connection() {
-        let (mut client, server) = tokio::io::duplex(1 << 16);
-        let budget = ByteBudget::new(4096);
-        let mut other = Held::default();
-        budget.try_hold(&mut other, 4096).unwrap();
-        let mut r = BoundedRead::new(server.compat(), limits(None), budget.clone());
-        client
-            .write_all(&crate::ingest::codec::encode_capnp("a", "x 1\n"))
-            .await
-            .unwrap();
-        let mut buf = [0u8; 256];
-        let e = r.read(&mut buf).await.unwrap_err();
-        assert!(e.to_string().contains("max_inflight_push_bytes"), "{e}");
+    async fn messages_over_the_budget_wait_for_room_then_end_the_connection() {
+        let msg = crate::ingest::codec::encode_capnp("a", "x 1\n");
+        for frees_in_time in [true, false] {
+            let (mut client, server) = tokio::io::duplex(1 << 16);
+            let budget = ByteBudget::new(4096, 4096);
+            let mut other = Held::default();
+            budget.try_hold_whole(&mut other, 4096).unwrap();
+            let mut r = BoundedRead::new(server.compat(), limits(None), budget.clone());
+            // The segment table announces the size; the body comes later.
+            client.write_all(&msg[..8]).await.unwrap();
+            let mut buf = vec![0u8; msg.len()];
+            assert_eq!(r.read(&mut buf).await.unwrap(), 8);
+            client.write_all(&msg[8..]).await.unwrap();
+            // Nothing more is read while the budget is full...
+            let read = tokio::time::timeout(Duration::from_secs(5), r.read(&mut buf[8..])).await;
+            assert!(read.is_err(), "waiting for room");
+            if frees_in_time {
+                // ...and the message goes on once another push is done.
+                drop(other);
+                r.read_exact(&mut buf[8..]).await.unwrap();
+                assert_eq!(buf, msg);
+                assert_eq!(budget.in_use(), 0, "given back at the message's end");
+            } else {
+                // ...or, after the idle timeout, the connection ends with
+                // the reason.
+                let e = r.read(&mut buf[8..]).await.unwrap_err();
+                let e = e.to_string();
+                assert!(
+                    e.contains("max_inflight_push_bytes") && e.contains("limits.idle_timeout"),
+                    "{e}"
+                );
+                assert_eq!(budget.in_use(), 4096, "the waiter gave its place back");
+            }
+        }
     }
 }

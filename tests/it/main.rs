@@ -14,6 +14,7 @@ mod collect;
 mod daemons;
 mod docker;
 mod edges;
+mod edges_refusals;
 mod expfmt;
 mod exporters;
 mod golang;

@@ -438,12 +438,15 @@ pub fn run() -> Result<Vec<&'static str>> {
 
 /// The decoder cases, then the load cases against the proxy `binary`.
 pub fn run_all(binary: &std::path::Path) -> Result<()> {
-    let slow = run()?;
+    // `EP_BENCH_HOSTILE_CASES=burst,slow` runs only those load cases and
+    // skips the decoders (for investigating one case).
+    let only = std::env::var("EP_BENCH_HOSTILE_CASES").ok();
+    let slow = if only.is_some() { Vec::new() } else { run()? };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let load = runtime.block_on(crate::hostile_load::run(binary))?;
+    let load = runtime.block_on(crate::hostile_load::run(binary, only.as_deref()))?;
     println!();
     println!(
         "| Hostile load | What the clients got | Proxy CPU s | Proxy peak RSS MiB | Seconds |"

@@ -60,9 +60,11 @@ fn figures(server: &Server, tick: f64, cpu0: u64, started: Instant) -> (f64, f64
 }
 
 /// 1,000 pushers connect at once against 64 slots; all must land.
-async fn burst(binary: &Path, tick: f64) -> Result<LoadCase> {
+/// `backlog`: `limits.listen_backlog` (`None`: the default).
+async fn burst(binary: &Path, tick: f64, backlog: Option<u32>) -> Result<LoadCase> {
     const PUSHERS: usize = 1000;
-    let (server, _, tcp) = start(binary, "concurrent_requests = 64", "").await?;
+    let limits = backlog.map_or(String::new(), |b| format!("listen_backlog = {b}"));
+    let (server, _, tcp) = start(binary, "concurrent_requests = 64", &limits).await?;
     let cpu0 = procfs::cpu_ticks(&server.pids());
     let started = Instant::now();
     let barrier = Arc::new(Barrier::new(PUSHERS));
@@ -96,7 +98,12 @@ async fn burst(binary: &Path, tick: f64) -> Result<LoadCase> {
     let (cpu_secs, peak_mib, secs) = figures(&server, tick, cpu0, started);
     server.stop()?;
     Ok(LoadCase {
-        name: format!("{PUSHERS} pushers at once, concurrent_requests = 64"),
+        name: match backlog {
+            None => format!("{PUSHERS} pushers at once, concurrent_requests = 64"),
+            Some(b) => {
+                format!("{PUSHERS} pushers at once, concurrent_requests = 64, listen_backlog = {b}")
+            }
+        },
         outcome: if failed == 0 {
             format!("{ok} of {PUSHERS} accepted")
         } else {
@@ -115,8 +122,10 @@ async fn slow_senders(binary: &Path, tick: f64) -> Result<LoadCase> {
     let (server, _, tcp) = start(binary, "concurrent_requests = 2048", "").await?;
     let cpu0 = procfs::cpu_ticks(&server.pids());
     let started = Instant::now();
-    // One shared document: `{"slowN": "# xxxx...\n"}` padded to 16 MiB.
-    let body = Arc::new(format!("# {}\\n\"}}", "x".repeat(16 * 1024 * 1024 - 64)).into_bytes());
+    // One shared document, `{"slowN": "# xxxx...\n# xxxx...\n..."}`: just
+    // under 16 MiB of comment lines of 1 KiB (a valid push once received).
+    let line = format!("# {}\\n", "x".repeat(1020));
+    let body = Arc::new(format!("{}\"}}", line.repeat(16 * 1024 - 1)).into_bytes());
     let mut set = JoinSet::new();
     for i in 0..SENDERS {
         let body = body.clone();
@@ -214,14 +223,22 @@ async fn idle_http(binary: &Path, tick: f64) -> Result<LoadCase> {
     })
 }
 
-/// Runs the load cases.
-pub async fn run(binary: &Path) -> Result<Vec<LoadCase>> {
+/// Runs the load cases (`only`: a comma-separated subset of `burst`,
+/// `burst1024`, `slow`, `idle`).
+pub async fn run(binary: &Path, only: Option<&str>) -> Result<Vec<LoadCase>> {
     let tick = procfs::ticks_per_second();
     let mut out = Vec::new();
-    for case in ["burst", "slow", "idle"] {
+    // `burst1024`: the burst with the listen backlog tokio's `bind` used
+    // before `limits.listen_backlog`, for comparison.
+    let cases = ["burst", "burst1024", "slow", "idle"];
+    let selected = cases
+        .into_iter()
+        .filter(|c| only.is_none_or(|o| o.split(',').any(|x| x.trim() == *c)));
+    for case in selected {
         eprintln!("hostile load: {case}...");
         let r = match case {
-            "burst" => burst(binary, tick).await,
+            "burst" => burst(binary, tick, None).await,
+            "burst1024" => burst(binary, tick, Some(1024)).await,
             "slow" => slow_senders(binary, tick).await,
             _ => idle_http(binary, tick).await,
         };

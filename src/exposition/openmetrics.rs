@@ -183,9 +183,10 @@ impl OmParser {
                         ),
                     )
                 })?;
-                family.typ = typ;
+                let old = std::mem::replace(&mut family.typ, typ);
                 family.typed = true;
                 check_unit(no, family)?;
+                self.unreserve(index, old);
                 self.reserve(no, index)?;
             }
             "HELP" => {
@@ -270,17 +271,8 @@ impl OmParser {
     /// Records the sample names family `index` may use, refusing a clash with
     /// another family's (a gauge `foo_created` next to a counter `foo`).
     fn reserve(&mut self, no: usize, index: usize) -> Result<(), ParseError> {
-        self.reserved.retain(|_, owner| *owner != index);
         let family = &self.families[index];
-        let mut names: Vec<String> = family
-            .typ
-            .suffixes()
-            .iter()
-            .map(|s| format!("{}{s}", family.name))
-            .collect();
-        // The family name itself stays taken whatever the type.
-        names.push(family.name.clone());
-        for sample_name in names {
+        for sample_name in reserved_names(&family.name, family.typ) {
             if let Some(&other) = self.reserved.get(&sample_name) {
                 if other != index {
                     return Err(err(
@@ -296,6 +288,17 @@ impl OmParser {
             self.reserved.insert(sample_name, index);
         }
         Ok(())
+    }
+
+    /// Frees the sample names family `index` reserved under its type `old`
+    /// (only these: a scan of the whole map per family would make a body of
+    /// many families quadratic).
+    fn unreserve(&mut self, index: usize, old: OmType) {
+        for sample_name in reserved_names(&self.families[index].name, old) {
+            if self.reserved.get(&sample_name) == Some(&index) {
+                self.reserved.remove(&sample_name);
+            }
+        }
     }
 
     /// Ends the current family: finishes the checks of its last Metric.
@@ -642,6 +645,18 @@ fn err(line: usize, message: String) -> ParseError {
         message,
         kind: super::ParseErrorKind::Invalid,
     }
+}
+
+/// The sample names a family of type `typ` may use: its name with each of
+/// the type's suffixes, and the name itself (taken whatever the type).
+fn reserved_names(name: &str, typ: OmType) -> Vec<String> {
+    let mut names: Vec<String> = typ
+        .suffixes()
+        .iter()
+        .map(|s| format!("{name}{s}"))
+        .collect();
+    names.push(name.to_owned());
+    names
 }
 
 #[cfg(test)]

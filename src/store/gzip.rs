@@ -9,7 +9,10 @@
 //! single-member gzip file: a fixed header, the runs, an empty final block,
 //! and the CRC-32 of the whole text (combined from the runs' CRCs, not
 //! recomputed) with its length. Every gzip reader decodes it, including
-//! those that stop after the first member.
+//! those that stop after the first member. It is kept and served as those
+//! pieces (header, each run's bytes, trailer), never concatenated: a new
+//! body after a change costs the runs compressed again, not a copy of the
+//! page.
 //!
 //! A render keeps its runs ([`Index`]); the next render reuses every run
 //! whose chunks are the same (the same shared buffers, or equal bytes for
@@ -145,8 +148,22 @@ impl Index {
 /// A gzip body and the runs it is made of.
 #[derive(Debug)]
 pub(super) struct Gzipped {
-    pub(super) body: Bytes,
+    /// The body as chunks: the header, each run's deflate, the trailer.
+    /// Served as they are: a change costs its runs, not a copy of the page.
+    pub(super) chunks: Vec<Bytes>,
+    pub(super) len: usize,
     pub(super) index: std::sync::Arc<Index>,
+}
+
+impl Gzipped {
+    /// The whole body as one buffer (a copy; for tests and small uses).
+    pub(super) fn body(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        Bytes::from(out)
+    }
 }
 
 /// Whether two chunks hold the same text, by the test their identity uses.
@@ -240,9 +257,12 @@ fn compress(chunks: &[Bytes]) -> Run {
         crc.update(c);
     }
     let len = crc.total_len();
+    let mut deflated = deflate(chunks);
+    // The run is kept for as long as it is unchanged: without its slack.
+    deflated.shrink_to_fit();
     Run {
         chunks: chunks.to_vec(),
-        deflated: Bytes::from(deflate(chunks)),
+        deflated: Bytes::from(deflated),
         crc: crc.finalize(),
         len,
     }
@@ -260,9 +280,11 @@ impl Run {
     }
 }
 
-/// Above this much text to compress (a first render, a restart), the
-/// runs are compressed on all cores; below it one thread is quicker.
-const PARALLEL_BYTES: usize = 4 << 20;
+/// Above this much text to compress, the runs are compressed on all
+/// cores. After one app's push at 1,000 × 1,000 that is its runs (about
+/// half a megabyte, a few milliseconds of work each side), where two
+/// threads halve the wait; below it a thread costs more than it saves.
+const PARALLEL_BYTES: usize = 256 << 10;
 
 /// Compresses the runs that were not found, on several threads when there
 /// is a lot to do.
@@ -273,7 +295,10 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
         .filter(|(_, r)| r.is_none())
         .map(|((_, p), _)| p.iter().map(Bytes::len).sum::<usize>())
         .sum();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let missing = runs.iter().filter(|r| r.is_none()).count();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(missing);
     if todo < PARALLEL_BYTES || threads < 2 {
         for ((_, part), run) in parts.iter().zip(runs.iter_mut()) {
             if run.is_none() {
@@ -286,10 +311,12 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
     // about the same work.
     let mut shares: Vec<Vec<(&[Bytes], &mut Option<Run>)>> =
         (0..threads).map(|_| Vec::new()).collect();
-    for (i, ((_, part), run)) in parts.iter().zip(runs.iter_mut()).enumerate() {
-        if run.is_none() {
-            shares[i % threads].push((part, run));
-        }
+    let pending = parts
+        .iter()
+        .zip(runs.iter_mut())
+        .filter(|(_, run)| run.is_none());
+    for (i, ((_, part), run)) in pending.enumerate() {
+        shares[i % threads].push((part, run));
     }
     std::thread::scope(|scope| {
         for share in shares {
@@ -322,34 +349,28 @@ pub(super) fn build(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
         .zip(runs)
         .map(|((key, _), r)| (*key, r.expect("every run compressed")))
         .collect();
-    let size = HEADER.len()
-        + runs.iter().map(|(_, r)| r.deflated.len()).sum::<usize>()
-        + FINAL_BLOCK.len()
-        + 8;
-    let mut body = Vec::with_capacity(size);
-    body.extend_from_slice(&HEADER);
     let mut crc = crc32fast::Hasher::new();
-    let mut offsets = Vec::with_capacity(runs.len());
-    for (_, r) in &runs {
-        offsets.push(body.len());
-        body.extend_from_slice(&r.deflated);
-        crc.combine(&crc32fast::Hasher::new_with_initial_len(r.crc, r.len));
-    }
-    body.extend_from_slice(&FINAL_BLOCK);
-    // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
-    let isize = (crc.total_len() & 0xffff_ffff) as u32;
-    body.extend_from_slice(&crc.finalize().to_le_bytes());
-    body.extend_from_slice(&isize.to_le_bytes());
-    let body = Bytes::from(body);
-    // The cached runs point into the new body: one copy of the compressed
-    // page in memory, not two.
+    let mut out = Vec::with_capacity(runs.len() + 2);
+    out.push(Bytes::from_static(&HEADER));
     let mut index = Index::default();
-    for ((key, mut r), at) in runs.into_iter().zip(offsets) {
-        r.deflated = body.slice(at..at + r.deflated.len());
+    for (key, r) in runs {
+        crc.combine(&crc32fast::Hasher::new_with_initial_len(r.crc, r.len));
+        if !r.deflated.is_empty() {
+            out.push(r.deflated.clone());
+        }
         index.runs.entry(key).or_default().push(r);
     }
+    let mut trailer = Vec::with_capacity(FINAL_BLOCK.len() + 8);
+    trailer.extend_from_slice(&FINAL_BLOCK);
+    // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
+    let isize = (crc.total_len() & 0xffff_ffff) as u32;
+    trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+    trailer.extend_from_slice(&isize.to_le_bytes());
+    out.push(Bytes::from(trailer));
+    let len = out.iter().map(Bytes::len).sum();
     Gzipped {
-        body,
+        chunks: out,
+        len,
         index: std::sync::Arc::new(index),
     }
 }
@@ -360,20 +381,29 @@ impl super::Rendered {
         self.gzip.get().is_some()
     }
 
-    /// The body compressed with gzip, computed once per generation from
-    /// the runs of the previous one that did not change (see the module).
+    /// The body compressed with gzip, as one buffer (a copy of
+    /// [`Self::gzip_chunks`]; for tests and small uses).
     pub fn gzip(&self) -> Bytes {
-        self.gzip
-            .get_or_init(|| {
-                let seed = self
-                    .gzip_seed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                build(&self.chunks, seed.as_ref())
-            })
-            .body
-            .clone()
+        self.gzipped().body()
+    }
+
+    /// The gzip body as the chunks to write, computed once per generation
+    /// from the runs of the previous one that did not change (see the
+    /// module), and its length.
+    pub fn gzip_chunks(&self) -> (&[Bytes], usize) {
+        let g = self.gzipped();
+        (&g.chunks, g.len)
+    }
+
+    fn gzipped(&self) -> &Gzipped {
+        self.gzip.get_or_init(|| {
+            let seed = self
+                .gzip_seed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            build(&self.chunks, seed.as_ref())
+        })
     }
 
     /// The runs a later render may reuse: this render's if its gzip was
@@ -417,9 +447,9 @@ mod tests {
 
     #[test]
     fn empty_and_tiny_pages_decode() {
-        assert_eq!(gunzip(&build(&[], None).body), b"");
+        assert_eq!(gunzip(&build(&[], None).body()), b"");
         let one = [Bytes::from_static(b"x 1\n")];
-        assert_eq!(gunzip(&build(&one, None).body), b"x 1\n");
+        assert_eq!(gunzip(&build(&one, None).body()), b"x 1\n");
     }
 
     #[test]
@@ -433,7 +463,7 @@ mod tests {
         }
         chunks.push(Bytes::from_static(b"own 1\n"));
         let first = build(&chunks, None);
-        assert_eq!(gunzip(&first.body), concat(&chunks));
+        assert_eq!(gunzip(&first.body()), concat(&chunks));
         let runs = first.index.runs.values().map(Vec::len).sum::<usize>();
         assert!(runs > 8, "the page is cut into runs: {runs}");
 
@@ -453,7 +483,7 @@ mod tests {
         let last = next.len() - 1;
         next[last] = Bytes::from_static(b"own 2\n");
         let second = build(&next, hand_on(Some(&first), None).as_ref());
-        assert_eq!(gunzip(&second.body), concat(&next));
+        assert_eq!(gunzip(&second.body()), concat(&next));
         let new_runs = second
             .index
             .runs
@@ -478,7 +508,7 @@ mod tests {
         let text = concat(&chunks);
         assert!(text.len() > PARALLEL_BYTES, "{}", text.len());
         let first = build(&chunks, None);
-        assert_eq!(gunzip(&first.body), text);
+        assert_eq!(gunzip(&first.body()), text);
     }
 
     #[test]
@@ -491,6 +521,6 @@ mod tests {
         let other = Bytes::from("b 2\n".repeat(2000));
         let next = vec![other, Bytes::from_static(b"own\n")];
         let second = build(&next, hand_on(Some(&first), None).as_ref());
-        assert_eq!(gunzip(&second.body), concat(&next));
+        assert_eq!(gunzip(&second.body()), concat(&next));
     }
 }

@@ -9,10 +9,9 @@
 //! single-member gzip file: a fixed header, the runs, an empty final block,
 //! and the CRC-32 of the whole text (combined from the runs' CRCs, not
 //! recomputed) with its length. Every gzip reader decodes it, including
-//! those that stop after the first member. It is kept and served as those
-//! pieces (header, each run's bytes, trailer), never concatenated: a new
-//! body after a change costs the runs compressed again, not a copy of the
-//! page.
+//! those that stop after the first member. The runs are copied into one
+//! buffer per generation (served in one piece) and the cached runs point
+//! into it.
 //!
 //! A render keeps its runs ([`Index`]); the next render reuses every run
 //! whose chunks are the same (the same shared buffers, or equal bytes for
@@ -153,8 +152,9 @@ impl Index {
 /// A gzip body and the runs it is made of.
 #[derive(Debug)]
 pub(super) struct Gzipped {
-    /// The body as chunks: the header, each run's deflate, the trailer.
-    /// Served as they are: a change costs its runs, not a copy of the page.
+    /// The body, as one chunk: written as many small chunks (one per run)
+    /// it was served at half nginx's rate (a write per run), so the runs
+    /// are copied into one buffer once per generation and point into it.
     pub(super) chunks: Vec<Bytes>,
     pub(super) len: usize,
     pub(super) index: std::sync::Arc<Index>,
@@ -280,12 +280,10 @@ fn compress(chunks: &[Bytes]) -> Run {
         crc.update(c);
     }
     let len = crc.total_len();
-    let mut deflated = deflate(chunks);
-    // The run is kept for as long as it is unchanged: without its slack.
-    deflated.shrink_to_fit();
     Run {
         chunks: chunks.to_vec(),
-        deflated: Bytes::from(deflated),
+        // Replaced by a slice of the body it is copied into (`build`).
+        deflated: Bytes::from(deflate(chunks)),
         crc: crc.finalize(),
         len,
     }
@@ -372,28 +370,35 @@ pub(super) fn build(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
         .zip(runs)
         .map(|((key, _), r)| (*key, r.expect("every run compressed")))
         .collect();
+    let size = HEADER.len()
+        + runs.iter().map(|(_, r)| r.deflated.len()).sum::<usize>()
+        + FINAL_BLOCK.len()
+        + 8;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(&HEADER);
     let mut crc = crc32fast::Hasher::new();
-    let mut out = Vec::with_capacity(runs.len() + 2);
-    out.push(Bytes::from_static(&HEADER));
-    let mut index = Index::default();
-    for (key, r) in runs {
+    let mut offsets = Vec::with_capacity(runs.len());
+    for (_, r) in &runs {
+        offsets.push(body.len());
+        body.extend_from_slice(&r.deflated);
         crc.combine(&crc32fast::Hasher::new_with_initial_len(r.crc, r.len));
-        if !r.deflated.is_empty() {
-            out.push(r.deflated.clone());
-        }
-        index.runs.entry(key).or_default().push(r);
     }
-    let mut trailer = Vec::with_capacity(FINAL_BLOCK.len() + 8);
-    trailer.extend_from_slice(&FINAL_BLOCK);
+    body.extend_from_slice(&FINAL_BLOCK);
     // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
     let isize = (crc.total_len() & 0xffff_ffff) as u32;
-    trailer.extend_from_slice(&crc.finalize().to_le_bytes());
-    trailer.extend_from_slice(&isize.to_le_bytes());
-    out.push(Bytes::from(trailer));
-    let len = out.iter().map(Bytes::len).sum();
+    body.extend_from_slice(&crc.finalize().to_le_bytes());
+    body.extend_from_slice(&isize.to_le_bytes());
+    let body = Bytes::from(body);
+    // The cached runs point into the new body: one copy of the compressed
+    // page in memory, not two.
+    let mut index = Index::default();
+    for ((key, mut r), at) in runs.into_iter().zip(offsets) {
+        r.deflated = body.slice(at..at + r.deflated.len());
+        index.runs.entry(key).or_default().push(r);
+    }
     Gzipped {
-        chunks: out,
-        len,
+        len: body.len(),
+        chunks: vec![body],
         index: std::sync::Arc::new(index),
     }
 }

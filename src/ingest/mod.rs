@@ -529,15 +529,36 @@ async fn json_connection<S: AsyncRead + Unpin>(
 ) {
     let limit = ctx.limits.max_push_bytes;
     // Bytes of the document reserved from the shared budget, as it grows:
-    // its buffer's capacity, which grows by doubling up to one byte over the
-    // limit (so that a push over it is seen). The socket is read straight
-    // into that buffer: no other buffer, no copy.
+    // its buffer's capacity, which grows by doubling up to the limit. The
+    // socket is read straight into that buffer: no other buffer, no copy.
     let mut held = budget::Held::default();
     loop {
+        if buf.len() >= limit {
+            // Full to the limit: one more byte makes the push too large.
+            let mut probe = [0u8; 1];
+            match reader.read(&mut probe).await {
+                Ok(0) => break,
+                Ok(_) => {
+                    read_failed(ctx, reply, ReadFail::TooLarge(limit), reader.offset);
+                    ctx.store
+                        .self_metrics()
+                        .count_push(&ctx.listener, "json", false);
+                    return;
+                }
+                Err(f) => {
+                    let off = reader.offset;
+                    read_failed(ctx, reply, f, off);
+                    ctx.store
+                        .self_metrics()
+                        .count_push(&ctx.listener, "json", false);
+                    return;
+                }
+            }
+        }
         if buf.len() == buf.capacity() {
             let capacity = (buf.len() + JSON_READ_MIN)
                 .max(buf.capacity().saturating_mul(2))
-                .min(limit.saturating_add(1));
+                .min(limit);
             if let Err(e) = ctx
                 .budget
                 .hold(&mut held, capacity, reader.budget_deadline(ctx))

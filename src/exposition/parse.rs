@@ -45,6 +45,10 @@ use super::{
     SeriesKeyHasher,
 };
 
+/// Sample names remembered by the parser beside the last one: a histogram's
+/// `_bucket`, `_sum` and `_count`, and one more.
+const RECENT_NAMES: usize = 4;
+
 /// A series is named in a duplicate-series error up to this many characters.
 const MAX_SERIES_CHARS: usize = 120;
 
@@ -198,6 +202,12 @@ struct Parser<'a, 'l> {
     /// and this skips the name lookup for them. Cleared by HELP/TYPE lines, which can
     /// change how a name resolves.
     last: Option<(&'a str, usize)>,
+    /// The last few sample names that needed a lookup, and their families: a
+    /// histogram's lines cycle through `_bucket`, `_sum` and `_count`, and
+    /// each change of name would otherwise hash it (twice for a derived
+    /// name). Cleared with `last`.
+    recent: [Option<(&'a str, usize)>; RECENT_NAMES],
+    recent_next: usize,
     /// Series by `series_hash`. The map uses the default keyed hasher so that crafted
     /// input cannot force hash-table collisions.
     seen: HashMap<u64, SeenSeries>,
@@ -224,6 +234,8 @@ impl<'a, 'l> Parser<'a, 'l> {
             meta: Vec::new(),
             by_name: HashMap::new(),
             last: None,
+            recent: [None; RECENT_NAMES],
+            recent_next: 0,
             seen: HashMap::new(),
             hash_collisions: Vec::new(),
             series: 0,
@@ -308,6 +320,7 @@ impl<'a, 'l> Parser<'a, 'l> {
         }
         // A declaration may change how later sample names resolve.
         self.last = None;
+        self.recent = [None; RECENT_NAMES];
         // Like Go's parser, a HELP or TYPE line for a derived name of a declared
         // histogram or summary (`foo_bucket`, `foo_sum`) is about that family.
         let index = match self.by_name.get(name) {
@@ -400,6 +413,11 @@ impl<'a, 'l> Parser<'a, 'l> {
                 return index;
             }
         }
+        if let Some((_, index)) = self.recent.iter().flatten().find(|(n, _)| *n == name) {
+            let index = *index;
+            self.last = Some((name, index));
+            return index;
+        }
         let index = match self.by_name.get(name) {
             Some(&index) => index,
             None => self.derived_family(name).unwrap_or_else(|| {
@@ -408,6 +426,11 @@ impl<'a, 'l> Parser<'a, 'l> {
             }),
         };
         self.last = Some((name, index));
+        // Only a HELP or TYPE line changes how a name resolves (a sample
+        // creates a family only for a name that resolved to none), and
+        // those clear this list.
+        self.recent[self.recent_next] = Some((name, index));
+        self.recent_next = (self.recent_next + 1) % RECENT_NAMES;
         index
     }
 

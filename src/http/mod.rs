@@ -334,7 +334,7 @@ async fn metrics(
             match tokio::task::spawn_blocking(move || {
                 let r = store.render();
                 if gzip {
-                    r.gzip_of(format);
+                    r.gzip_chunks_of(format);
                 } else {
                     r.len_of(format);
                 }
@@ -350,14 +350,11 @@ async fn metrics(
             }
         }
     };
-    let mut resp = if gzip {
-        let mut r = rendered.gzip_of(format).into_response();
-        r.headers_mut()
+    let mut resp = axum::body::Body::new(ChunksBody::new(&rendered, format, gzip)).into_response();
+    if gzip {
+        resp.headers_mut()
             .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-        r
-    } else {
-        axum::body::Body::new(ChunksBody::new(&rendered, format)).into_response()
-    };
+    }
     resp.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
@@ -367,23 +364,39 @@ async fn metrics(
     resp
 }
 
-/// The plain `/metrics` body, written straight from the rendered chunks
-/// (shared with the store) with an exact length, so hyper sends a
-/// `Content-Length` and never concatenates or copies the whole page.
+/// The `/metrics` body, written straight from the rendered chunks (shared
+/// with the store; for gzip, the compressed runs) with an exact length, so
+/// hyper sends a `Content-Length` and never concatenates or copies the
+/// whole page.
 struct ChunksBody {
     rendered: Arc<crate::store::Rendered>,
     format: Format,
+    gzip: bool,
     next: usize,
     remaining: u64,
 }
 
 impl ChunksBody {
-    fn new(rendered: &Arc<crate::store::Rendered>, format: Format) -> Self {
+    fn new(rendered: &Arc<crate::store::Rendered>, format: Format, gzip: bool) -> Self {
+        let len = if gzip {
+            rendered.gzip_chunks_of(format).1
+        } else {
+            rendered.len_of(format)
+        };
         ChunksBody {
             rendered: rendered.clone(),
             format,
+            gzip,
             next: 0,
-            remaining: rendered.len_of(format) as u64,
+            remaining: len as u64,
+        }
+    }
+
+    fn chunks(&self) -> &[bytes::Bytes] {
+        if self.gzip {
+            self.rendered.gzip_chunks_of(self.format).0
+        } else {
+            self.rendered.chunks_of(self.format)
         }
     }
 }
@@ -397,7 +410,7 @@ impl http_body::Body for ChunksBody {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let chunk = this.rendered.chunks_of(this.format).get(this.next).cloned();
+        let chunk = this.chunks().get(this.next).cloned();
         this.next += 1;
         std::task::Poll::Ready(chunk.map(|c| {
             this.remaining -= c.len() as u64;

@@ -110,13 +110,22 @@ impl Body {
         self.gzip.get().is_some()
     }
 
-    /// The body compressed with gzip, computed once, reusing the runs of
-    /// the previous body that did not change ([`gzip`]).
+    /// The body compressed with gzip, as one buffer (a copy of
+    /// [`Body::gzip_chunks`]; for tests).
     pub fn gzip(&self) -> Bytes {
+        self.gzipped().body()
+    }
+
+    /// The gzip body as chunks and its length, computed once, reusing the
+    /// runs of the previous body that did not change ([`gzip`]).
+    pub fn gzip_chunks(&self) -> (&[Bytes], usize) {
+        let g = self.gzipped();
+        (&g.chunks, g.len)
+    }
+
+    fn gzipped(&self) -> &gzip::Gzipped {
         self.gzip
             .get_or_init(|| gzip::build(&self.chunks, lock(&self.seed).take().as_ref()))
-            .body
-            .clone()
     }
 
     /// The whole body as one buffer (a copy; for tests).
@@ -405,9 +414,19 @@ impl Rendered {
         self.alt.body(f).map_or(self.len(), Body::len)
     }
 
-    /// The gzip of the body in format `f` (built on first use).
+    /// The gzip of the body in format `f` as one buffer (built on first
+    /// use; a copy of [`Rendered::gzip_chunks_of`], for tests).
     pub fn gzip_of(&self, f: Format) -> Bytes {
         self.alt.body(f).map_or_else(|| self.gzip(), Body::gzip)
+    }
+
+    /// The gzip of the body in format `f` as the chunks to write, and its
+    /// length (built on first use).
+    pub fn gzip_chunks_of(&self, f: Format) -> (&[Bytes], usize) {
+        match self.alt.body(f) {
+            Some(b) => b.gzip_chunks(),
+            None => self.gzip_chunks(),
+        }
     }
 
     /// The body in format `f` as one buffer (a copy; for tests).

@@ -9,7 +9,9 @@
 //! single-member gzip file: a fixed header, the runs, an empty final block,
 //! and the CRC-32 of the whole text (combined from the runs' CRCs, not
 //! recomputed) with its length. Every gzip reader decodes it, including
-//! those that stop after the first member.
+//! those that stop after the first member. The runs are copied into one
+//! buffer per generation (served in one piece) and the cached runs point
+//! into it.
 //!
 //! A render keeps its runs ([`Index`]); the next render reuses every run
 //! whose chunks are the same (the same shared buffers, or equal bytes for
@@ -18,10 +20,11 @@
 //! change at every render.
 //!
 //! Where runs are cut is decided by the chunks themselves (content-defined
-//! chunking): after a chunk whose identity hash is 0 modulo [`CUT_ONE_IN`],
-//! once the run holds at least [`MIN_RUN`] bytes, or at [`MAX_RUN`] bytes.
-//! A changed block moves at most the cuts next to it, so the runs elsewhere
-//! stay the same and are found again.
+//! chunking): after a chunk whose first series ([`cut_mark`]) hashes to 0
+//! modulo [`CUT_ONE_IN`], once the run holds at least [`MIN_RUN`] bytes, or
+//! at [`MAX_RUN`] bytes. A block pushed again with new values keeps its
+//! first series, so the cuts stay where they were and only its own run is
+//! new; the runs elsewhere stay the same and are found again.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -30,14 +33,18 @@ use std::hash::{Hash, Hasher as _};
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 
-/// Smallest run worth cutting: one deflate window (32 KiB). Measured on
-/// metrics pages, runs this long come out no larger than `gzip -6` of the
-/// whole page (`gzip_tests`), while a change recompresses only a few.
-const MIN_RUN: usize = 32 * 1024;
+/// Smallest run worth cutting: half a deflate window (16 KiB). A change
+/// compresses the runs that hold it again, so shorter runs make it cheaper
+/// (at 1,000 × 1,000 one app's push went from about 70 KB of text per
+/// changed block to about 35 KB); on metrics pages runs this long still
+/// come out within a few percent of `gzip -6` of the whole page
+/// (`gzip_tests`, `ep-bench`'s `wire_tests`; 32 KiB runs were 1-7% smaller).
+const MIN_RUN: usize = 16 * 1024;
 /// Largest run: bounds the work a change can cause beyond [`MIN_RUN`].
 const MAX_RUN: usize = 512 * 1024;
-/// Past [`MIN_RUN`], one chunk in this many ends a run.
-const CUT_ONE_IN: u64 = 4;
+/// Past [`MIN_RUN`], one chunk in this many ends a run (content-defined,
+/// so a changed chunk moves only the cuts next to it).
+const CUT_ONE_IN: u64 = 2;
 /// Chunks up to this size are identified by their bytes (headers are new
 /// buffers at every render but usually the same text); larger ones by
 /// their buffer, which the store shares between renders.
@@ -145,8 +152,23 @@ impl Index {
 /// A gzip body and the runs it is made of.
 #[derive(Debug)]
 pub(super) struct Gzipped {
-    pub(super) body: Bytes,
+    /// The body, as one chunk: written as many small chunks (one per run)
+    /// it was served at half nginx's rate (a write per run), so the runs
+    /// are copied into one buffer once per generation and point into it.
+    pub(super) chunks: Vec<Bytes>,
+    pub(super) len: usize,
     pub(super) index: std::sync::Arc<Index>,
+}
+
+impl Gzipped {
+    /// The whole body as one buffer (a copy; for tests and small uses).
+    pub(super) fn body(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            out.extend_from_slice(c);
+        }
+        Bytes::from(out)
+    }
 }
 
 /// Whether two chunks hold the same text, by the test their identity uses.
@@ -174,6 +196,25 @@ fn identity(c: &Bytes) -> u64 {
     h.finish()
 }
 
+/// Most bytes of a chunk's first line that decide whether a run may end
+/// after it.
+const MARK_BYTES: usize = 256;
+
+/// What decides the cuts: a hash of the chunk's first line up to its last
+/// blank (an app's block: the name and labels of its first series, which a
+/// push with new values does not change), not of the chunk's identity, so
+/// that a block replaced by the same series with new values keeps the cuts
+/// around it and only its own run is compressed again (with the identity,
+/// half of the changes moved a cut and made two runs new).
+fn cut_mark(c: &Bytes) -> u64 {
+    let head = &c[..c.len().min(MARK_BYTES)];
+    let line = memchr::memchr(b'\n', head).map_or(head, |end| &head[..end]);
+    let series = memchr::memrchr(b' ', line).map_or(line, |end| &line[..end]);
+    let mut h = std::hash::DefaultHasher::new();
+    series.hash(&mut h);
+    h.finish()
+}
+
 /// Where the runs of `chunks` end (exclusive indexes, increasing, the last
 /// one `chunks.len()`), and the key of each run. The last chunk always
 /// stands alone: it is the self-metrics, new at every render.
@@ -183,14 +224,13 @@ fn cut(chunks: &[Bytes]) -> Vec<(usize, u64)> {
     let mut key = 0u64;
     let body = chunks.len().saturating_sub(1);
     for (i, c) in chunks.iter().enumerate() {
-        let id = identity(c);
-        key = key.rotate_left(5) ^ id;
+        key = key.rotate_left(5) ^ identity(c);
         run_len += c.len();
         let last_of_body = i + 1 == body;
         let end = i + 1 == chunks.len()
             || last_of_body
             || run_len >= MAX_RUN
-            || (run_len >= MIN_RUN && id.is_multiple_of(CUT_ONE_IN));
+            || (run_len >= MIN_RUN && cut_mark(c).is_multiple_of(CUT_ONE_IN));
         if end {
             out.push((i + 1, key));
             run_len = 0;
@@ -246,6 +286,7 @@ fn compress(chunks: &[Bytes]) -> Run {
     let len = crc.total_len();
     Run {
         chunks: chunks.to_vec(),
+        // Replaced by a slice of the body it is copied into (`build`).
         deflated: Bytes::from(deflate(chunks)),
         crc: crc.finalize(),
         len,
@@ -264,9 +305,11 @@ impl Run {
     }
 }
 
-/// Above this much text to compress (a first render, a restart), the
-/// runs are compressed on all cores; below it one thread is quicker.
-const PARALLEL_BYTES: usize = 4 << 20;
+/// Above this much text to compress, the runs are compressed on all
+/// cores. After one app's push at 1,000 × 1,000 that is its runs (about
+/// half a megabyte, a few milliseconds of work each side), where two
+/// threads halve the wait; below it a thread costs more than it saves.
+const PARALLEL_BYTES: usize = 256 << 10;
 
 /// Compresses the runs that were not found, on several threads when there
 /// is a lot to do.
@@ -277,7 +320,10 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
         .filter(|(_, r)| r.is_none())
         .map(|((_, p), _)| p.iter().map(Bytes::len).sum::<usize>())
         .sum();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let missing = runs.iter().filter(|r| r.is_none()).count();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(missing);
     if todo < PARALLEL_BYTES || threads < 2 {
         for ((_, part), run) in parts.iter().zip(runs.iter_mut()) {
             if run.is_none() {
@@ -290,10 +336,12 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
     // about the same work.
     let mut shares: Vec<Vec<(&[Bytes], &mut Option<Run>)>> =
         (0..threads).map(|_| Vec::new()).collect();
-    for (i, ((_, part), run)) in parts.iter().zip(runs.iter_mut()).enumerate() {
-        if run.is_none() {
-            shares[i % threads].push((part, run));
-        }
+    let pending = parts
+        .iter()
+        .zip(runs.iter_mut())
+        .filter(|(_, run)| run.is_none());
+    for (i, ((_, part), run)) in pending.enumerate() {
+        shares[i % threads].push((part, run));
     }
     std::thread::scope(|scope| {
         for share in shares {
@@ -353,7 +401,8 @@ pub(super) fn build(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
         index.runs.entry(key).or_default().push(r);
     }
     Gzipped {
-        body,
+        len: body.len(),
+        chunks: vec![body],
         index: std::sync::Arc::new(index),
     }
 }
@@ -364,20 +413,29 @@ impl super::Rendered {
         self.gzip.get().is_some()
     }
 
-    /// The body compressed with gzip, computed once per generation from
-    /// the runs of the previous one that did not change (see the module).
+    /// The body compressed with gzip, as one buffer (a copy of
+    /// [`Self::gzip_chunks`]; for tests and small uses).
     pub fn gzip(&self) -> Bytes {
-        self.gzip
-            .get_or_init(|| {
-                let seed = self
-                    .gzip_seed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take();
-                build(&self.chunks, seed.as_ref())
-            })
-            .body
-            .clone()
+        self.gzipped().body()
+    }
+
+    /// The gzip body as the chunks to write, computed once per generation
+    /// from the runs of the previous one that did not change (see the
+    /// module), and its length.
+    pub fn gzip_chunks(&self) -> (&[Bytes], usize) {
+        let g = self.gzipped();
+        (&g.chunks, g.len)
+    }
+
+    fn gzipped(&self) -> &Gzipped {
+        self.gzip.get_or_init(|| {
+            let seed = self
+                .gzip_seed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            build(&self.chunks, seed.as_ref())
+        })
     }
 
     /// The runs a later render may reuse: this render's if its gzip was
@@ -421,9 +479,9 @@ mod tests {
 
     #[test]
     fn empty_and_tiny_pages_decode() {
-        assert_eq!(gunzip(&build(&[], None).body), b"");
+        assert_eq!(gunzip(&build(&[], None).body()), b"");
         let one = [Bytes::from_static(b"x 1\n")];
-        assert_eq!(gunzip(&build(&one, None).body), b"x 1\n");
+        assert_eq!(gunzip(&build(&one, None).body()), b"x 1\n");
     }
 
     #[test]
@@ -437,7 +495,7 @@ mod tests {
         }
         chunks.push(Bytes::from_static(b"own 1\n"));
         let first = build(&chunks, None);
-        assert_eq!(gunzip(&first.body), concat(&chunks));
+        assert_eq!(gunzip(&first.body()), concat(&chunks));
         let runs = first.index.runs.values().map(Vec::len).sum::<usize>();
         assert!(runs > 8, "the page is cut into runs: {runs}");
 
@@ -457,7 +515,7 @@ mod tests {
         let last = next.len() - 1;
         next[last] = Bytes::from_static(b"own 2\n");
         let second = build(&next, hand_on(Some(&first), None).as_ref());
-        assert_eq!(gunzip(&second.body), concat(&next));
+        assert_eq!(gunzip(&second.body()), concat(&next));
         let new_runs = second
             .index
             .runs
@@ -482,7 +540,7 @@ mod tests {
         let text = concat(&chunks);
         assert!(text.len() > PARALLEL_BYTES, "{}", text.len());
         let first = build(&chunks, None);
-        assert_eq!(gunzip(&first.body), text);
+        assert_eq!(gunzip(&first.body()), text);
     }
 
     #[test]
@@ -495,6 +553,6 @@ mod tests {
         let other = Bytes::from("b 2\n".repeat(2000));
         let next = vec![other, Bytes::from_static(b"own\n")];
         let second = build(&next, hand_on(Some(&first), None).as_ref());
-        assert_eq!(gunzip(&second.body), concat(&next));
+        assert_eq!(gunzip(&second.body()), concat(&next));
     }
 }

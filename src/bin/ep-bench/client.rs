@@ -13,6 +13,9 @@ use tokio::net::{TcpStream, UnixStream};
 pub struct Response {
     pub status: u16,
     pub gzip: bool,
+    /// From sending the request to the first byte of the body being
+    /// readable (the end of the headers for an empty body).
+    pub first_byte: std::time::Duration,
 }
 
 /// One keep-alive HTTP/1.1 connection; reconnects after `Connection: close`.
@@ -84,6 +87,7 @@ impl HttpConn {
     async fn exchange(&mut self, request: &[u8], body: &mut Vec<u8>) -> Result<Response> {
         let s = self.stream.as_mut().expect("connected");
         let line = &mut self.line;
+        let sent = std::time::Instant::now();
         s.get_mut().write_all(request).await?;
         read_line(s, line).await?;
         let status: u16 = line
@@ -110,6 +114,11 @@ impl HttpConn {
             }
         }
         body.clear();
+        if chunked || length.is_none_or(|n| n > 0) {
+            // Wait for the first body byte without consuming it.
+            s.fill_buf().await?;
+        }
+        let first_byte = sent.elapsed();
         if chunked {
             loop {
                 read_line(s, line).await?;
@@ -138,7 +147,11 @@ impl HttpConn {
         if close {
             self.stream = None;
         }
-        Ok(Response { status, gzip })
+        Ok(Response {
+            status,
+            gzip,
+            first_byte,
+        })
     }
 }
 

@@ -36,14 +36,69 @@ pub const ALT_FORMATS: [AltFormat; 2] = [
 /// What was measured on the proxy in one alternative format.
 #[derive(Debug, Default)]
 pub struct FormatResult {
-    pub change_plain: Vec<f64>,
-    pub change_gzip: Vec<f64>,
+    pub change: Change,
     pub lat_plain: Vec<f64>,
     pub lat_gzip: Vec<f64>,
     pub size_plain: usize,
     pub size_gzip: usize,
     pub rps_plain: Vec<f64>,
     pub rps_gzip: Vec<f64>,
+}
+
+/// Scrapes right after a push (a render), plain and gzip: the full time,
+/// the time to the first body byte, and the extra time over a scrape of
+/// the same body from the cache right after it (the same transfer).
+#[derive(Debug, Default)]
+pub struct Change {
+    pub plain: [Vec<f64>; 3],
+    pub gzip: [Vec<f64>; 3],
+}
+
+impl Change {
+    /// Records one push-then-scrape (seconds): full time, first byte, and
+    /// the full time of the cached scrape that followed.
+    pub fn record(&mut self, gzip: bool, full: f64, first_byte: f64, cached: f64) {
+        let v = if gzip {
+            &mut self.gzip
+        } else {
+            &mut self.plain
+        };
+        v[0].push(full);
+        v[1].push(first_byte);
+        v[2].push(full - cached);
+    }
+
+    /// The full times, plain or gzip.
+    pub fn full(&self, gzip: bool) -> &[f64] {
+        if gzip {
+            &self.gzip[0]
+        } else {
+            &self.plain[0]
+        }
+    }
+
+    /// (row label, samples) for the report: full, first byte, extra.
+    pub fn rows(&self) -> Vec<(String, &[f64])> {
+        let mut out = Vec::new();
+        for (label, v) in [("plain", &self.plain), ("gzip", &self.gzip)] {
+            let n = v[0].len();
+            out.push((
+                format!("/metrics right after a push, {label}: median ms (n={n})"),
+                &v[0][..],
+            ));
+            out.push((
+                format!("/metrics right after a push, {label}: first body byte, median ms"),
+                &v[1][..],
+            ));
+            out.push((
+                format!(
+                    "/metrics right after a push, {label}: extra over the cached scrape, median ms"
+                ),
+                &v[2][..],
+            ));
+        }
+        out
+    }
 }
 
 /// One result per entry of [`ALT_FORMATS`].
@@ -124,16 +179,8 @@ pub fn print_scale(connections: usize, r: &ScaleResult) {
                 better_cost(ms(pl, 0.5), ms(nl, 0.5)),
             );
         }
-        for (label, c) in [("plain", &p.change_plain), ("gzip", &p.change_gzip)] {
-            row(
-                format!(
-                    "/metrics right after a push, {label}: median ms (n={})",
-                    c.len()
-                ),
-                opt(ms(c, 0.5)),
-                None,
-                None,
-            );
+        for (label, c) in p.change.rows() {
+            row(label, opt(ms(c, 0.5)), None, None);
         }
         for (label, pv, gv, nv) in [
             ("plain", &p.rps_plain, &g.rps_plain, &n.rps_plain),
@@ -202,7 +249,7 @@ pub fn targets(results: &[ScaleResult]) -> Vec<(String, String, Option<bool>)> {
     }
     if let Some(big) = find(1000, 1000) {
         for (f, p) in ALT_FORMATS.iter().zip(&big.proxy.formats) {
-            let change = median(&p.change_plain);
+            let change = median(p.change.full(false));
             rows.push((
                 format!(
                     "1000×1000, {}: /metrics right after a push, plain, median < 1 s",

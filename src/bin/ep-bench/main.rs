@@ -186,8 +186,7 @@ struct TargetResult {
     skipped: Option<String>,
     load_secs: Option<f64>,
     pushes: Vec<PushResult>,
-    change_plain: Vec<f64>,
-    change_gzip: Vec<f64>,
+    change: formats::Change,
     lat_plain: Vec<f64>,
     lat_gzip: Vec<f64>,
     size_plain: usize,
@@ -459,6 +458,17 @@ async fn scrape_as(
     accept: Option<&str>,
     buf: &mut Vec<u8>,
 ) -> Result<(f64, usize)> {
+    let (secs, _, size) = scrape_timed(conn, gzip, accept, buf).await?;
+    Ok((secs, size))
+}
+
+/// [`scrape_as`], also returning the seconds to the first body byte.
+async fn scrape_timed(
+    conn: &mut HttpConn,
+    gzip: bool,
+    accept: Option<&str>,
+    buf: &mut Vec<u8>,
+) -> Result<(f64, f64, usize)> {
     let req = HttpConn::get_as("/metrics", gzip, accept);
     let t = Instant::now();
     let r = conn.send(&req, buf).await?;
@@ -469,7 +479,7 @@ async fn scrape_as(
     if r.gzip != gzip {
         bail!("/metrics: asked gzip={gzip}, got gzip={}", r.gzip);
     }
-    Ok((secs, buf.len()))
+    Ok((secs, r.first_byte.as_secs_f64(), buf.len()))
 }
 
 /// Sequential scrapes on one keep-alive connection, bounded in count and
@@ -681,7 +691,7 @@ async fn delete_http_groups(http: SocketAddr, apps: usize) -> Result<()> {
 }
 
 /// Times scrapes that follow a push (a render, not the cache) into
-/// `change_plain` / `change_gzip`; returns the cached page afterwards,
+/// `change` (full, first byte, extra over the cached scrape); returns the cached page afterwards,
 /// plain and gzip.
 async fn scrapes_after_change(
     pusher: &Pusher,
@@ -714,15 +724,15 @@ async fn scrapes_after_change(
                     )
                     .await?;
                 change += 1;
-                let (secs, _) = scrape_as(&mut conn, gzip, accept, &mut buf).await?;
-                let (plain, gz) = match f {
-                    None => (&mut proxy_r.change_plain, &mut proxy_r.change_gzip),
-                    Some(i) => {
-                        let r = &mut proxy_r.formats[i];
-                        (&mut r.change_plain, &mut r.change_gzip)
-                    }
+                let (secs, first, _) = scrape_timed(&mut conn, gzip, accept, &mut buf).await?;
+                // The same body again, from the cache: what the transfer
+                // alone costs in this round.
+                let (cached, _, _) = scrape_timed(&mut conn, gzip, accept, &mut buf).await?;
+                let c = match f {
+                    None => &mut proxy_r.change,
+                    Some(i) => &mut proxy_r.formats[i].change,
                 };
-                if gzip { gz } else { plain }.push(secs);
+                c.record(gzip, secs, first, cached);
             }
         }
     }
@@ -987,28 +997,16 @@ fn print_scrape_rows(args: &Args, r: &ScaleResult) {
             );
         }
     }
-    row(
-        &format!(
-            "/metrics right after a push, plain: median ms (n={})",
-            p.change_plain.len()
-        ),
-        opt(ms(&p.change_plain, 0.5)),
-        "(renders every scrape)".into(),
-        "–".into(),
-        None,
-        None,
-    );
-    row(
-        &format!(
-            "/metrics right after a push, gzip: median ms (n={})",
-            p.change_gzip.len()
-        ),
-        opt(ms(&p.change_gzip, 0.5)),
-        "(renders every scrape)".into(),
-        "–".into(),
-        None,
-        None,
-    );
+    for (label, c) in p.change.rows() {
+        row(
+            &label,
+            opt(ms(c, 0.5)),
+            "(renders every scrape)".into(),
+            "–".into(),
+            None,
+            None,
+        );
+    }
     for (label, pv, gv, nv) in [
         ("plain", &p.rps_plain, &g.rps_plain, &n.rps_plain),
         ("gzip", &p.rps_gzip, &g.rps_gzip, &n.rps_gzip),
@@ -1142,11 +1140,26 @@ fn print_targets(results: &[ScaleResult]) {
             opt(growth),
             growth.map(|x| x <= 2.0),
         ));
-        let change = median(&big.proxy.change_plain);
+        let change = median(big.proxy.change.full(false));
         rows.push((
             "1000×1000: /metrics right after a push, plain, median < 1 s".into(),
             change.map_or_else(|| "–".into(), |s| format!("{} s", num(s))),
             change.map(|s| s < 1.0),
+        ));
+        // Issue 19: a change costs in proportion to the change. The plain
+        // body (85 MB) takes longer than that to transfer even from the
+        // cache, so its target is the time beyond the cached scrape.
+        let extra = median(&big.proxy.change.plain[2]);
+        rows.push((
+            "1000×1000: /metrics right after a push, plain, median extra over a cached scrape ≤ 10 ms".into(),
+            extra.map_or_else(|| "–".into(), |s| format!("{} ms", num(s * 1000.0))),
+            extra.map(|s| s <= 0.010),
+        ));
+        let gz = median(big.proxy.change.full(true));
+        rows.push((
+            "1000×1000: /metrics right after a push, gzip, median ≤ 20 ms".into(),
+            gz.map_or_else(|| "–".into(), |s| format!("{} ms", num(s * 1000.0))),
+            gz.map(|s| s <= 0.020),
         ));
         let rss = big.proxy.rss_kib as f64 * 1024.0 / big.pushed_bytes as f64;
         rows.push((

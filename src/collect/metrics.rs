@@ -156,13 +156,12 @@ fn elements<'v>(spec: &MetricSpec, source_root: &'v Value) -> Result<Vec<Element
                 nodes
                     .into_iter()
                     .map(|(loc, node)| {
-                        let mut value_loc = loc.clone();
-                        let value = match tail.one_at(node, &loc) {
-                            Ok((l, v)) => {
-                                value_loc = l;
-                                Ok(Cow::Borrowed(v))
-                            }
-                            Err(e) if e.missing => Err(e.message),
+                        // The element's own location is copied only when
+                        // its value is missing (700,000 copies of a 16 MiB
+                        // response otherwise).
+                        let (value_loc, value) = match tail.value_at(node, &loc) {
+                            Ok(v) => (tail.location(&loc), Ok(Cow::Borrowed(v))),
+                            Err(e) if e.missing => (loc.clone(), Err(e.message)),
                             Err(e) => return Err(e.message),
                         };
                         Ok(Element {
@@ -208,12 +207,12 @@ fn labels_of(spec: &MetricSpec, root: &Value, e: &Element<'_>) -> Result<Option<
         let v: Result<Cow<'_, Value>, String> = match from {
             LabelFrom::Path(p) => {
                 let r = if p.rooted {
-                    p.one_at(root, "")
+                    p.value_at(root, "")
                 } else {
-                    p.one_at(&e.node, &e.loc)
+                    p.value_at(&e.node, &e.loc)
                 };
                 match r {
-                    Ok((_, v)) if !v.is_null() => Ok(Cow::Borrowed(v)),
+                    Ok(v) if !v.is_null() => Ok(Cow::Borrowed(v)),
                     Ok(_) => Err(format!("path `{p}`: null")),
                     Err(err) if err.missing => Err(err.message),
                     Err(err) => return Err(format!("label {name}: {}", err.message)),
@@ -298,7 +297,7 @@ fn samples(spec: &MetricSpec, input: &Inputs<'_>) -> Result<Samples, String> {
             };
         let id = match &spec.id {
             Some(p) if observation => {
-                let (_, v) = p.one_at(&e.node, &e.loc).map_err(|err| err.message)?;
+                let v = p.value_at(&e.node, &e.loc).map_err(|err| err.message)?;
                 xxhash_rust::xxh3::xxh3_64(v.to_string().as_bytes())
             }
             // Identities are for observations only: serialising every

@@ -171,6 +171,40 @@ impl Path {
         self.one_at(root, "").map(|(_, v)| v).map_err(|e| e.message)
     }
 
+    /// [`Path::one_at`] without the location, which only the error builds:
+    /// a path without wildcard is walked by reference (no location strings,
+    /// no vectors per element of a large response).
+    pub fn value_at<'v>(&self, root: &'v Value, base: &str) -> Result<&'v Value, PathError> {
+        let mut v = root;
+        for seg in &self.segments {
+            let next = match (seg, v) {
+                (Segment::Key(k), Value::Object(m)) => m.get(k),
+                (Segment::Index(n), Value::Array(a)) => a.get(*n),
+                _ => None,
+            };
+            match next {
+                Some(x) => v = x,
+                // The slow path names what is wrong, and where.
+                None => return self.one_at(root, base).map(|(_, v)| v),
+            }
+        }
+        Ok(v)
+    }
+
+    /// Where a path without wildcard leads from `base` (as [`Path::one_at`]
+    /// names it), built in one string.
+    pub fn location(&self, base: &str) -> String {
+        let mut loc = base.to_owned();
+        for seg in &self.segments {
+            loc = match seg {
+                Segment::Key(k) => join_key(&loc, k),
+                Segment::Index(n) => format!("{loc}[{n}]"),
+                Segment::Wildcard => format!("{loc}[*]"),
+            };
+        }
+        loc
+    }
+
     /// [`Path::one`] with the location, relative to `base`.
     pub fn one_at<'v>(
         &self,

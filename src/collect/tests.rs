@@ -88,6 +88,44 @@ fn paths_parse_and_select() {
 }
 
 #[test]
+fn the_quick_walk_answers_as_the_located_one() {
+    // `value_at` and `location` (the collector's per-element fast path)
+    // give what `one_at` gives, errors included, from any base.
+    let v = json!({"a": {"b": [{"c": 1}, {"c": null}], "x.y": 3, "": 4}, "n": 5});
+    for p in [
+        "a.b[1].c",
+        "a.b[0].c",
+        "$.a.b[0].c",
+        "/a/b/0/c",
+        "a[\"x.y\"]",
+        "a[\"\"]",
+        "n",
+        "a.b[5].c",
+        "a.nope",
+        "a.b.c",
+        "n.x",
+        "a.b[0].c.d",
+        "",
+    ] {
+        let path = Path::parse(p).unwrap();
+        for base in ["", "items[3]"] {
+            let located = path.one_at(&v, base);
+            let quick = path.value_at(&v, base);
+            match (&located, &quick) {
+                (Ok((loc, a)), Ok(b)) => {
+                    assert_eq!(a, b, "{p}");
+                    assert_eq!(&path.location(base), loc, "{p} from {base:?}");
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!((a.missing, &a.message), (b.missing, &b.message), "{p}")
+                }
+                _ => panic!("{p}: {located:?} against {quick:?}"),
+            }
+        }
+    }
+}
+
+#[test]
 fn numbers_parse_strictly() {
     let dot = NumberFormat::default();
     let comma = NumberFormat {

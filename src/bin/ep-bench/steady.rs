@@ -262,11 +262,11 @@ async fn run_target(
                 tokio::time::sleep_until(at.into()).await;
                 due.fetch_add(1, Ordering::Relaxed);
                 // A target that falls behind fills the queue: what is not
-                // handed to a worker by the end of the run is lost, and
-                // the run still ends on time.
+                // handed to a worker by the end of the run is lost (still
+                // counted as due), and the run ends on time.
                 match tokio::time::timeout_at(deadline.into(), tx.send((app, round, at))).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(())) | Err(_) => {}
+                    Ok(Err(_)) => break,
                 }
                 next[i] = (at + period, app, round + 1);
                 i = (i + 1) % next.len();

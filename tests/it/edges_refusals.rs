@@ -9,13 +9,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use capnp_rpc::{rpc_twoparty_capnp, twoparty, RpcSystem};
-use exporter_proxy::generated::metric_data_capnp::metrics_receiver;
-use futures::AsyncReadExt as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::task::JoinSet;
-use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::support::*;
 
@@ -179,18 +175,7 @@ async fn rpc_push(addr: SocketAddr, app: &'static str, text: String) -> Result<b
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            let (reader, writer) = stream.compat().split();
-            let network = Box::new(twoparty::VatNetwork::new(
-                futures::io::BufReader::new(reader),
-                futures::io::BufWriter::new(writer),
-                rpc_twoparty_capnp::Side::Client,
-                Default::default(),
-            ));
-            let mut system = RpcSystem::new(network, None);
-            let client: metrics_receiver::Client =
-                system.bootstrap(rpc_twoparty_capnp::Side::Server);
-            tokio::task::spawn_local(system);
+            let client = crate::rpc::client(addr).await;
             let mut req = client.push_request();
             {
                 let mut m = req.get().init_metrics();

@@ -7,6 +7,24 @@ use tokio_util::compat::TokioAsyncReadCompatExt;
 
 use crate::support::*;
 
+/// A capnp-rpc client of the proxy's RPC listener at `addr`, its RPC
+/// system running as a local task (capnp-rpc is !Send: call it inside a
+/// `LocalSet`).
+pub(crate) async fn client(addr: std::net::SocketAddr) -> metrics_receiver::Client {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (reader, writer) = stream.compat().split();
+    let network = Box::new(twoparty::VatNetwork::new(
+        futures::io::BufReader::new(reader),
+        futures::io::BufWriter::new(writer),
+        rpc_twoparty_capnp::Side::Client,
+        Default::default(),
+    ));
+    let mut system = RpcSystem::new(network, None);
+    let client: metrics_receiver::Client = system.bootstrap(rpc_twoparty_capnp::Side::Server);
+    tokio::task::spawn_local(system);
+    client
+}
+
 /// Pushes over RPC; returns (accepted, error).
 async fn rpc_push(addr: std::net::SocketAddr, app: &str, text: &str) -> (bool, String) {
     let app = app.to_owned();
@@ -15,18 +33,7 @@ async fn rpc_push(addr: std::net::SocketAddr, app: &str, text: &str) -> (bool, S
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let (reader, writer) = stream.compat().split();
-            let network = Box::new(twoparty::VatNetwork::new(
-                futures::io::BufReader::new(reader),
-                futures::io::BufWriter::new(writer),
-                rpc_twoparty_capnp::Side::Client,
-                Default::default(),
-            ));
-            let mut system = RpcSystem::new(network, None);
-            let client: metrics_receiver::Client =
-                system.bootstrap(rpc_twoparty_capnp::Side::Server);
-            tokio::task::spawn_local(system);
+            let client = crate::rpc::client(addr).await;
             let mut req = client.push_request();
             {
                 let mut m = req.get().init_metrics();

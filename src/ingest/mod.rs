@@ -380,21 +380,36 @@ struct Reader<'a, S> {
     done: bool,
 }
 
+/// One read of a connection, bounded by the idle and whole-read deadlines
+/// and cancelled when the listener stops.
+async fn bounded(
+    idle_deadline: Instant,
+    deadline: Instant,
+    abort: &CancellationToken,
+    read: impl std::future::Future<Output = io::Result<usize>>,
+) -> Result<usize, ReadFail> {
+    tokio::select! {
+        r = tokio::time::timeout_at(idle_deadline, read) => match r {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(ReadFail::Io(e)),
+            Err(_) if Instant::now() >= deadline => Err(ReadFail::Timeout("read timeout")),
+            Err(_) => Err(ReadFail::Timeout("idle timeout")),
+        },
+        _ = abort.cancelled() => Err(ReadFail::Shutdown),
+    }
+}
+
 impl<S: AsyncRead + Unpin> Reader<'_, S> {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadFail> {
         let idle_deadline = (Instant::now() + self.idle).min(self.deadline);
-        let n = tokio::select! {
-            r = tokio::time::timeout_at(idle_deadline, self.stream.read(buf)) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(ReadFail::Io(e)),
-                Err(_) if Instant::now() >= self.deadline => return Err(ReadFail::Timeout("read timeout")),
-                Err(_) => return Err(ReadFail::Timeout("idle timeout")),
-            },
-            _ = self.abort.cancelled() => return Err(ReadFail::Shutdown),
-        };
-        self.offset += n;
-        self.done = n == 0;
-        Ok(n)
+        let n = bounded(
+            idle_deadline,
+            self.deadline,
+            self.abort,
+            self.stream.read(buf),
+        )
+        .await?;
+        Ok(self.consumed(n))
     }
 
     /// [`Reader::read`] into the spare capacity of `buf` (which must have
@@ -403,17 +418,21 @@ impl<S: AsyncRead + Unpin> Reader<'_, S> {
     async fn read_spare(&mut self, buf: &mut Vec<u8>) -> Result<usize, ReadFail> {
         debug_assert!(buf.capacity() > buf.len(), "no room to read into");
         let idle_deadline = (Instant::now() + self.idle).min(self.deadline);
-        let n = tokio::select! {
-            r = tokio::time::timeout_at(idle_deadline, self.stream.read_buf(buf)) => match r {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(ReadFail::Io(e)),
-                Err(_) if Instant::now() >= self.deadline => return Err(ReadFail::Timeout("read timeout")),
-                Err(_) => return Err(ReadFail::Timeout("idle timeout")),
-            },
-            _ = self.abort.cancelled() => return Err(ReadFail::Shutdown),
-        };
+        let n = bounded(
+            idle_deadline,
+            self.deadline,
+            self.abort,
+            self.stream.read_buf(buf),
+        )
+        .await?;
+        Ok(self.consumed(n))
+    }
+
+    /// Counts `n` bytes read (0: the client finished sending).
+    fn consumed(&mut self, n: usize) -> usize {
         self.offset += n;
-        Ok(n)
+        self.done = n == 0;
+        n
     }
 
     /// Waits for the first bytes of the next message of a stream, for at

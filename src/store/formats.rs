@@ -67,6 +67,9 @@ pub(super) struct RenderFamily {
 #[derive(Debug)]
 pub struct Body {
     chunks: Vec<Bytes>,
+    /// Per chunk: whether it is a new buffer at every render (a header;
+    /// see [`gzip::build`]).
+    by_content: Vec<bool>,
     len: usize,
     gzip: OnceLock<gzip::Gzipped>,
     /// The compressed runs of the previous render's body in this format.
@@ -74,11 +77,15 @@ pub struct Body {
 }
 
 impl Body {
-    fn new(mut chunks: Vec<Bytes>, seed: Option<gzip::Seed>) -> Body {
-        chunks.retain(|c| !c.is_empty());
+    /// A body of `chunks`, each with whether it is a new buffer at every
+    /// render (`true` for headers).
+    fn new(marked: Vec<(Bytes, bool)>, seed: Option<gzip::Seed>) -> Body {
+        let (chunks, by_content): (Vec<Bytes>, Vec<bool>) =
+            marked.into_iter().filter(|(c, _)| !c.is_empty()).unzip();
         let len = chunks.iter().map(Bytes::len).sum();
         Body {
             chunks,
+            by_content,
             len,
             gzip: OnceLock::new(),
             seed: Mutex::new(seed),
@@ -124,8 +131,13 @@ impl Body {
     }
 
     fn gzipped(&self) -> &gzip::Gzipped {
-        self.gzip
-            .get_or_init(|| gzip::build(&self.chunks, lock(&self.seed).take().as_ref()))
+        self.gzip.get_or_init(|| {
+            gzip::build(
+                &self.chunks,
+                &self.by_content,
+                lock(&self.seed).take().as_ref(),
+            )
+        })
     }
 
     /// The whole body as one buffer (a copy; for tests).
@@ -213,8 +225,8 @@ impl Alternatives {
             let mut head = Vec::with_capacity(header.len() + 10);
             proto::encode_varint(&mut head, total as u64);
             head.extend_from_slice(&header);
-            chunks.push(Bytes::from(head));
-            chunks.extend(parts);
+            chunks.push((Bytes::from(head), true));
+            chunks.extend(parts.into_iter().map(|p| (p, false)));
         }
         let mut own = Vec::with_capacity(self.own.len());
         for (fam, metrics) in text_families(&self.own) {
@@ -223,7 +235,7 @@ impl Alternatives {
             proto::encode_varint(&mut own, body.len() as u64);
             own.extend_from_slice(&body);
         }
-        chunks.push(Bytes::from(own));
+        chunks.push((Bytes::from(own), false));
         Body::new(chunks, lock(&self.seeds).protobuf.take())
     }
 
@@ -243,8 +255,8 @@ impl Alternatives {
             });
             let mut head = Vec::with_capacity(128);
             openmetrics_out::encode_header(&mut head, &f.name, f.help.as_deref(), kind);
-            chunks.push(Bytes::from(head));
-            chunks.extend(f.blocks.iter().map(|b| block_om(b, kind)));
+            chunks.push((Bytes::from(head), true));
+            chunks.extend(f.blocks.iter().map(|b| (block_om(b, kind), false)));
         }
         let mut own = Vec::with_capacity(self.own.len() + 1024);
         for (fam, metrics) in text_families(&self.own) {
@@ -254,7 +266,7 @@ impl Alternatives {
             openmetrics_out::encode_metrics(&mut own, &fam.name, kind, &metrics);
         }
         own.extend_from_slice(openmetrics_out::EOF);
-        chunks.push(Bytes::from(own));
+        chunks.push((Bytes::from(own), false));
         Body::new(chunks, lock(&self.seeds).openmetrics.take())
     }
 }

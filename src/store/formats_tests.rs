@@ -351,3 +351,46 @@ fn delimited_framing_errors_name_the_offset() {
         "{err}"
     );
 }
+
+#[test]
+fn timestamps_are_seen_in_encoded_lines_whatever_the_label_values_hold() {
+    for (body, has) in [
+        ("", false),
+        ("g 1\n", false),
+        ("g 1 1700000000000\n", true),
+        ("g{a=\"x\"} NaN\n", false),
+        ("g{a=\"x\"} +Inf -5\n", true),
+        // Blanks and braces inside label values are not the line's own.
+        ("g{path=\"/a b} 1 2\",q=\"} }\"} 3\n", false),
+        ("g{path=\"/a b} 1 2\"} 3 4\n", true),
+        ("g{a=\"1\"} 1\ng{a=\"2\"} 2 17\n", true),
+        ("g{a=\"1\"} 1\ng 2\n", false),
+    ] {
+        assert_eq!(lines_have_timestamps(body.as_bytes()), has, "{body:?}");
+    }
+}
+
+#[test]
+fn gauge_lines_with_blanks_in_label_values_are_shared_as_openmetrics() {
+    let s = store();
+    s.push(
+        "a",
+        "# TYPE g gauge\ng{path=\"/a b} 1 2\"} 3\n# TYPE t gauge\nt{x=\"y z\"} 1 1700000000123\n",
+        AppKind::Push,
+        "test",
+    )
+    .unwrap();
+    let r = s.render();
+    let om = String::from_utf8(r.bytes_of(Format::OpenMetrics).to_vec()).unwrap();
+    assert!(
+        om.starts_with(
+            "# TYPE g gauge\ng{path=\"/a b} 1 2\"} 3\n# TYPE t gauge\nt{x=\"y z\"} 1.0 1700000000.123\n"
+        ),
+        "{om}"
+    );
+    // The line without a timestamp is the text block itself, shared.
+    assert_eq!(
+        r.chunks_of(Format::OpenMetrics)[1].as_ptr(),
+        r.chunks()[1].as_ptr()
+    );
+}

@@ -462,7 +462,28 @@ impl SelfMetrics {
     /// Appends the self-metrics to a `/metrics` body, families in a fixed
     /// order; `apps` are the store's applications.
     pub fn encode(&self, out: &mut Vec<u8>, apps: &[AppRow<'_>]) {
-        encode_apps(out, apps);
+        for family in AppFamily::ALL {
+            family.encode_header(out);
+            for a in apps {
+                family.encode_line(out, a);
+            }
+        }
+        self.encode_rest(out, apps.len());
+    }
+
+    /// The self-metrics after the per-application families
+    /// ([`AppFamily`], which the store writes app by app, keeping each
+    /// app's lines until it changes): the number of applications, then
+    /// the process, status, sink and target families.
+    pub fn encode_rest(&self, out: &mut Vec<u8>, apps: usize) {
+        use std::io::Write;
+        header(
+            out,
+            "apps",
+            "Number of applications in the store.",
+            MetricType::Gauge,
+        );
+        let _ = writeln!(out, "{PREFIX}apps {apps}");
         self.encode_process(out);
         self.encode_status(out);
         self.encode_sinks(out);
@@ -714,40 +735,65 @@ impl SelfMetrics {
 }
 
 /// The applications' families: last update, series, and their number.
-fn encode_apps(out: &mut Vec<u8>, apps: &[AppRow<'_>]) {
-    use std::io::Write;
-    let p = PREFIX;
-    header(
-        out,
-        "app_last_push_timestamp_seconds",
-        "Time of the last accepted push or poll of each application.",
-        MetricType::Gauge,
-    );
-    for a in apps {
-        let Some(last) = a.last_update else { continue };
-        out.extend_from_slice(format!("{p}app_last_push_timestamp_seconds{{app=\"").as_bytes());
-        exposition::escape_label_value(out, a.name);
-        let ts = last.timestamp_millis() as f64 / 1000.0;
-        let _ = writeln!(out, "\",kind=\"{}\"}} {ts}", a.kind);
+/// The self-metric families with a series per application, in the order
+/// they are written (first in the self-metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppFamily {
+    /// `exporter_proxy_app_last_push_timestamp_seconds`.
+    LastPush,
+    /// `exporter_proxy_app_series`.
+    Series,
+}
+
+impl AppFamily {
+    /// Both, in order.
+    pub const ALL: [AppFamily; 2] = [AppFamily::LastPush, AppFamily::Series];
+
+    /// The family name, prefix included.
+    pub fn name(self) -> String {
+        format!("{PREFIX}{}", self.short_name())
     }
-    header(
-        out,
-        "app_series",
-        "Number of series each application currently exposes.",
-        MetricType::Gauge,
-    );
-    for a in apps {
-        out.extend_from_slice(format!("{p}app_series{{app=\"").as_bytes());
-        exposition::escape_label_value(out, a.name);
-        let _ = writeln!(out, "\",kind=\"{}\"}} {}", a.kind, a.series);
+
+    fn short_name(self) -> &'static str {
+        match self {
+            AppFamily::LastPush => "app_last_push_timestamp_seconds",
+            AppFamily::Series => "app_series",
+        }
     }
-    header(
-        out,
-        "apps",
-        "Number of applications in the store.",
-        MetricType::Gauge,
-    );
-    let _ = writeln!(out, "{p}apps {}", apps.len());
+
+    /// The HELP text.
+    pub fn help(self) -> &'static str {
+        match self {
+            AppFamily::LastPush => "Time of the last accepted push or poll of each application.",
+            AppFamily::Series => "Number of series each application currently exposes.",
+        }
+    }
+
+    /// Both families are gauges.
+    pub fn typ(self) -> MetricType {
+        MetricType::Gauge
+    }
+
+    /// The `# HELP` and `# TYPE` lines.
+    pub fn encode_header(self, out: &mut Vec<u8>) {
+        header(out, self.short_name(), self.help(), self.typ());
+    }
+
+    /// The line of application `a` (none in [`AppFamily::LastPush`] for an
+    /// app without data yet). The same line is valid OpenMetrics.
+    pub fn encode_line(self, out: &mut Vec<u8>, a: &AppRow<'_>) {
+        use std::io::Write;
+        let value = match self {
+            AppFamily::LastPush => match a.last_update {
+                Some(last) => format!("{}", last.timestamp_millis() as f64 / 1000.0),
+                None => return,
+            },
+            AppFamily::Series => a.series.to_string(),
+        };
+        let _ = write!(out, "{PREFIX}{}{{app=\"", self.short_name());
+        exposition::escape_label_value(out, a.name);
+        let _ = writeln!(out, "\",kind=\"{}\"}} {value}", a.kind);
+    }
 }
 
 /// The `# HELP` and `# TYPE` lines of the self-metric `PREFIX` + `name`.

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::exposition::{self, MetricType, ParseLimits};
-use crate::telemetry::{RejectReason, SelfMetrics};
+use crate::telemetry::{AppFamily, RejectReason, SelfMetrics};
 
 mod formats;
 mod gzip;
@@ -359,7 +359,9 @@ pub struct Store {
     cache: ArcSwapOption<Rendered>,
     /// Serialises renders so that concurrent scrapes of a changed store
     /// render it once.
-    render_lock: Mutex<()>,
+    /// Held while rendering; keeps the self-metric lines of each app
+    /// from one render to the next.
+    render_lock: Mutex<RenderMemo>,
     options: StoreOptions,
     metrics: Arc<SelfMetrics>,
 }
@@ -405,7 +407,7 @@ impl Store {
             state: Mutex::new(State::default()),
             generation: metrics.generation(),
             cache: ArcSwapOption::empty(),
-            render_lock: Mutex::new(()),
+            render_lock: Mutex::new(RenderMemo::default()),
             options,
             metrics,
         }
@@ -864,7 +866,7 @@ impl Store {
         if let Some(r) = self.cached() {
             return r;
         }
-        let _guard = self.render_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut memo = self.render_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Another scrape may have rendered while we waited.
         if let Some(r) = self.cached() {
             return r;
@@ -893,6 +895,21 @@ impl Store {
                 .enumerate()
                 .map(|(i, name)| (name.as_str(), i))
                 .collect();
+            // The per-app self-metric families ride along as families of
+            // their own (after the pushed ones, as the self-metrics always
+            // were), each app's lines a block kept from the last render while
+            // its row is the same: only the apps that changed cost a line,
+            // an OpenMetrics and protobuf form, and a gzip run again.
+            let mut own_families: Vec<formats::RenderFamily> = AppFamily::ALL
+                .iter()
+                .map(|f| formats::RenderFamily {
+                    name: f.name(),
+                    typ: f.typ(),
+                    help: Some(f.help().to_owned()),
+                    blocks: Vec::with_capacity(state.apps.len()),
+                })
+                .collect();
+            let mut rows = HashMap::with_capacity_and_hasher(state.apps.len(), Default::default());
             for entry in state.apps.values() {
                 for block in &entry.families {
                     let f = &mut families[position[block.name.as_str()]];
@@ -901,9 +918,20 @@ impl Store {
                     }
                     f.blocks.push(block.clone());
                 }
+                let info = &entry.info;
+                let key = (info.kind, info.series, info.last_update);
+                let (name, lines) = match memo.rows.remove_entry(info.name.as_str()) {
+                    Some((name, (k, lines))) if k == key => (name, lines),
+                    _ => (info.name.clone(), own_lines(info)),
+                };
+                for (f, line) in own_families.iter_mut().zip(&lines) {
+                    f.blocks.extend(line.iter().cloned());
+                }
+                rows.insert(name, (key, lines));
             }
-            let apps: Vec<AppInfo> = state.apps.values().map(|e| e.info.clone()).collect();
-            (families, apps)
+            memo.rows = rows;
+            families.extend(own_families);
+            (families, state.apps.len())
         };
         // All family headers go into one buffer, sliced into chunks that sit
         // between the (shared) blocks of the apps.
@@ -932,17 +960,8 @@ impl Store {
                 by_content.push(false);
             }
         }
-        let mut own = Vec::with_capacity(4096 + apps.len() * 160);
-        let rows: Vec<crate::telemetry::AppRow<'_>> = apps
-            .iter()
-            .map(|a| crate::telemetry::AppRow {
-                name: &a.name,
-                kind: a.kind.as_str(),
-                series: a.series,
-                last_update: a.last_update,
-            })
-            .collect();
-        self.metrics.encode(&mut own, &rows);
+        let mut own = Vec::with_capacity(4096);
+        self.metrics.encode_rest(&mut own, apps);
         let own = Bytes::from(own);
         if !own.is_empty() {
             chunks.push(own.clone());
@@ -965,6 +984,44 @@ impl Store {
         self.cache.store(Some(rendered.clone()));
         rendered
     }
+}
+
+/// What a render keeps for the next one: each app's self-metric lines
+/// (one block per [`AppFamily`]), with the row they were written from.
+#[derive(Default)]
+struct RenderMemo {
+    rows: HashMap<String, (RowKey, OwnLines), xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+}
+
+/// What an app's self-metric lines are made of.
+type RowKey = (AppKind, usize, Option<DateTime<Utc>>);
+/// An app's line in each [`AppFamily`] (none without data yet).
+type OwnLines = [Option<Arc<FamilyBlock>>; 2];
+
+/// The self-metric lines of one app, one block per [`AppFamily`].
+fn own_lines(info: &AppInfo) -> OwnLines {
+    let row = crate::telemetry::AppRow {
+        name: &info.name,
+        kind: info.kind.as_str(),
+        series: info.series,
+        last_update: info.last_update,
+    };
+    AppFamily::ALL.map(|f| {
+        let mut line = Vec::with_capacity(64 + info.name.len());
+        f.encode_line(&mut line, &row);
+        (!line.is_empty()).then(|| {
+            Arc::new(FamilyBlock {
+                name: f.name(),
+                help: None,
+                typ: f.typ(),
+                body: Bytes::from(line),
+                keys: Vec::new(),
+                digest: 0,
+                rich: None,
+                alt: exposition::AltEncodings::default(),
+            })
+        })
+    })
 }
 
 /// Reserved-name collisions inside one app's set of families (needed when

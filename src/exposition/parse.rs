@@ -208,9 +208,11 @@ struct Parser<'a, 'l> {
     /// name). Cleared with `last`.
     recent: [Option<(&'a str, usize)>; RECENT_NAMES],
     recent_next: usize,
-    /// Series by `series_hash`. The map uses the default keyed hasher so that crafted
-    /// input cannot force hash-table collisions.
-    seen: HashMap<u64, SeenSeries>,
+    /// Series by `series_hash`. The map folds a per-map random seed into the keys
+    /// ([`super::SeriesKeyHasher`], as the encoding path's set does) so that crafted
+    /// input cannot force hash-table collisions, without running SipHash over keys
+    /// that are hashes already (a tenth of a conversion's parse).
+    seen: HashMap<u64, SeenSeries, super::SeriesKeyHasher>,
     /// Series whose 64-bit hash equals that of a different series in `seen`. Practically
     /// never used, but it keeps duplicate detection exact.
     hash_collisions: Vec<(u64, SeenSeries)>,
@@ -236,7 +238,7 @@ impl<'a, 'l> Parser<'a, 'l> {
             last: None,
             recent: [None; RECENT_NAMES],
             recent_next: 0,
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             hash_collisions: Vec::new(),
             series: 0,
             hash_buf: Vec::new(),

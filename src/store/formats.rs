@@ -343,15 +343,131 @@ fn block_om(b: &FamilyBlock, kind: OmKind) -> Bytes {
 /// Whether a text block's lines are valid OpenMetrics lines as they are
 /// (the usual case, which then costs no memory): no timestamps (seconds in
 /// OpenMetrics), and each histogram's or summary's series contiguous, a
-/// histogram's buckets first, in increasing order, up to `+Inf`.
+/// histogram's buckets first, in increasing order, up to `+Inf`. Read from
+/// the lines as [`exposition::encode_sample`] wrote them, without parsing
+/// the block again (the parse was a fifth of the proxy's CPU under a
+/// steady push load); a stored block never holds a series twice (the
+/// store refuses duplicates).
 fn text_is_openmetrics(b: &FamilyBlock) -> bool {
-    if !matches!(b.typ, MetricType::Histogram | MetricType::Summary) {
-        // Only timestamps can stand in the way, and they show in the lines
-        // as they are (a stored block never holds a series twice: the
-        // store refuses duplicates), so no parse (which was a tenth of the
-        // proxy's CPU under a steady push load).
-        return !lines_have_timestamps(&b.body);
+    let histogram = match b.typ {
+        MetricType::Histogram => true,
+        MetricType::Summary => false,
+        _ => return !lines_have_timestamps(&b.body),
+    };
+    let skip: &[u8] = if histogram { b"le" } else { b"quantile" };
+    let mut seen = std::collections::HashSet::new();
+    let mut current: Option<Vec<(&[u8], &[u8])>> = None;
+    let (mut in_buckets, mut last, mut inf) = (true, f64::NEG_INFINITY, false);
+    for line in b.body.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
+        let Some(sample) = EncodedLine::read(line) else {
+            return false;
+        };
+        if sample.timestamp {
+            return false;
+        }
+        let mut key: Vec<(&[u8], &[u8])> = sample
+            .labels
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != skip)
+            .collect();
+        key.sort_unstable();
+        if current.as_ref() != Some(&key) {
+            if histogram && current.is_some() && !inf {
+                return false;
+            }
+            if !seen.insert(key.clone()) {
+                return false;
+            }
+            current = Some(key);
+            (in_buckets, last, inf) = (true, f64::NEG_INFINITY, false);
+        }
+        if !histogram {
+            continue;
+        }
+        match sample.name.strip_prefix(b.name.as_bytes()) {
+            Some(b"_bucket") => {
+                let le = sample
+                    .labels
+                    .iter()
+                    .find(|(k, _)| *k == skip)
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse::<f64>().ok());
+                match le {
+                    Some(le) if in_buckets && le > last => {
+                        last = le;
+                        inf |= le == f64::INFINITY;
+                    }
+                    _ => return false,
+                }
+            }
+            Some(b"_sum" | b"_count") if inf => in_buckets = false,
+            _ => return false,
+        }
     }
+    !histogram || current.is_none() || inf
+}
+
+/// A sample line as [`exposition::encode_sample`] writes it: the name,
+/// the labels (values still escaped), and whether a timestamp follows the
+/// value.
+struct EncodedLine<'a> {
+    name: &'a [u8],
+    labels: Vec<(&'a [u8], &'a [u8])>,
+    timestamp: bool,
+}
+
+impl<'a> EncodedLine<'a> {
+    fn read(line: &'a [u8]) -> Option<EncodedLine<'a>> {
+        let name_end = line.iter().position(|&c| c == b'{' || c == b' ')?;
+        let name = &line[..name_end];
+        let mut labels = Vec::new();
+        let mut at = name_end;
+        if line[at] == b'{' {
+            at += 1;
+            loop {
+                let eq = at + line[at..].iter().position(|&c| c == b'=')?;
+                let label = &line[at..eq];
+                if line.get(eq + 1) != Some(&b'"') {
+                    return None;
+                }
+                let start = eq + 2;
+                let mut end = start;
+                loop {
+                    match line.get(end)? {
+                        b'\\' => end += 2,
+                        b'"' => break,
+                        _ => end += 1,
+                    }
+                }
+                labels.push((label, line.get(start..end)?));
+                match line.get(end + 1)? {
+                    b',' => at = end + 2,
+                    b'}' => {
+                        at = end + 2;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        // ` value` or ` value timestamp` after the series.
+        let rest = line.get(at..)?;
+        let timestamp = rest.iter().filter(|&&c| c == b' ').count() > 1;
+        Some(EncodedLine {
+            name,
+            labels,
+            timestamp,
+        })
+    }
+}
+
+#[cfg(test)]
+/// [`text_is_openmetrics`] by a full parse of the block: the reference the
+/// line scan is tested against: no timestamps (seconds in
+/// OpenMetrics), and each histogram's or summary's series contiguous, a
+/// histogram's buckets first, in increasing order, up to `+Inf`.
+fn text_is_openmetrics_by_parse(b: &FamilyBlock) -> bool {
     let mut text = Vec::with_capacity(b.body.len() + 64);
     exposition::encode_header(&mut text, &b.name, None, b.typ);
     text.extend_from_slice(&b.body);

@@ -45,6 +45,30 @@ pub struct SteadyArgs {
     /// Concurrent push connections (pushes due at once wait for one).
     #[arg(long, default_value_t = 16)]
     pub steady_push_conns: usize,
+    /// Give app i the phase i/N of the period, in name order, so that the
+    /// apps pushing in any one second are neighbours on the page (their
+    /// blocks in one stretch of each family). By default the phases are a
+    /// fixed shuffle of the names, as independent apps have: a second's
+    /// pushes land all over the page.
+    #[arg(long)]
+    pub steady_phases_in_name_order: bool,
+}
+
+/// The slot (of N in a period) of app `a`: `a` itself in name order, else
+/// `a × k mod N` with `k` coprime to N near 0.618·N (a fixed shuffle that
+/// puts apps pushing one after the other far apart in name order).
+fn phase_slot(a: usize, n: usize, in_name_order: bool) -> usize {
+    if in_name_order || n < 3 {
+        return a;
+    }
+    let gcd = |mut x: usize, mut y: usize| {
+        while y != 0 {
+            (x, y) = (y, x % y);
+        }
+        x
+    };
+    let k = (n * 618 / 1000..n).find(|&k| gcd(k, n) == 1).unwrap_or(1);
+    a * k % n
 }
 
 /// One way of scraping `/metrics`.
@@ -125,8 +149,13 @@ pub async fn run(
         series: s.steady_series,
     };
     eprintln!(
-        "== steady: {} apps x {} series, push every {} s, scrape every {} s, {} s per target",
-        scale.apps, scale.series, s.steady_push_period, s.steady_scrape_period, s.steady_secs
+        "== steady: {} apps x {} series, push every {} s, scrape every {} s, {} s per target, phases {}",
+        scale.apps,
+        scale.series,
+        s.steady_push_period,
+        s.steady_scrape_period,
+        s.steady_secs,
+        phases(s)
     );
     let mut proxy =
         servers::start_proxy(proxy_bin, proxy_threads, scale.apps, scale.series).await?;
@@ -262,14 +291,20 @@ async fn run_target(
         }));
     }
     let period = Duration::from_secs_f64(s.steady_push_period);
+    let in_name_order = s.steady_phases_in_name_order;
     let dispatcher = {
         let due = due.clone();
         tokio::spawn(async move {
-            // App i pushes at i/N of the period, then every period.
-            let n = scale.apps.max(1) as u32;
+            // App a pushes at slot(a)/N of the period, then every period;
+            // in the order of their first push, which stays the order.
+            let n = scale.apps.max(1);
             let mut next: Vec<(Instant, usize, u64)> = (0..scale.apps)
-                .map(|a| (started + period * a as u32 / n, a, 1))
+                .map(|a| {
+                    let slot = phase_slot(a, n, in_name_order) as u32;
+                    (started + period * slot / n as u32, a, 1)
+                })
                 .collect();
+            next.sort_unstable();
             let mut i = 0;
             while !next.is_empty() {
                 let (at, app, round) = next[i];
@@ -383,6 +418,14 @@ impl Outcome {
     }
 }
 
+fn phases(s: &SteadyArgs) -> &'static str {
+    if s.steady_phases_in_name_order {
+        "in name order"
+    } else {
+        "shuffled"
+    }
+}
+
 fn ms(v: &[f64], q: f64) -> String {
     quantile(v, q).map_or_else(|| "–".into(), |s| format!("{:.2} ms", s * 1000.0))
 }
@@ -402,8 +445,13 @@ fn rss_line(o: &Outcome) -> String {
 fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
     println!();
     println!(
-        "### Steady state: {} apps × {} series, a push per app every {} s, scrapes every {} s, {} s",
-        scale.apps, scale.series, s.steady_push_period, s.steady_scrape_period, s.steady_secs
+        "### Steady state: {} apps × {} series, a push per app every {} s, scrapes every {} s, {} s, phases {}",
+        scale.apps,
+        scale.series,
+        s.steady_push_period,
+        s.steady_scrape_period,
+        s.steady_secs,
+        phases(s)
     );
     println!();
     println!("| | exporter-proxy | Pushgateway | Pushgateway ÷ proxy |");
@@ -511,5 +559,25 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
             "| {what} | {value} | {} |",
             if ok { "yes" } else { "**no**" }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phase_slot;
+
+    #[test]
+    fn shuffled_phases_are_a_permutation_that_parts_neighbours() {
+        for n in [1, 2, 3, 5, 10, 100, 1000, 1024] {
+            let mut slots: Vec<usize> = (0..n).map(|a| phase_slot(a, n, false)).collect();
+            if n >= 10 {
+                // Apps next to each other in name order push far apart.
+                let gap = slots[1].abs_diff(slots[0]);
+                assert!(gap > n / 4, "n {n}: gap {gap}");
+            }
+            slots.sort_unstable();
+            assert_eq!(slots, (0..n).collect::<Vec<_>>(), "n {n}");
+            assert_eq!(phase_slot(7 % n, n, true), 7 % n);
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::exposition::{self, MetricType};
 pub const PREFIX: &str = "exporter_proxy_";
 
 /// One application as the self-metrics show it (`app_series`,
-/// `app_last_push_timestamp_seconds`): what [`SelfMetrics::encode`] needs
+/// `app_last_push_timestamp_seconds`): what [`AppFamily::encode_line`] needs
 /// of the store's view, so that telemetry does not depend on the store.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AppRow<'a> {
@@ -457,18 +457,6 @@ impl SelfMetrics {
                 .map(|(r, n)| (r.as_str(), *n))
                 .collect(),
         }
-    }
-
-    /// Appends the self-metrics to a `/metrics` body, families in a fixed
-    /// order; `apps` are the store's applications.
-    pub fn encode(&self, out: &mut Vec<u8>, apps: &[AppRow<'_>]) {
-        for family in AppFamily::ALL {
-            family.encode_header(out);
-            for a in apps {
-                family.encode_line(out, a);
-            }
-        }
-        self.encode_rest(out, apps.len());
     }
 
     /// The self-metrics after the per-application families

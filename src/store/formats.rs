@@ -120,22 +120,29 @@ impl Body {
     /// The body compressed with gzip, as one buffer (a copy of
     /// [`Body::gzip_chunks`]; for tests).
     pub fn gzip(&self) -> Bytes {
-        self.gzipped().body()
+        self.gzipped(|| None).body()
     }
 
     /// The gzip body as chunks and its length, computed once, reusing the
     /// runs of the previous body that did not change ([`gzip`]).
     pub fn gzip_chunks(&self) -> (&[Bytes], usize) {
-        let g = self.gzipped();
+        self.gzip_chunks_with(|| None)
+    }
+
+    /// [`Body::gzip_chunks`], also reusing the runs of `also` (another
+    /// format's, asked for only if the body is compressed now).
+    fn gzip_chunks_with(&self, also: impl FnOnce() -> Option<gzip::Seed>) -> (&[Bytes], usize) {
+        let g = self.gzipped(also);
         (&g.chunks, g.len)
     }
 
-    fn gzipped(&self) -> &gzip::Gzipped {
+    fn gzipped(&self, also: impl FnOnce() -> Option<gzip::Seed>) -> &gzip::Gzipped {
         self.gzip.get_or_init(|| {
             gzip::build(
                 &self.chunks,
                 &self.by_content,
                 lock(&self.seed).take().as_ref(),
+                also().as_ref(),
             )
         })
     }
@@ -158,7 +165,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The gzip runs of the previous render's OpenMetrics and protobuf bodies.
 #[derive(Debug, Default)]
 pub(super) struct Seeds {
-    openmetrics: Option<gzip::Seed>,
+    pub(super) openmetrics: Option<gzip::Seed>,
     protobuf: Option<gzip::Seed>,
 }
 
@@ -567,15 +574,23 @@ impl Rendered {
     /// The gzip of the body in format `f` as one buffer (built on first
     /// use; a copy of [`Rendered::gzip_chunks_of`], for tests).
     pub fn gzip_of(&self, f: Format) -> Bytes {
-        self.alt.body(f).map_or_else(|| self.gzip(), Body::gzip)
+        let (chunks, len) = self.gzip_chunks_of(f);
+        let mut out = Vec::with_capacity(len);
+        for c in chunks {
+            out.extend_from_slice(c);
+        }
+        Bytes::from(out)
     }
 
     /// The gzip of the body in format `f` as the chunks to write, and its
-    /// length (built on first use).
+    /// length (built on first use). The OpenMetrics body reuses the runs
+    /// of the text's (built or handed on) that are made of the same
+    /// blocks, and the text's those of the OpenMetrics body.
     pub fn gzip_chunks_of(&self, f: Format) -> (&[Bytes], usize) {
-        match self.alt.body(f) {
-            Some(b) => b.gzip_chunks(),
-            None => self.gzip_chunks(),
+        match (f, self.alt.body(f)) {
+            (Format::OpenMetrics, Some(b)) => b.gzip_chunks_with(|| self.gzip_runs()),
+            (_, Some(b)) => b.gzip_chunks(),
+            (_, None) => self.gzip_chunks(),
         }
     }
 

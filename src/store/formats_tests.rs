@@ -475,3 +475,62 @@ fn the_line_scan_agrees_with_a_full_parse_on_histograms_and_summaries() {
     }
     assert!(valid >= 1 && invalid > 300, "{valid} valid, {invalid} not");
 }
+
+#[test]
+fn text_and_openmetrics_gzip_bodies_share_the_runs_of_shared_blocks() {
+    let s = store();
+    let page = |round: usize| {
+        (0..200)
+            .map(|a| {
+                let lines: String = (0..30)
+                    .map(|i| {
+                        format!(
+                            "g{{route=\"/r/{i}\",app_id=\"{a}\"}} {}\n",
+                            a * 7 + i + round
+                        )
+                    })
+                    .collect();
+                (format!("app{a:03}"), format!("# TYPE g gauge\n{lines}"))
+            })
+            .collect::<Vec<_>>()
+    };
+    for (app, text) in page(0) {
+        s.push(&app, &text, AppKind::Push, "test").unwrap();
+    }
+    let gunzip = |b: &[u8]| {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let r = s.render();
+    let text_gz = r.gzip_of(Format::Text);
+    let om_gz = r.gzip_of(Format::OpenMetrics);
+    assert_eq!(gunzip(&text_gz), r.to_bytes().to_vec());
+    assert_eq!(gunzip(&om_gz), r.bytes_of(Format::OpenMetrics).to_vec());
+    let total = r.bytes_of(Format::OpenMetrics).len() as u64;
+    let om = r.alt.body(Format::OpenMetrics).unwrap().gzip.get().unwrap();
+    assert!(total > 100_000, "{total}");
+    assert!(
+        om.fresh_bytes < total / 4,
+        "OpenMetrics after text compressed {} of {total} bytes anew",
+        om.fresh_bytes
+    );
+    // The other way round, after one app's push: the text finds the
+    // runs of the OpenMetrics body built just before.
+    s.push("app100", &page(1)[100].1, AppKind::Push, "test")
+        .unwrap();
+    let r = s.render();
+    let om_gz = r.gzip_of(Format::OpenMetrics);
+    let text_gz = r.gzip_of(Format::Text);
+    assert_eq!(gunzip(&om_gz), r.bytes_of(Format::OpenMetrics).to_vec());
+    assert_eq!(gunzip(&text_gz), r.to_bytes().to_vec());
+    let text = r.gzip.get().unwrap();
+    assert!(
+        text.fresh_bytes < total / 4,
+        "text after OpenMetrics compressed {} of {total} bytes anew",
+        text.fresh_bytes
+    );
+}

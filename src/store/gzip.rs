@@ -191,6 +191,10 @@ pub(super) struct Gzipped {
     pub(super) chunks: Vec<Bytes>,
     pub(super) len: usize,
     pub(super) index: std::sync::Arc<Index>,
+    /// Bytes of text compressed for this body (the rest was found in the
+    /// runs of earlier bodies); for tests.
+    #[cfg(test)]
+    pub(super) fresh_bytes: u64,
 }
 
 impl Gzipped {
@@ -383,12 +387,20 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
 }
 
 /// The gzip body of the text `chunks`, reusing the runs of `seed` (the
-/// previous render's) that are unchanged. `by_content` (one per chunk)
+/// previous render's) that are unchanged, and those of `also` (another
+/// format's body: OpenMetrics shares most blocks with the text, and runs
+/// made of the same blocks are the same runs). `by_content` (one per chunk)
 /// marks the chunks that are new buffers at every render (headers), found
 /// again by their bytes; the others are found by their buffer.
-pub(super) fn build(chunks: &[Bytes], by_content: &[bool], seed: Option<&Seed>) -> Gzipped {
+pub(super) fn build(
+    chunks: &[Bytes],
+    by_content: &[bool],
+    seed: Option<&Seed>,
+    also: Option<&Seed>,
+) -> Gzipped {
     assert_eq!(chunks.len(), by_content.len(), "one mark per chunk");
     let seed = seed.map(|s| &*s.index);
+    let also = also.map(|s| &*s.index);
     let mut parts = Vec::new();
     let mut start = 0;
     for (end, key) in cut(chunks, by_content) {
@@ -399,16 +411,26 @@ pub(super) fn build(chunks: &[Bytes], by_content: &[bool], seed: Option<&Seed>) 
         .iter()
         .map(|(key, part, content)| {
             seed.and_then(|s| s.find(*key, part, content))
+                .or_else(|| also.and_then(|s| s.find(*key, part, content)))
                 .map(Run::shared)
         })
         .collect();
     let parts: Vec<(u64, &[Bytes])> = parts.iter().map(|(k, p, _)| (*k, *p)).collect();
+    #[cfg(test)]
+    let found: Vec<bool> = runs.iter().map(Option::is_some).collect();
     compress_missing(&parts, &mut runs);
     let runs: Vec<(u64, Run)> = parts
         .iter()
         .zip(runs)
         .map(|((key, _), r)| (*key, r.expect("every run compressed")))
         .collect();
+    #[cfg(test)]
+    let fresh_bytes = runs
+        .iter()
+        .zip(&found)
+        .filter(|(_, found)| !**found)
+        .map(|((_, r), _)| r.len)
+        .sum();
     let size = HEADER.len()
         + runs.iter().map(|(_, r)| r.deflated.len()).sum::<usize>()
         + FINAL_BLOCK.len()
@@ -439,6 +461,8 @@ pub(super) fn build(chunks: &[Bytes], by_content: &[bool], seed: Option<&Seed>) 
         len: body.len(),
         chunks: vec![body],
         index: std::sync::Arc::new(index),
+        #[cfg(test)]
+        fresh_bytes,
     }
 }
 
@@ -469,7 +493,10 @@ impl super::Rendered {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .take();
-            build(&self.chunks, &self.by_content, seed.as_ref())
+            // The OpenMetrics body's runs, built or handed on: after a
+            // scrape in OpenMetrics most of the text's runs are there.
+            let also = self.alt.gzip_runs().openmetrics;
+            build(&self.chunks, &self.by_content, seed.as_ref(), also.as_ref())
         })
     }
 
@@ -506,7 +533,7 @@ mod tests {
     }
 
     fn build_marked(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
-        build(chunks, &marks(chunks), seed)
+        build(chunks, &marks(chunks), seed, None)
     }
 
     /// Runs of `second` compressed anew: a reused run keeps the chunks

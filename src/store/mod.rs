@@ -18,18 +18,19 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::exposition::{self, MetricType, ParseLimits};
-use crate::telemetry::{AppFamily, RejectReason, SelfMetrics};
+use crate::telemetry::{RejectReason, SelfMetrics};
 
 mod formats;
 mod gzip;
 mod prepare;
+mod render;
 mod series;
 pub use formats::{Body, Format};
 use prepare::{encode_block, normalise_bounds, nth_series};
@@ -361,7 +362,7 @@ pub struct Store {
     /// render it once.
     /// Held while rendering; keeps the self-metric lines of each app
     /// from one render to the next.
-    render_lock: Mutex<RenderMemo>,
+    render_lock: Mutex<render::RenderMemo>,
     options: StoreOptions,
     metrics: Arc<SelfMetrics>,
 }
@@ -407,7 +408,7 @@ impl Store {
             state: Mutex::new(State::default()),
             generation: metrics.generation(),
             cache: ArcSwapOption::empty(),
-            render_lock: Mutex::new(RenderMemo::default()),
+            render_lock: Mutex::new(render::RenderMemo::default()),
             options,
             metrics,
         }
@@ -859,169 +860,6 @@ impl Store {
         let gen = self.generation();
         self.cache.load_full().filter(|r| r.generation == gen)
     }
-
-    /// The `/metrics` body for the current generation, rendered at most once
-    /// per generation. CPU-bound: call from a blocking context when large.
-    pub fn render(&self) -> Arc<Rendered> {
-        if let Some(r) = self.cached() {
-            return r;
-        }
-        let mut memo = self.render_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Another scrape may have rendered while we waited.
-        if let Some(r) = self.cached() {
-            return r;
-        }
-        let started = Instant::now();
-        let gen = self.generation();
-        let (families, apps) = {
-            let state = self.lock();
-            // One pass over the apps in name order (the owner order of every
-            // family) hands each block to its family's list: looking every
-            // owner up by name per family (8,000 map lookups at 1,000 apps)
-            // was a fifth of the proxy's CPU under a steady push load.
-            let mut families: Vec<formats::RenderFamily> = state
-                .families
-                .iter()
-                .map(|(name, idx)| formats::RenderFamily {
-                    name: name.clone(),
-                    typ: idx.typ,
-                    help: None,
-                    blocks: Vec::with_capacity(idx.owners.len()),
-                })
-                .collect();
-            let position: HashMap<&str, usize, xxhash_rust::xxh3::Xxh3DefaultBuilder> = state
-                .families
-                .keys()
-                .enumerate()
-                .map(|(i, name)| (name.as_str(), i))
-                .collect();
-            // The per-app self-metric families ride along as families of
-            // their own (after the pushed ones, as the self-metrics always
-            // were), each app's lines a block kept from the last render while
-            // its row is the same: only the apps that changed cost a line,
-            // an OpenMetrics and protobuf form, and a gzip run again.
-            let mut own_families: Vec<formats::RenderFamily> = AppFamily::ALL
-                .iter()
-                .map(|f| formats::RenderFamily {
-                    name: f.name(),
-                    typ: f.typ(),
-                    help: Some(f.help().to_owned()),
-                    blocks: Vec::with_capacity(state.apps.len()),
-                })
-                .collect();
-            let mut rows = HashMap::with_capacity_and_hasher(state.apps.len(), Default::default());
-            for entry in state.apps.values() {
-                for block in &entry.families {
-                    let f = &mut families[position[block.name.as_str()]];
-                    if f.help.is_none() {
-                        f.help.clone_from(&block.help);
-                    }
-                    f.blocks.push(block.clone());
-                }
-                let info = &entry.info;
-                let key = (info.kind, info.series, info.last_update);
-                let (name, lines) = match memo.rows.remove_entry(info.name.as_str()) {
-                    Some((name, (k, lines))) if k == key => (name, lines),
-                    _ => (info.name.clone(), own_lines(info)),
-                };
-                for (f, line) in own_families.iter_mut().zip(&lines) {
-                    f.blocks.extend(line.iter().cloned());
-                }
-                rows.insert(name, (key, lines));
-            }
-            memo.rows = rows;
-            families.extend(own_families);
-            (families, state.apps.len())
-        };
-        // All family headers go into one buffer, sliced into chunks that sit
-        // between the (shared) blocks of the apps.
-        let mut headers = Vec::with_capacity(families.len() * 128);
-        let mut header_ends = Vec::with_capacity(families.len());
-        for f in &families {
-            exposition::encode_header(&mut headers, &f.name, f.help.as_deref(), f.typ);
-            header_ends.push(headers.len());
-        }
-        let headers = Bytes::from(headers);
-        let mut chunks = Vec::with_capacity(
-            families.len() + 1 + families.iter().map(|f| f.blocks.len()).sum::<usize>(),
-        );
-        // Which chunks are new buffers at every render (the headers), for
-        // the gzip runs to find them again by their bytes.
-        let mut by_content = Vec::with_capacity(chunks.capacity());
-        let mut start = 0;
-        for (f, end) in families.iter().zip(header_ends) {
-            if end > start {
-                chunks.push(headers.slice(start..end));
-                by_content.push(true);
-            }
-            start = end;
-            for b in f.blocks.iter().filter(|b| !b.body.is_empty()) {
-                chunks.push(b.body.clone());
-                by_content.push(false);
-            }
-        }
-        let mut own = Vec::with_capacity(4096);
-        self.metrics.encode_rest(&mut own, apps);
-        let own = Bytes::from(own);
-        if !own.is_empty() {
-            chunks.push(own.clone());
-            by_content.push(false);
-        }
-        let len = chunks.iter().map(Bytes::len).sum();
-        self.metrics.observe_render(started.elapsed());
-        let old = self.cache.load_full();
-        let gzip_seed = old.as_ref().and_then(|old| old.gzip_runs());
-        let seeds = old.map(|old| old.alt.gzip_runs()).unwrap_or_default();
-        let rendered = Arc::new(Rendered {
-            generation: gen,
-            chunks,
-            by_content,
-            len,
-            gzip: OnceLock::new(),
-            gzip_seed: Mutex::new(gzip_seed),
-            alt: formats::Alternatives::new(families, own, seeds),
-        });
-        self.cache.store(Some(rendered.clone()));
-        rendered
-    }
-}
-
-/// What a render keeps for the next one: each app's self-metric lines
-/// (one block per [`AppFamily`]), with the row they were written from.
-#[derive(Default)]
-struct RenderMemo {
-    rows: HashMap<String, (RowKey, OwnLines), xxhash_rust::xxh3::Xxh3DefaultBuilder>,
-}
-
-/// What an app's self-metric lines are made of.
-type RowKey = (AppKind, usize, Option<DateTime<Utc>>);
-/// An app's line in each [`AppFamily`] (none without data yet).
-type OwnLines = [Option<Arc<FamilyBlock>>; 2];
-
-/// The self-metric lines of one app, one block per [`AppFamily`].
-fn own_lines(info: &AppInfo) -> OwnLines {
-    let row = crate::telemetry::AppRow {
-        name: &info.name,
-        kind: info.kind.as_str(),
-        series: info.series,
-        last_update: info.last_update,
-    };
-    AppFamily::ALL.map(|f| {
-        let mut line = Vec::with_capacity(64 + info.name.len());
-        f.encode_line(&mut line, &row);
-        (!line.is_empty()).then(|| {
-            Arc::new(FamilyBlock {
-                name: f.name(),
-                help: None,
-                typ: f.typ(),
-                body: Bytes::from(line),
-                keys: Vec::new(),
-                digest: 0,
-                rich: None,
-                alt: exposition::AltEncodings::default(),
-            })
-        })
-    })
 }
 
 /// Reserved-name collisions inside one app's set of families (needed when

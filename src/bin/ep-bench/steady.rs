@@ -227,18 +227,7 @@ async fn run_target(
     )
     .await?;
     loaded.context("the initial load did not finish in --load-secs")?;
-    // One scrape in every mode before the steady run: a server that is
-    // scraped all the time has built every format once already, which a
-    // first scrape after the load has to do from nothing (that one scrape
-    // was the p99 of a 60-scrape run). Its latency is reported apart.
-    let mut conns: Vec<HttpConn> = MODES.iter().map(|_| HttpConn::new(http)).collect();
-    let mut buf = Vec::new();
-    let cold = scrape_round(&mut conns, &mut buf)
-        .await
-        .into_iter()
-        .map(|r| r.map(|(secs, _)| secs))
-        .collect();
-    drop(conns);
+    let cold = warm_up(http).await;
     let out = Arc::new(Mutex::new(Outcome {
         pushed_bytes,
         scrapes: MODES.iter().map(|_| (Vec::new(), 0, 0)).collect(),
@@ -359,6 +348,20 @@ async fn run_target(
             .get_or_insert_with(|| "pushes still running after the run".to_owned());
     }
     Ok(o)
+}
+
+/// One scrape in every mode before the steady run: a server that is
+/// scraped all the time has built every format once already, which a
+/// first scrape after the load has to do from nothing (that one scrape
+/// was the p99 of a 60-scrape run). Its latency is reported apart.
+async fn warm_up(http: SocketAddr) -> Vec<Option<f64>> {
+    let mut conns: Vec<HttpConn> = MODES.iter().map(|_| HttpConn::new(http)).collect();
+    let mut buf = Vec::new();
+    scrape_round(&mut conns, &mut buf)
+        .await
+        .into_iter()
+        .map(|r| r.map(|(secs, _)| secs))
+        .collect()
 }
 
 /// Scrapes every mode once, one after the other, each on its own

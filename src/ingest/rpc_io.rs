@@ -170,6 +170,14 @@ impl<R> BoundedRead<R> {
         self.phase = Phase::Table(Vec::new());
     }
 
+    /// Whether the armed deadline has passed (registering for a wake-up
+    /// at it when not).
+    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
+    }
+
     fn over_budget(&self, e: BudgetError) -> io::Error {
         io::Error::other(format!(
             "message at byte offset {}: no room within {:?} (limits.idle_timeout): {e}",
@@ -217,11 +225,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for BoundedRead<R> {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(this.over_budget(e))),
                 Poll::Pending => {
-                    let expired = this
-                        .sleep
-                        .as_mut()
-                        .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
-                    if expired {
+                    if this.deadline_passed(cx) {
                         // Give the place in line (and any part of the
                         // bytes assigned to it) back.
                         this.waiting = None;
@@ -243,11 +247,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for BoundedRead<R> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let expired = this
-                    .sleep
-                    .as_mut()
-                    .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready());
-                if expired {
+                if this.deadline_passed(cx) {
                     Poll::Ready(Err(this.timed_out()))
                 } else {
                     Poll::Pending

@@ -581,16 +581,23 @@ mod tests {
         assert_eq!(gunzip(&build_marked(&one, None).body()), b"x 1\n");
     }
 
-    #[test]
-    fn reuses_unchanged_runs_and_decodes_to_the_text() {
+    /// Four families of 200 apps' blocks of `lines` lines each, with their
+    /// headers, then the self-metrics.
+    fn page(lines: usize) -> Vec<Bytes> {
         let mut chunks: Vec<Bytes> = Vec::new();
         for f in 0..4 {
             chunks.push(Bytes::from(format!("# TYPE fam_{f}_total counter\n")));
             for a in 0..200 {
-                chunks.push(block(a, f, 20));
+                chunks.push(block(a, f, lines));
             }
         }
         chunks.push(Bytes::from_static(b"own 1\n"));
+        chunks
+    }
+
+    #[test]
+    fn reuses_unchanged_runs_and_decodes_to_the_text() {
+        let chunks = page(20);
         let first = build_marked(&chunks, None);
         assert_eq!(gunzip(&first.body()), concat(&chunks));
         let runs = first.index.runs.values().map(Vec::len).sum::<usize>();
@@ -619,14 +626,7 @@ mod tests {
 
     #[test]
     fn small_blocks_are_found_by_their_buffer_and_headers_by_their_text() {
-        let mut chunks: Vec<Bytes> = Vec::new();
-        for f in 0..4 {
-            chunks.push(Bytes::from(format!("# TYPE fam_{f}_total counter\n")));
-            for a in 0..200 {
-                chunks.push(block(a, f, 5));
-            }
-        }
-        chunks.push(Bytes::from_static(b"own 1\n"));
+        let chunks = page(5);
         assert!(chunks.iter().all(|c| c.len() <= SMALL_CHUNK));
         let first = build_marked(&chunks, None);
         // The same text in new buffers: blocks are not looked at byte by

@@ -170,27 +170,10 @@ async fn an_overloaded_budget_completes_some_pushes_and_answers_every_sender() {
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
-/// One RPC push; `Err` with capnp's message when the call failed.
+/// One RPC push: accepted or not, `Err` with capnp's message when the
+/// call failed.
 async fn rpc_push(addr: SocketAddr, app: &'static str, text: String) -> Result<bool, String> {
-    let local = tokio::task::LocalSet::new();
-    local
-        .run_until(async move {
-            let client = crate::rpc::client(addr).await;
-            let mut req = client.push_request();
-            {
-                let mut m = req.get().init_metrics();
-                m.set_app_name(app);
-                m.set_data(&text[..]);
-            }
-            let resp = tokio::time::timeout(STEP, req.send().promise)
-                .await
-                .expect("an answer in time");
-            match resp {
-                Ok(r) => Ok(r.get().unwrap().get_accepted()),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await
+    crate::rpc::push(addr, app, &text).await.map(|(ok, _)| ok)
 }
 
 /// Starts a Cap'n Proto stream push of about 900 KiB and sends half of

@@ -25,15 +25,20 @@ pub(crate) async fn client(addr: std::net::SocketAddr) -> metrics_receiver::Clie
     client
 }
 
-/// Pushes over RPC; returns (accepted, error).
-async fn rpc_push(addr: std::net::SocketAddr, app: &str, text: &str) -> (bool, String) {
+/// One RPC push: the proxy's answer (accepted, error message), or `Err`
+/// with capnp's message when the call itself failed.
+pub(crate) async fn push(
+    addr: std::net::SocketAddr,
+    app: &str,
+    text: &str,
+) -> Result<(bool, String), String> {
     let app = app.to_owned();
     let text = text.to_owned();
     // capnp-rpc is !Send: run the client on a LocalSet.
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async move {
-            let client = crate::rpc::client(addr).await;
+            let client = client(addr).await;
             let mut req = client.push_request();
             {
                 let mut m = req.get().init_metrics();
@@ -42,15 +47,20 @@ async fn rpc_push(addr: std::net::SocketAddr, app: &str, text: &str) -> (bool, S
             }
             let resp = tokio::time::timeout(STEP, req.send().promise)
                 .await
-                .unwrap()
-                .unwrap();
+                .expect("an answer in time")
+                .map_err(|e| e.to_string())?;
             let r = resp.get().unwrap();
-            (
+            Ok((
                 r.get_accepted(),
                 r.get_error().unwrap().to_string().unwrap(),
-            )
+            ))
         })
         .await
+}
+
+/// Pushes over RPC; returns (accepted, error).
+async fn rpc_push(addr: std::net::SocketAddr, app: &str, text: &str) -> (bool, String) {
+    push(addr, app, text).await.unwrap()
 }
 
 #[tokio::test]

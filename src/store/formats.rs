@@ -70,6 +70,8 @@ pub struct Body {
     /// Per chunk: whether it is a new buffer at every render (a header;
     /// see [`gzip::build`]).
     by_content: Vec<bool>,
+    /// Per chunk: its cut mark (see [`gzip::build`]).
+    marks: Vec<u64>,
     len: usize,
     gzip: OnceLock<gzip::Gzipped>,
     /// The compressed runs of the previous render's body in this format.
@@ -78,14 +80,21 @@ pub struct Body {
 
 impl Body {
     /// A body of `chunks`, each with whether it is a new buffer at every
-    /// render (`true` for headers).
-    fn new(marked: Vec<(Bytes, bool)>, seed: Option<gzip::Seed>) -> Body {
-        let (chunks, by_content): (Vec<Bytes>, Vec<bool>) =
-            marked.into_iter().filter(|(c, _)| !c.is_empty()).unzip();
+    /// render (`true` for headers) and its cut mark.
+    fn new(marked: Vec<(Bytes, bool, u64)>, seed: Option<gzip::Seed>) -> Body {
+        let mut chunks = Vec::with_capacity(marked.len());
+        let mut by_content = Vec::with_capacity(marked.len());
+        let mut marks = Vec::with_capacity(marked.len());
+        for (c, content, mark) in marked.into_iter().filter(|(c, _, _)| !c.is_empty()) {
+            chunks.push(c);
+            by_content.push(content);
+            marks.push(mark);
+        }
         let len = chunks.iter().map(Bytes::len).sum();
         Body {
             chunks,
             by_content,
+            marks,
             len,
             gzip: OnceLock::new(),
             seed: Mutex::new(seed),
@@ -141,6 +150,7 @@ impl Body {
             gzip::build(
                 &self.chunks,
                 &self.by_content,
+                &self.marks,
                 lock(&self.seed).take().as_ref(),
                 also().as_ref(),
             )
@@ -232,8 +242,17 @@ impl Alternatives {
             let mut head = Vec::with_capacity(header.len() + 10);
             proto::encode_varint(&mut head, total as u64);
             head.extend_from_slice(&header);
-            chunks.push((Bytes::from(head), true));
-            chunks.extend(parts.into_iter().map(|p| (p, false)));
+            chunks.push((
+                Bytes::from(head),
+                true,
+                xxhash_rust::xxh3::xxh3_64(f.name.as_bytes()),
+            ));
+            chunks.extend(
+                parts
+                    .into_iter()
+                    .zip(&f.blocks)
+                    .map(|(p, b)| (p, false, gzip::block_mark(b))),
+            );
         }
         let mut own = Vec::with_capacity(self.own.len());
         for (fam, metrics) in text_families(&self.own) {
@@ -242,7 +261,7 @@ impl Alternatives {
             proto::encode_varint(&mut own, body.len() as u64);
             own.extend_from_slice(&body);
         }
-        chunks.push((Bytes::from(own), false));
+        chunks.push((Bytes::from(own), false, 0));
         Body::new(chunks, lock(&self.seeds).protobuf.take())
     }
 
@@ -262,8 +281,13 @@ impl Alternatives {
             });
             let mut head = Vec::with_capacity(128);
             openmetrics_out::encode_header(&mut head, &f.name, f.help.as_deref(), kind);
-            chunks.push((Bytes::from(head), true));
-            chunks.extend(f.blocks.iter().map(|b| (block_om(b, kind), false)));
+            let mark = gzip::text_mark(&head);
+            chunks.push((Bytes::from(head), true, mark));
+            chunks.extend(
+                f.blocks
+                    .iter()
+                    .map(|b| (block_om(b, kind), false, gzip::block_mark(b))),
+            );
         }
         let mut own = Vec::with_capacity(self.own.len() + 1024);
         for (fam, metrics) in text_families(&self.own) {
@@ -273,7 +297,7 @@ impl Alternatives {
             openmetrics_out::encode_metrics(&mut own, &fam.name, kind, &metrics);
         }
         own.extend_from_slice(openmetrics_out::EOF);
-        chunks.push((Bytes::from(own), false));
+        chunks.push((Bytes::from(own), false, 0));
         Body::new(chunks, lock(&self.seeds).openmetrics.take())
     }
 }

@@ -534,3 +534,51 @@ fn text_and_openmetrics_gzip_bodies_share_the_runs_of_shared_blocks() {
         text.fresh_bytes
     );
 }
+
+#[test]
+fn a_push_makes_only_its_own_runs_of_the_protobuf_gzip_body_new() {
+    // Every protobuf block starts with the same field tags: its bytes
+    // cannot tell where a run may end, the series of its text block do.
+    // (With marks taken from the bytes, a family was one run, compressed
+    // whole after every push.)
+    let s = store();
+    let text = |a: usize, round: usize| {
+        let lines: String = (0..30)
+            .map(|i| {
+                format!(
+                    "g{{route=\"/r/{i}\",app_id=\"{a}\"}} {}\n",
+                    a * 7 + i + round
+                )
+            })
+            .collect();
+        format!("# TYPE g gauge\n{lines}")
+    };
+    for a in 0..300 {
+        s.push(&format!("app{a:03}"), &text(a, 0), AppKind::Push, "test")
+            .unwrap();
+    }
+    let gunzip = |b: &[u8]| {
+        use std::io::Read;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(b)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    };
+    let r = s.render();
+    let first = r.gzip_of(Format::Protobuf);
+    assert_eq!(gunzip(&first), r.bytes_of(Format::Protobuf).to_vec());
+    s.push("app150", &text(150, 1), AppKind::Push, "test")
+        .unwrap();
+    let r = s.render();
+    let second = r.gzip_of(Format::Protobuf);
+    assert_eq!(gunzip(&second), r.bytes_of(Format::Protobuf).to_vec());
+    let total = r.bytes_of(Format::Protobuf).len() as u64;
+    let pb = r.alt.body(Format::Protobuf).unwrap().gzip.get().unwrap();
+    assert!(total > 100_000, "{total}");
+    assert!(
+        pb.fresh_bytes < total / 4,
+        "protobuf after one push compressed {} of {total} bytes anew",
+        pb.fresh_bytes
+    );
+}

@@ -19,12 +19,17 @@
 //! that hold its blocks are compressed again, plus the self-metrics, which
 //! change at every render.
 //!
-//! Where runs are cut is decided by the chunks themselves (content-defined
-//! chunking): after a chunk whose first series ([`cut_mark`]) hashes to 0
-//! modulo [`CUT_ONE_IN`], once the run holds at least [`MIN_RUN`] bytes, or
-//! at [`MAX_RUN`] bytes. A block pushed again with new values keeps its
-//! first series, so the cuts stay where they were and only its own run is
-//! new; the runs elsewhere stay the same and are found again.
+//! Where runs are cut is decided by each chunk alone (content-defined
+//! chunking): a chunk ends a run when the hash of its first series
+//! ([`cut_mark`]) modulo [`MEAN_RUN`] is below its length, so runs hold
+//! [`MEAN_RUN`] bytes on average whatever the chunks' sizes. A block pushed
+//! again with new values keeps its first series, so the cuts stay where
+//! they were and only its own run is new. No cut depends on the one before
+//! it (no minimum length counted from the last cut), so taking blocks out
+//! or putting them in moves no cut elsewhere: after the blocks of the apps
+//! that pushed move to the end of each family (see `render`), the runs
+//! that held only them are dropped, the run at the edge is compressed
+//! again, and the runs in between are found again.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,18 +39,14 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-/// Smallest run worth cutting: half a deflate window (16 KiB). A change
-/// compresses the runs that hold it again, so shorter runs make it cheaper
-/// (at 1,000 × 1,000 one app's push went from about 70 KB of text per
-/// changed block to about 35 KB); on metrics pages runs this long still
-/// come out within a few percent of `gzip -6` of the whole page
-/// (`gzip_tests`, `ep-bench`'s `wire_tests`; 32 KiB runs were 1-7% smaller).
-const MIN_RUN: usize = 16 * 1024;
-/// Largest run: bounds the work a change can cause beyond [`MIN_RUN`].
+/// Mean length of a run: half a deflate window (16 KiB). A change
+/// compresses the runs that hold it again, so shorter runs make it cheaper;
+/// on metrics pages runs this long still come out within a few percent of
+/// `gzip -6` of the whole page (`gzip_tests`, `ep-bench`'s `wire_tests`).
+const MEAN_RUN: u64 = 24 * 1024;
+/// Largest run: bounds the work a change can cause (a run this long is
+/// cut whatever its chunks say; with [`MEAN_RUN`] that is e^-32 rare).
 const MAX_RUN: usize = 512 * 1024;
-/// Past [`MIN_RUN`], one chunk in this many ends a run (content-defined,
-/// so a changed chunk moves only the cuts next to it).
-const CUT_ONE_IN: u64 = 2;
 /// Chunks marked as new buffers (family headers: rebuilt at every render
 /// but usually the same text) are identified by their bytes up to this
 /// size; every other chunk by its buffer, which the store shares between
@@ -234,35 +235,50 @@ fn identity(c: &Bytes, content: bool) -> u64 {
 /// after it.
 const MARK_BYTES: usize = 256;
 
-/// What decides the cuts: a hash of the chunk's first line up to its last
-/// blank (an app's block: the name and labels of its first series, which a
-/// push with new values does not change), not of the chunk's identity, so
-/// that a block replaced by the same series with new values keeps the cuts
-/// around it and only its own run is compressed again (with the identity,
-/// half of the changes moved a cut and made two runs new).
-fn cut_mark(c: &Bytes) -> u64 {
+/// What decides whether a run ends after a chunk of text: a hash of its
+/// first line up to its last blank (an app's block: the name and labels
+/// of its first series, which a push with new values does not change),
+/// not of the chunk's identity, so that a block replaced by the same series
+/// with new values keeps the cuts around it and only its own run is
+/// compressed again (with the identity, half of the changes moved a cut
+/// and made two runs new).
+pub(super) fn text_mark(c: &[u8]) -> u64 {
     let head = &c[..c.len().min(MARK_BYTES)];
     let line = memchr::memchr(b'\n', head).map_or(head, |end| &head[..end]);
     let series = memchr::memrchr(b' ', line).map_or(line, |end| &line[..end]);
     xxh3_64(series)
 }
 
+/// The cut mark of an app's block in every format: the digest of its
+/// series (the same for new values, different for every block of a page),
+/// or the mark of its text for a block without series keys (self-metric
+/// lines). A format whose bytes say nothing of the series (protobuf: every
+/// block starts with the same field tags) cuts where the text does.
+pub(super) fn block_mark(b: &super::FamilyBlock) -> u64 {
+    if b.digest != 0 {
+        xxh3_64(&b.digest.to_le_bytes())
+    } else {
+        text_mark(&b.body)
+    }
+}
+
 /// Where the runs of `chunks` end (exclusive indexes, increasing, the last
-/// one `chunks.len()`), and the key of each run. The last chunk always
-/// stands alone: it is the self-metrics, new at every render.
-fn cut(chunks: &[Bytes], by_content: &[bool]) -> Vec<(usize, u64)> {
+/// one `chunks.len()`), and the key of each run, given each chunk's cut
+/// mark. The last chunk always stands alone: it is the self-metrics, new
+/// at every render.
+fn cut(chunks: &[Bytes], by_content: &[bool], marks: &[u64]) -> Vec<(usize, u64)> {
     let mut out = Vec::new();
     let mut run_len = 0;
     let mut key = 0u64;
     let body = chunks.len().saturating_sub(1);
-    for (i, (c, &content)) in chunks.iter().zip(by_content).enumerate() {
+    for (i, ((c, &content), &mark)) in chunks.iter().zip(by_content).zip(marks).enumerate() {
         key = key.rotate_left(5) ^ identity(c, content);
         run_len += c.len();
         let last_of_body = i + 1 == body;
         let end = i + 1 == chunks.len()
             || last_of_body
             || run_len >= MAX_RUN
-            || (run_len >= MIN_RUN && cut_mark(c).is_multiple_of(CUT_ONE_IN));
+            || mark % MEAN_RUN < c.len() as u64;
         if end {
             out.push((i + 1, key));
             run_len = 0;
@@ -395,15 +411,17 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
 pub(super) fn build(
     chunks: &[Bytes],
     by_content: &[bool],
+    marks: &[u64],
     seed: Option<&Seed>,
     also: Option<&Seed>,
 ) -> Gzipped {
-    assert_eq!(chunks.len(), by_content.len(), "one mark per chunk");
+    assert_eq!(chunks.len(), by_content.len(), "one flag per chunk");
+    assert_eq!(chunks.len(), marks.len(), "one mark per chunk");
     let seed = seed.map(|s| &*s.index);
     let also = also.map(|s| &*s.index);
     let mut parts = Vec::new();
     let mut start = 0;
-    for (end, key) in cut(chunks, by_content) {
+    for (end, key) in cut(chunks, by_content, marks) {
         parts.push((key, &chunks[start..end], &by_content[start..end]));
         start = end;
     }
@@ -496,7 +514,13 @@ impl super::Rendered {
             // The OpenMetrics body's runs, built or handed on: after a
             // scrape in OpenMetrics most of the text's runs are there.
             let also = self.alt.gzip_runs().openmetrics;
-            build(&self.chunks, &self.by_content, seed.as_ref(), also.as_ref())
+            build(
+                &self.chunks,
+                &self.by_content,
+                &self.marks,
+                seed.as_ref(),
+                also.as_ref(),
+            )
         })
     }
 
@@ -533,7 +557,8 @@ mod tests {
     }
 
     fn build_marked(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
-        build(chunks, &marks(chunks), seed, None)
+        let cuts: Vec<u64> = chunks.iter().map(|c| text_mark(c)).collect();
+        build(chunks, &marks(chunks), &cuts, seed, None)
     }
 
     /// Runs of `second` compressed anew: a reused run keeps the chunks
@@ -584,10 +609,15 @@ mod tests {
     /// Four families of 200 apps' blocks of `lines` lines each, with their
     /// headers, then the self-metrics.
     fn page(lines: usize) -> Vec<Bytes> {
+        page_of(200, lines)
+    }
+
+    /// [`page`] with `apps` apps.
+    fn page_of(apps: usize, lines: usize) -> Vec<Bytes> {
         let mut chunks: Vec<Bytes> = Vec::new();
         for f in 0..4 {
             chunks.push(Bytes::from(format!("# TYPE fam_{f}_total counter\n")));
-            for a in 0..200 {
+            for a in 0..apps {
                 chunks.push(block(a, f, lines));
             }
         }
@@ -622,6 +652,44 @@ mod tests {
         assert_eq!(gunzip(&second.body()), concat(&next));
         let new = new_runs(&second, &first);
         assert!(new <= 3, "only the changed runs are new: {new}");
+    }
+
+    #[test]
+    fn blocks_that_move_to_the_end_of_their_family_leave_the_runs_between_alone() {
+        // What the render does after 20 periodic pushers pushed again: in
+        // every family their blocks leave the start and join the end.
+        let chunks = page_of(1000, 10);
+        let first = build_marked(&chunks, None);
+        let runs = first.index.runs.values().map(Vec::len).sum::<usize>();
+        let mut next = Vec::new();
+        for family in chunks[..chunks.len() - 1].chunks(1001) {
+            next.push(Bytes::copy_from_slice(&family[0]));
+            next.extend(family[21..].iter().cloned());
+            let f = family_of(&family[0]);
+            next.extend((0..20).map(|a| block(a, f, 10)));
+        }
+        next.push(Bytes::from_static(b"own 2\n"));
+        let second = build_marked(&next, hand_on(Some(&first), None).as_ref());
+        assert_eq!(gunzip(&second.body()), concat(&next));
+        // Per family: the run at its start (what is left of the run the
+        // blocks left) and the runs of the blocks at its end; the runs in
+        // between, most of the page, are found again. A cut that depended
+        // on where the run before it started (a minimum length) moved
+        // every cut after the first change of a family.
+        let new = new_runs(&second, &first);
+        let fresh_text: u64 = second.fresh_bytes;
+        let page_text = concat(&next).len() as u64;
+        assert!(
+            fresh_text * 4 < page_text,
+            "{fresh_text} of {page_text} bytes compressed again ({new} of {runs} runs)"
+        );
+    }
+
+    /// The family number of a `# TYPE fam_N_total` header.
+    fn family_of(header: &[u8]) -> usize {
+        let text = std::str::from_utf8(header).unwrap();
+        let n = text.trim_start_matches("# TYPE fam_");
+        n[..n.find('_').unwrap()].parse().unwrap()
     }
 
     #[test]

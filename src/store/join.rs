@@ -190,6 +190,7 @@ impl State {
                         families,
                         deadline: old.deadline,
                         owner: 0,
+                        seq: 0,
                     });
                     undo.push(Undo::Indexed(owner, Some(old)));
                 }
@@ -266,6 +267,7 @@ impl State {
                 families: Vec::new(),
                 deadline: old.deadline,
                 owner: 0,
+                seq: 0,
             });
             undo.push(Undo::Indexed(loser, Some(old)));
         }
@@ -302,6 +304,25 @@ mod tests {
         body[..body.find("# HELP exporter_proxy_").unwrap()].to_owned()
     }
 
+    /// Asserts that `page` is `header` followed by `blocks` in some order
+    /// (the apps' blocks go in the order they last changed).
+    #[track_caller]
+    fn assert_blocks(page: &str, header: &str, blocks: &[&str]) {
+        let rest = page
+            .strip_prefix(header)
+            .unwrap_or_else(|| panic!("no {header:?} at the start of:\n{page}"));
+        let mut left = blocks.to_vec();
+        let mut at = rest;
+        while !at.is_empty() {
+            let i = left
+                .iter()
+                .position(|b| at.starts_with(b))
+                .unwrap_or_else(|| panic!("unexpected text at {at:?} in:\n{page}"));
+            at = &at[left.remove(i).len()..];
+        }
+        assert!(left.is_empty(), "missing {left:?} in:\n{page}");
+    }
+
     #[test]
     fn an_untyped_summary_joins_the_typed_one_in_either_order() {
         let a = store();
@@ -310,18 +331,20 @@ mod tests {
         let b = store();
         poll(&b, "victoria", VM).unwrap();
         poll(&b, "prometheus", PROM).unwrap();
-        let want = "# HELP gc GC pauses.\n# TYPE gc summary\n\
-            gc{target=\"prometheus\",quantile=\"0\"} 1\ngc{target=\"prometheus\",quantile=\"1\"} 2\n\
-            gc_sum{target=\"prometheus\"} 3\ngc_count{target=\"prometheus\"} 4\n\
-            gc{target=\"victoria\",quantile=\"0\"} 5\ngc{target=\"victoria\",quantile=\"1\"} 6\n\
-            gc_count{target=\"victoria\"} 8\ngc_sum{target=\"victoria\"} 7\n";
-        assert_eq!(page(&a), want);
-        assert_eq!(page(&b), want);
+        let header = "# HELP gc GC pauses.\n# TYPE gc summary\n";
+        let blocks = [
+            "gc{target=\"prometheus\",quantile=\"0\"} 1\ngc{target=\"prometheus\",quantile=\"1\"} 2\n\
+            gc_sum{target=\"prometheus\"} 3\ngc_count{target=\"prometheus\"} 4\n",
+            "gc{target=\"victoria\",quantile=\"0\"} 5\ngc{target=\"victoria\",quantile=\"1\"} 6\n\
+            gc_count{target=\"victoria\"} 8\ngc_sum{target=\"victoria\"} 7\n",
+        ];
+        assert_blocks(&page(&a), header, &blocks);
+        assert_blocks(&page(&b), header, &blocks);
         // The next polls change nothing.
         poll(&a, "victoria", VM).unwrap();
         poll(&b, "prometheus", PROM).unwrap();
-        assert_eq!(page(&a), want);
-        assert_eq!(page(&b), want);
+        assert_blocks(&page(&a), header, &blocks);
+        assert_blocks(&page(&b), header, &blocks);
         // Without the typed family, the untyped one is untyped again.
         a.remove("prometheus");
         poll(&a, "victoria", VM).unwrap();
@@ -340,7 +363,7 @@ mod tests {
         .unwrap();
         let page = page(&s);
         assert!(
-            page.contains("# TYPE c counter\nc{target=\"loose\"} 5\nc{target=\"typed\"} 1\n"),
+            page.contains("# TYPE c counter\nc{target=\"typed\"} 1\nc{target=\"loose\"} 5\n"),
             "{page}"
         );
         // Bounds written as Go writes them, as for typed histograms.

@@ -260,6 +260,10 @@ struct AppEntry {
     deadline: Option<tokio::time::Instant>,
     /// Its owner slot in the series index (set by `State::insert_app`).
     owner: u32,
+    /// When its blocks last changed, in the order of the store's changes
+    /// (0: not yet placed; `State::insert_app` gives it the next one). The
+    /// render lays the apps' blocks out in this order (see `render`).
+    seq: u64,
 }
 
 /// How to take back one application of a batch that failed part-way.
@@ -296,6 +300,8 @@ struct State {
     /// Series identity → owning application. 64-bit hashes: a false
     /// collision needs ~4·10⁹ series to become likely, far beyond our limits.
     series: series::SeriesIndex,
+    /// The last `AppEntry::seq` given.
+    seq: u64,
 }
 
 /// A rendered `/metrics` body for one generation of the store.
@@ -314,6 +320,8 @@ pub struct Rendered {
     /// Per chunk: whether it is a new buffer at every render (see
     /// [`gzip::build`]).
     by_content: Vec<bool>,
+    /// Per chunk: its cut mark (see [`gzip::build`]).
+    marks: Vec<u64>,
     len: usize,
     gzip: OnceLock<gzip::Gzipped>,
     /// The compressed runs of an earlier render, reused by [`Self::gzip`]
@@ -617,6 +625,7 @@ impl Store {
                 families: p.families,
                 deadline,
                 owner: 0,
+                seq: state.next_seq(),
             };
             match state.apps.get_mut(&app) {
                 Some(slot) if same_series => {
@@ -704,6 +713,7 @@ impl Store {
                     families: Vec::new(),
                     deadline: None,
                     owner: 0,
+                    seq: 0,
                 });
             }
         }
@@ -1067,7 +1077,18 @@ impl State {
         Some(entry)
     }
 
+    /// The next `AppEntry::seq`.
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Indexes `entry` and adds it; an entry put back (by a roll-back)
+    /// keeps its place in the page.
     fn insert_app(&mut self, mut entry: AppEntry) {
+        if entry.seq == 0 {
+            entry.seq = self.next_seq();
+        }
         entry.owner = self.series.add_owner(&entry.info.name);
         for fam in &entry.families {
             for key in series::keys_of(fam).iter() {

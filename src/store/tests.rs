@@ -208,7 +208,7 @@ fn families_sorted_merged_with_first_help() {
         &s,
         "# TYPE empty counter\n\
          # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"+Inf\"} 1\nlat_sum 0.5\nlat_count 1\n\
-         # HELP shared From b.\n# TYPE shared gauge\nshared{x=\"a\"} 1\nshared{x=\"b\"} 2\nshared{x=\"c\"} 3\n\
+         # HELP shared From b.\n# TYPE shared gauge\nshared{x=\"b\"} 2\nshared{x=\"a\"} 1\nshared{x=\"c\"} 3\n\
          # HELP zeta Last.\n# TYPE zeta untyped\nzeta 1\n",
     );
     let b = body(&s);
@@ -230,13 +230,21 @@ fn help_comes_from_the_first_app_in_name_order_that_has_one() {
     push(&s, "a", "f{i=\"a\"} 1\n");
     check(
         &s,
-        "# HELP f From m.\n# TYPE f untyped\nf{i=\"a\"} 1\nf{i=\"m\"} 1\nf{i=\"z\"} 1\n",
+        "# HELP f From m.\n# TYPE f untyped\nf{i=\"m\"} 1\nf{i=\"z\"} 1\nf{i=\"a\"} 1\n",
+    );
+    // Nor does the order of the blocks (the app that pushed last goes
+    // last): z's push again does not make its HELP the first.
+    push(&s, "z", "# HELP f From z.\nf{i=\"z\"} 2\n");
+    push(&s, "m", "# HELP f From m.\nf{i=\"m\"} 2\n");
+    check(
+        &s,
+        "# HELP f From m.\n# TYPE f untyped\nf{i=\"a\"} 1\nf{i=\"z\"} 2\nf{i=\"m\"} 2\n",
     );
     // Once the app holding the HELP goes, the next one's is used.
     assert!(s.remove("m"));
     check(
         &s,
-        "# HELP f From z.\n# TYPE f untyped\nf{i=\"a\"} 1\nf{i=\"z\"} 1\n",
+        "# HELP f From z.\n# TYPE f untyped\nf{i=\"a\"} 1\nf{i=\"z\"} 2\n",
     );
 }
 
@@ -1289,4 +1297,43 @@ fn bounds_equal_once_normalised_are_refused() {
     let b = body(&s);
     crate::exposition::parse(&b, &ParseLimits::default())
         .unwrap_or_else(|e| panic!("/metrics is invalid: {e}\n{b}"));
+}
+
+#[test]
+fn blocks_go_in_the_order_their_apps_last_changed() {
+    let s = store();
+    let text = |app: &str, v: u32| {
+        format!("# TYPE f gauge\nf{{i=\"{app}\"}} {v}\n# TYPE g gauge\ng{{i=\"{app}\"}} {v}\n")
+    };
+    let order = |s: &Store| {
+        let page = pushed(s);
+        let of = |family: &str| -> Vec<String> {
+            page.lines()
+                .filter(|l| l.starts_with(&format!("{family}{{")))
+                .map(|l| l[l.find('"').unwrap() + 1..l.rfind('"').unwrap()].to_owned())
+                .collect()
+        };
+        let f = of("f");
+        assert_eq!(f, of("g"), "every family in the same order:\n{page}");
+        f
+    };
+    for app in ["c", "a", "b"] {
+        push(&s, app, &text(app, 1));
+    }
+    assert_eq!(order(&s), ["c", "a", "b"]);
+    // New values for the same series: the app goes last.
+    push(&s, "c", &text("c", 2));
+    assert_eq!(order(&s), ["a", "b", "c"]);
+    // A refused push changes nothing.
+    assert!(s
+        .push("a", "f{i=\"a\"} x\n", AppKind::Push, "test")
+        .is_err());
+    assert_eq!(order(&s), ["a", "b", "c"]);
+    // Another set of series: last as well.
+    push(&s, "a", &format!("{}h 1\n", text("a", 3)));
+    assert_eq!(order(&s), ["b", "c", "a"]);
+    // A new app goes last; one that goes leaves the others in place.
+    push(&s, "d", &text("d", 1));
+    assert!(s.remove("c"));
+    assert_eq!(order(&s), ["b", "a", "d"]);
 }

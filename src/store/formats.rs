@@ -59,7 +59,7 @@ pub(super) struct RenderFamily {
     pub(super) name: String,
     pub(super) typ: MetricType,
     pub(super) help: Option<String>,
-    /// The owners' blocks, in owner order (as in the text body).
+    /// The owners' blocks, in the render's order (as in the text body).
     pub(super) blocks: Vec<Arc<FamilyBlock>>,
 }
 

@@ -133,7 +133,7 @@ impl Body {
     }
 
     /// The gzip body as chunks and its length, computed once, reusing the
-    /// runs of the previous body that did not change ([`gzip`]).
+    /// runs of the previous body that did not change (the store's `gzip` module).
     pub fn gzip_chunks(&self) -> (&[Bytes], usize) {
         self.gzip_chunks_with(|| None)
     }

@@ -16,20 +16,21 @@
 //! A render keeps its runs ([`Index`]); the next render reuses every run
 //! whose chunks are the same (the same shared buffers, or equal bytes for
 //! small chunks such as headers), so after one app's push only the runs
-//! that hold its blocks are compressed again, plus the self-metrics, which
-//! change at every render.
+//! that its blocks left and joined are compressed again, plus the
+//! self-metrics, which change at every render.
 //!
 //! Where runs are cut is decided by each chunk alone (content-defined
-//! chunking): a chunk ends a run when the hash of its first series
-//! ([`cut_mark`]) modulo [`MEAN_RUN`] is below its length, so runs hold
-//! [`MEAN_RUN`] bytes on average whatever the chunks' sizes. A block pushed
-//! again with new values keeps its first series, so the cuts stay where
-//! they were and only its own run is new. No cut depends on the one before
-//! it (no minimum length counted from the last cut), so taking blocks out
-//! or putting them in moves no cut elsewhere: after the blocks of the apps
-//! that pushed move to the end of each family (see `render`), the runs
-//! that held only them are dropped, the run at the edge is compressed
-//! again, and the runs in between are found again.
+//! chunking): a chunk ends a run when its cut mark modulo [`MEAN_RUN`] is
+//! below its length, so runs hold [`MEAN_RUN`] bytes on average whatever
+//! the chunks' sizes. The render gives the marks ([`block_mark`]: an app's
+//! block by the digest of its series, in every format; [`text_mark`]: a
+//! header by its first line). A block pushed again with new values keeps
+//! its mark, so the cuts stay where they were. No cut depends on the one
+//! before it (no minimum length counted from the last cut), so taking
+//! blocks out or putting them in moves no cut elsewhere: after the blocks
+//! of the apps that pushed move to the end of each family (see `render`),
+//! the runs that held only them are dropped, the runs at the edges are
+//! compressed again, and the runs in between are found again.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -126,6 +126,11 @@ struct Outcome {
     push_late: Vec<f64>,
     /// Per mode: latencies, body bytes of the last scrape, errors.
     scrapes: Vec<(Vec<f64>, usize, usize)>,
+    /// Per mode: the latencies of the scrapes that started once every app
+    /// had pushed on its schedule (after one push period): the load pushed
+    /// them all at once in name order, and the proxy lays the apps out in
+    /// the order of their last push, so the first period is a transition.
+    settled: Vec<Vec<f64>>,
     /// Per mode: the latency of the warm-up scrape right after the load
     /// (`None` if it failed), not part of the steady figures.
     cold: Vec<Option<f64>>,
@@ -231,6 +236,7 @@ async fn run_target(
     let out = Arc::new(Mutex::new(Outcome {
         pushed_bytes,
         scrapes: MODES.iter().map(|_| (Vec::new(), 0, 0)).collect(),
+        settled: MODES.iter().map(|_| Vec::new()).collect(),
         cold,
         ..Outcome::default()
     }));
@@ -316,7 +322,13 @@ async fn run_target(
     };
 
     let every = Duration::from_secs_f64(s.steady_scrape_period);
-    let scraper = tokio::spawn(scrape_loop(http, started, deadline, every, out.clone()));
+    let scraper = tokio::spawn(scrape_loop(
+        http,
+        (started, started + period),
+        deadline,
+        every,
+        out.clone(),
+    ));
 
     // Memory every second, until the end.
     let mut rss = Vec::new();
@@ -382,11 +394,12 @@ async fn scrape_round(conns: &mut [HttpConn], buf: &mut Vec<u8>) -> Vec<Option<(
     out
 }
 
-/// Scrapes every mode once per period, each on its own connection, until
-/// `deadline`.
+/// Scrapes every mode once per period, each on its own connection, from
+/// `started` until `deadline`; the scrapes from `settled` on are also
+/// counted apart.
 async fn scrape_loop(
     http: SocketAddr,
-    started: Instant,
+    (started, settled): (Instant, Instant),
     deadline: Instant,
     every: Duration,
     out: Arc<Mutex<Outcome>>,
@@ -403,6 +416,9 @@ async fn scrape_loop(
                 Some((secs, len)) => {
                     o.scrapes[m].0.push(secs);
                     o.scrapes[m].1 = len;
+                    if tick >= settled {
+                        o.settled[m].push(secs);
+                    }
                 }
                 None => o.scrapes[m].2 += 1,
             }
@@ -493,6 +509,17 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
                 ratio(quantile(pl, q), quantile(gl, q))
             );
         }
+        let (ps, gs) = (&p.settled[m], &g.settled[m]);
+        println!(
+            "| scrape {}, p50 / p99 after the first push period ({} scrapes) | {} / {} | {} / {} | {} at p99 |",
+            mode.label,
+            ps.len(),
+            ms(ps, 0.5),
+            ms(ps, 0.99),
+            ms(gs, 0.5),
+            ms(gs, 0.99),
+            ratio(quantile(ps, 0.99), quantile(gs, 0.99))
+        );
         println!(
             "| scrape {}, body bytes / failed scrapes | {} / {} | {} / {} | |",
             mode.label, p.scrapes[m].1, p.scrapes[m].2, g.scrapes[m].1, g.scrapes[m].2

@@ -27,7 +27,7 @@ impl Store {
         }
         let started = Instant::now();
         let gen = self.generation();
-        let (families, apps) = {
+        let (families, texts, apps) = {
             let state = self.lock();
             // One pass over the apps hands each block to its family's list:
             // looking every owner up by name per family (8,000 map lookups at
@@ -77,6 +77,18 @@ impl Store {
             // A family's HELP is still that of the first app in name order
             // that has one (whatever the order of the blocks).
             let mut help_from: Vec<Option<&str>> = vec![None; families.len()];
+            // Each family's chunks (the blocks' text and cut marks), taken
+            // while the block is at hand: reading every block again when the
+            // chunks are laid out missed the cache once more per block (a
+            // third of the render's time at 1,000 apps × 100 series).
+            let mut texts: Vec<Vec<(Bytes, u64)>> = families
+                .iter()
+                .map(|f| Vec::with_capacity(f.blocks.capacity()))
+                .collect();
+            let mut own_texts: Vec<Vec<(Bytes, u64)>> = AppFamily::ALL
+                .iter()
+                .map(|_| Vec::with_capacity(state.apps.len()))
+                .collect();
             for entry in order {
                 for block in &entry.families {
                     let at = position[block.name.as_str()];
@@ -88,6 +100,9 @@ impl Store {
                         help_from[at] = Some(&entry.info.name);
                     }
                     f.blocks.push(block.clone());
+                    if !block.body.is_empty() {
+                        texts[at].push((block.body.clone(), gzip::block_mark(block)));
+                    }
                 }
                 let info = &entry.info;
                 let key = (info.kind, info.series, info.last_update);
@@ -95,14 +110,18 @@ impl Store {
                     Some((name, (k, lines))) if k == key => (name, lines),
                     _ => (info.name.clone(), own_lines(info)),
                 };
-                for (f, line) in own_families.iter_mut().zip(&lines) {
-                    f.blocks.extend(line.iter().cloned());
+                for ((f, t), line) in own_families.iter_mut().zip(&mut own_texts).zip(&lines) {
+                    if let Some(b) = line {
+                        t.push((b.body.clone(), gzip::block_mark(b)));
+                        f.blocks.push(b.clone());
+                    }
                 }
                 rows.insert(name, (key, lines));
             }
             memo.rows = rows;
             families.extend(own_families);
-            (families, state.apps.len())
+            texts.extend(own_texts);
+            (families, texts, state.apps.len())
         };
         // All family headers go into one buffer, sliced into chunks that sit
         // between the (shared) blocks of the apps.
@@ -113,16 +132,15 @@ impl Store {
             header_ends.push(headers.len());
         }
         let headers = Bytes::from(headers);
-        let mut chunks = Vec::with_capacity(
-            families.len() + 1 + families.iter().map(|f| f.blocks.len()).sum::<usize>(),
-        );
+        let mut chunks =
+            Vec::with_capacity(families.len() + 1 + texts.iter().map(Vec::len).sum::<usize>());
         // Which chunks are new buffers at every render (the headers), for
         // the gzip runs to find them again by their bytes.
         let mut by_content = Vec::with_capacity(chunks.capacity());
         // And where the gzip runs may end.
         let mut marks = Vec::with_capacity(chunks.capacity());
         let mut start = 0;
-        for (f, end) in families.iter().zip(header_ends) {
+        for (family, end) in texts.into_iter().zip(header_ends) {
             if end > start {
                 let header = headers.slice(start..end);
                 marks.push(gzip::text_mark(&header));
@@ -130,10 +148,10 @@ impl Store {
                 by_content.push(true);
             }
             start = end;
-            for b in f.blocks.iter().filter(|b| !b.body.is_empty()) {
-                chunks.push(b.body.clone());
+            for (text, mark) in family {
+                chunks.push(text);
                 by_content.push(false);
-                marks.push(gzip::block_mark(b));
+                marks.push(mark);
             }
         }
         let mut own = Vec::with_capacity(4096);

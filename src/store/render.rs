@@ -123,37 +123,11 @@ impl Store {
             texts.extend(own_texts);
             (families, texts, state.apps.len())
         };
-        // All family headers go into one buffer, sliced into chunks that sit
-        // between the (shared) blocks of the apps.
-        let mut headers = Vec::with_capacity(families.len() * 128);
-        let mut header_ends = Vec::with_capacity(families.len());
-        for f in &families {
-            exposition::encode_header(&mut headers, &f.name, f.help.as_deref(), f.typ);
-            header_ends.push(headers.len());
-        }
-        let headers = Bytes::from(headers);
-        let mut chunks =
-            Vec::with_capacity(families.len() + 1 + texts.iter().map(Vec::len).sum::<usize>());
-        // Which chunks are new buffers at every render (the headers), for
-        // the gzip runs to find them again by their bytes.
-        let mut by_content = Vec::with_capacity(chunks.capacity());
-        // And where the gzip runs may end.
-        let mut marks = Vec::with_capacity(chunks.capacity());
-        let mut start = 0;
-        for (family, end) in texts.into_iter().zip(header_ends) {
-            if end > start {
-                let header = headers.slice(start..end);
-                marks.push(gzip::text_mark(&header));
-                chunks.push(header);
-                by_content.push(true);
-            }
-            start = end;
-            for (text, mark) in family {
-                chunks.push(text);
-                by_content.push(false);
-                marks.push(mark);
-            }
-        }
+        let Layout {
+            mut chunks,
+            mut by_content,
+            mut marks,
+        } = lay_out(&families, texts);
         let mut own = Vec::with_capacity(4096);
         self.metrics.encode_rest(&mut own, apps);
         let own = Bytes::from(own);
@@ -180,6 +154,50 @@ impl Store {
         self.cache.store(Some(rendered.clone()));
         rendered
     }
+}
+
+/// The chunks of a page, with per chunk whether it is a new buffer at
+/// every render (the headers, which the gzip runs find again by their
+/// bytes) and where a gzip run may end after it.
+struct Layout {
+    chunks: Vec<Bytes>,
+    by_content: Vec<bool>,
+    marks: Vec<u64>,
+}
+
+/// Each family's header, then its blocks' text (`texts`, with their cut
+/// marks, in the family's order). All headers go into one buffer, sliced
+/// into chunks that sit between the (shared) blocks of the apps.
+fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Bytes, u64)>>) -> Layout {
+    let mut headers = Vec::with_capacity(families.len() * 128);
+    let mut header_ends = Vec::with_capacity(families.len());
+    for f in families {
+        exposition::encode_header(&mut headers, &f.name, f.help.as_deref(), f.typ);
+        header_ends.push(headers.len());
+    }
+    let headers = Bytes::from(headers);
+    let n = families.len() + 1 + texts.iter().map(Vec::len).sum::<usize>();
+    let mut out = Layout {
+        chunks: Vec::with_capacity(n),
+        by_content: Vec::with_capacity(n),
+        marks: Vec::with_capacity(n),
+    };
+    let mut start = 0;
+    for (family, end) in texts.into_iter().zip(header_ends) {
+        if end > start {
+            let header = headers.slice(start..end);
+            out.marks.push(gzip::text_mark(&header));
+            out.chunks.push(header);
+            out.by_content.push(true);
+        }
+        start = end;
+        for (text, mark) in family {
+            out.chunks.push(text);
+            out.by_content.push(false);
+            out.marks.push(mark);
+        }
+    }
+    out
 }
 
 /// What a render keeps for the next one: each app's self-metric lines

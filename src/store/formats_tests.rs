@@ -476,35 +476,41 @@ fn the_line_scan_agrees_with_a_full_parse_on_histograms_and_summaries() {
     assert!(valid >= 1 && invalid > 300, "{valid} valid, {invalid} not");
 }
 
+/// App `a`'s push for the gzip run tests: a gauge family of 30 series
+/// whose values change with `round`.
+fn gauge_app(a: usize, round: usize) -> String {
+    let lines: String = (0..30)
+        .map(|i| {
+            format!(
+                "g{{route=\"/r/{i}\",app_id=\"{a}\"}} {}\n",
+                a * 7 + i + round
+            )
+        })
+        .collect();
+    format!("# TYPE g gauge\n{lines}")
+}
+
+/// A gzip body decoded (one member).
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(b)
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
 #[test]
 fn text_and_openmetrics_gzip_bodies_share_the_runs_of_shared_blocks() {
     let s = store();
     let page = |round: usize| {
         (0..200)
-            .map(|a| {
-                let lines: String = (0..30)
-                    .map(|i| {
-                        format!(
-                            "g{{route=\"/r/{i}\",app_id=\"{a}\"}} {}\n",
-                            a * 7 + i + round
-                        )
-                    })
-                    .collect();
-                (format!("app{a:03}"), format!("# TYPE g gauge\n{lines}"))
-            })
+            .map(|a| (format!("app{a:03}"), gauge_app(a, round)))
             .collect::<Vec<_>>()
     };
     for (app, text) in page(0) {
         s.push(&app, &text, AppKind::Push, "test").unwrap();
     }
-    let gunzip = |b: &[u8]| {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(b)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    };
     let r = s.render();
     let text_gz = r.gzip_of(Format::Text);
     let om_gz = r.gzip_of(Format::OpenMetrics);
@@ -542,29 +548,11 @@ fn a_push_makes_only_its_own_runs_of_the_protobuf_gzip_body_new() {
     // (With marks taken from the bytes, a family was one run, compressed
     // whole after every push.)
     let s = store();
-    let text = |a: usize, round: usize| {
-        let lines: String = (0..30)
-            .map(|i| {
-                format!(
-                    "g{{route=\"/r/{i}\",app_id=\"{a}\"}} {}\n",
-                    a * 7 + i + round
-                )
-            })
-            .collect();
-        format!("# TYPE g gauge\n{lines}")
-    };
+    let text = gauge_app;
     for a in 0..300 {
         s.push(&format!("app{a:03}"), &text(a, 0), AppKind::Push, "test")
             .unwrap();
     }
-    let gunzip = |b: &[u8]| {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(b)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    };
     let r = s.render();
     let first = r.gzip_of(Format::Protobuf);
     assert_eq!(gunzip(&first), r.bytes_of(Format::Protobuf).to_vec());

@@ -153,15 +153,7 @@ pub async fn run(
         apps: s.steady_apps,
         series: s.steady_series,
     };
-    eprintln!(
-        "== steady: {} apps x {} series, push every {} s, scrape every {} s, {} s per target, phases {}",
-        scale.apps,
-        scale.series,
-        s.steady_push_period,
-        s.steady_scrape_period,
-        s.steady_secs,
-        phases(s)
-    );
+    eprintln!("== steady: {}", scenario(s, scale));
     let mut proxy =
         servers::start_proxy(proxy_bin, proxy_threads, scale.apps, scale.series).await?;
     let pusher = Pusher::Proxy {
@@ -437,6 +429,19 @@ impl Outcome {
     }
 }
 
+/// The scenario in one line (the progress heading and the table's title).
+fn scenario(s: &SteadyArgs, scale: Scale) -> String {
+    format!(
+        "{} apps × {} series, a push per app every {} s, scrapes every {} s, {} s, phases {}",
+        scale.apps,
+        scale.series,
+        s.steady_push_period,
+        s.steady_scrape_period,
+        s.steady_secs,
+        phases(s)
+    )
+}
+
 fn phases(s: &SteadyArgs) -> &'static str {
     if s.steady_phases_in_name_order {
         "in name order"
@@ -463,15 +468,7 @@ fn rss_line(o: &Outcome) -> String {
 
 fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
     println!();
-    println!(
-        "### Steady state: {} apps × {} series, a push per app every {} s, scrapes every {} s, {} s, phases {}",
-        scale.apps,
-        scale.series,
-        s.steady_push_period,
-        s.steady_scrape_period,
-        s.steady_secs,
-        phases(s)
-    );
+    println!("### Steady state: {}", scenario(s, scale));
     println!();
     println!("| | exporter-proxy | Pushgateway | Pushgateway ÷ proxy |");
     println!("|---|---:|---:|---:|");

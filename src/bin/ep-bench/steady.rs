@@ -2,7 +2,8 @@
 //! on their own period (phases spread evenly), while a scraper asks for
 //! `/metrics` every `--steady-scrape-period` seconds in each format, gzip
 //! as Prometheus sends it, for a fixed time; so nearly every scrape comes
-//! right after a change. The proxy and the Pushgateway run the same
+//! right after a change. The schedule runs for one push period (settling,
+//! reported apart) before the measured window. The proxy and the Pushgateway run the same
 //! schedule one after the other (each alone on the machine) in one run.
 //!
 //! Reported per target: server CPU as % of one core, push latency p50/p99,
@@ -42,6 +43,14 @@ pub struct SteadyArgs {
     /// Length of the measured steady run per target, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub steady_secs: f64,
+    /// Seconds of pushes and scrapes on the schedule before the measured
+    /// run (default: one push period). The initial load pushes every app
+    /// at once in name order; the first period of the schedule moves each
+    /// app to its place in the push order (the proxy lays the apps out in
+    /// the order of their last push) and the scrapers' schedules become
+    /// known: a transition, reported apart, not the steady state.
+    #[arg(long)]
+    pub steady_settle_secs: Option<f64>,
     /// Concurrent push connections (pushes due at once wait for one).
     #[arg(long, default_value_t = 16)]
     pub steady_push_conns: usize,
@@ -52,6 +61,21 @@ pub struct SteadyArgs {
     /// pushes land all over the page.
     #[arg(long)]
     pub steady_phases_in_name_order: bool,
+    /// The ways of scraping, each every `--steady-scrape-period`: any of
+    /// prometheus (the Accept header of Prometheus 2, gzip), text,
+    /// text-gzip, openmetrics-gzip, protobuf-gzip. `prometheus` alone is
+    /// the load of one Prometheus server; the default adds the other four
+    /// to measure every format under the same pushes.
+    #[arg(long, value_delimiter = ',', default_value = "prometheus,text,text-gzip,openmetrics-gzip,protobuf-gzip", value_parser = mode_key)]
+    pub steady_modes: Vec<&'static Mode>,
+}
+
+/// The mode named `key` on the command line.
+fn mode_key(key: &str) -> Result<&'static Mode, String> {
+    MODES.iter().find(|m| m.key == key).ok_or_else(|| {
+        let keys: Vec<&str> = MODES.iter().map(|m| m.key).collect();
+        format!("unknown scrape mode {key:?}; one of {}", keys.join(", "))
+    })
 }
 
 /// The slot (of N in a period) of app `a`: `a` itself in name order, else
@@ -72,7 +96,9 @@ fn phase_slot(a: usize, n: usize, in_name_order: bool) -> usize {
 }
 
 /// One way of scraping `/metrics`.
-struct Mode {
+#[derive(Debug)]
+pub struct Mode {
+    key: &'static str,
     label: &'static str,
     gzip: bool,
     accept: Option<&'static str>,
@@ -81,6 +107,7 @@ struct Mode {
 /// What Prometheus 2.x sends (OpenMetrics first), then the single formats.
 const MODES: [Mode; 5] = [
     Mode {
+        key: "prometheus",
         label: "as Prometheus (Accept of Prometheus 2, gzip)",
         gzip: true,
         accept: Some(
@@ -88,21 +115,25 @@ const MODES: [Mode; 5] = [
         ),
     },
     Mode {
+        key: "text",
         label: "text, plain",
         gzip: false,
         accept: Some("text/plain;version=0.0.4"),
     },
     Mode {
+        key: "text-gzip",
         label: "text, gzip",
         gzip: true,
         accept: Some("text/plain;version=0.0.4"),
     },
     Mode {
+        key: "openmetrics-gzip",
         label: "OpenMetrics, gzip",
         gzip: true,
         accept: Some("application/openmetrics-text;version=1.0.0"),
     },
     Mode {
+        key: "protobuf-gzip",
         label: "protobuf, gzip",
         gzip: true,
         accept: Some(
@@ -126,11 +157,9 @@ struct Outcome {
     push_late: Vec<f64>,
     /// Per mode: latencies, body bytes of the last scrape, errors.
     scrapes: Vec<(Vec<f64>, usize, usize)>,
-    /// Per mode: the latencies of the scrapes that started once every app
-    /// had pushed on its schedule (after one push period): the load pushed
-    /// them all at once in name order, and the proxy lays the apps out in
-    /// the order of their last push, so the first period is a transition.
-    settled: Vec<Vec<f64>>,
+    /// Per mode: the latencies of the scrapes while settling (before the
+    /// measured window; not in the figures above).
+    settling: Vec<Vec<f64>>,
     /// Per mode: the latency of the warm-up scrape right after the load
     /// (`None` if it failed), not part of the steady figures.
     cold: Vec<Option<f64>>,
@@ -224,60 +253,37 @@ async fn run_target(
     )
     .await?;
     loaded.context("the initial load did not finish in --load-secs")?;
-    let cold = warm_up(http).await;
+    let cold = warm_up(http, &s.steady_modes).await;
     let out = Arc::new(Mutex::new(Outcome {
         pushed_bytes,
-        scrapes: MODES.iter().map(|_| (Vec::new(), 0, 0)).collect(),
-        settled: MODES.iter().map(|_| Vec::new()).collect(),
+        scrapes: s.steady_modes.iter().map(|_| (Vec::new(), 0, 0)).collect(),
+        settling: s.steady_modes.iter().map(|_| Vec::new()).collect(),
         cold,
         ..Outcome::default()
     }));
+    let period = Duration::from_secs_f64(s.steady_push_period);
+    let settle = s.steady_settle_secs.map_or(period, Duration::from_secs_f64);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(s.steady_secs);
-    let cpu_before = procfs::cpu_ticks(pids);
+    // The measured window: from `measured` to `deadline`.
+    let measured = started + settle;
+    let deadline = measured + Duration::from_secs_f64(s.steady_secs);
 
     // Pushes: a dispatcher hands each due push to one of `clients` workers.
     let (tx, rx) = tokio::sync::mpsc::channel::<(usize, u64, Instant)>(scale.apps.max(1));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let due = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (rx, out, pusher) = (rx.clone(), out.clone(), pusher.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut conn = None;
-            let mut buf = Vec::new();
-            loop {
-                let Some((app, round, at)) = rx.lock().await.recv().await else {
-                    return;
-                };
-                if Instant::now() >= deadline {
-                    // Queued but not sent within the run: lost.
-                    continue;
-                }
-                let late = at.elapsed().as_secs_f64();
-                let text = workload::app_text(app, scale.series, round);
-                let payload = encode_push(Transport::HttpPut, app, &text);
-                let t = Instant::now();
-                let r = pusher
-                    .push(Transport::HttpPut, &payload, &mut conn, &mut buf)
-                    .await;
-                let secs = t.elapsed().as_secs_f64();
-                let mut o = out.lock().expect("not poisoned");
-                match r {
-                    Ok(()) => {
-                        o.pushes_ok += 1;
-                        o.push_lat.push(secs);
-                        o.push_late.push(late);
-                    }
-                    Err(e) => {
-                        o.push_errors += 1;
-                        o.first_error.get_or_insert_with(|| format!("{e:#}"));
-                    }
-                }
-            }
-        }));
-    }
-    let period = Duration::from_secs_f64(s.steady_push_period);
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (rx, out, pusher) = (rx.clone(), out.clone(), pusher.clone());
+            tokio::spawn(push_worker(
+                rx,
+                out,
+                pusher,
+                scale.series,
+                (measured, deadline),
+            ))
+        })
+        .collect();
     let in_name_order = s.steady_phases_in_name_order;
     let dispatcher = {
         let due = due.clone();
@@ -316,17 +322,28 @@ async fn run_target(
     let every = Duration::from_secs_f64(s.steady_scrape_period);
     let scraper = tokio::spawn(scrape_loop(
         http,
-        (started, started + period),
+        s.steady_modes.clone(),
+        (started, measured),
         deadline,
         every,
         out.clone(),
     ));
 
-    // Memory every second, until the end.
+    // Memory every second, until the end; the CPU of the measured window.
     let mut rss = Vec::new();
+    let mut cpu_before = None;
     while Instant::now() < deadline {
+        if cpu_before.is_none() && Instant::now() >= measured {
+            cpu_before = Some((procfs::cpu_ticks(pids), Instant::now()));
+        }
         rss.push((started.elapsed().as_secs_f64(), procfs::memory_kib(pids).0));
-        tokio::time::sleep(Duration::from_secs(1).min(deadline - Instant::now())).await;
+        let next = (Instant::now() + Duration::from_secs(1)).min(deadline);
+        let next = if cpu_before.is_none() {
+            next.min(measured)
+        } else {
+            next
+        };
+        tokio::time::sleep_until(next.into()).await;
     }
     dispatcher.await?;
     scraper.await?;
@@ -337,10 +354,11 @@ async fn run_target(
         }
     })
     .await;
-    let secs = started.elapsed().as_secs_f64();
-    let cpu_secs = procfs::cpu_ticks(pids).saturating_sub(cpu_before) as f64 / ticks;
+    let (cpu_from, window_start) = cpu_before.unwrap_or((procfs::cpu_ticks(pids), measured));
+    let secs = window_start.elapsed().as_secs_f64();
+    let cpu_secs = procfs::cpu_ticks(pids).saturating_sub(cpu_from) as f64 / ticks;
     let (last, hwm) = procfs::memory_kib(pids);
-    rss.push((secs, last));
+    rss.push((started.elapsed().as_secs_f64(), last));
     let mut o = std::mem::take(&mut *out.lock().expect("not poisoned"));
     o.secs = secs;
     o.cpu_secs = cpu_secs;
@@ -354,14 +372,58 @@ async fn run_target(
     Ok(o)
 }
 
+/// A push connection: sends the pushes handed to it until the channel
+/// closes; pushes still queued at `deadline` are not sent (lost).
+async fn push_worker(
+    rx: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<(usize, u64, Instant)>>>,
+    out: Arc<Mutex<Outcome>>,
+    pusher: Pusher,
+    series: usize,
+    (measured, deadline): (Instant, Instant),
+) {
+    let mut conn = None;
+    let mut buf = Vec::new();
+    loop {
+        let Some((app, round, at)) = rx.lock().await.recv().await else {
+            return;
+        };
+        if Instant::now() >= deadline {
+            // Queued but not sent within the run: lost.
+            continue;
+        }
+        let late = at.elapsed().as_secs_f64();
+        let text = workload::app_text(app, series, round);
+        let payload = encode_push(Transport::HttpPut, app, &text);
+        let t = Instant::now();
+        let r = pusher
+            .push(Transport::HttpPut, &payload, &mut conn, &mut buf)
+            .await;
+        let secs = t.elapsed().as_secs_f64();
+        let mut o = out.lock().expect("not poisoned");
+        match r {
+            // Every push counts; the latencies of the measured window only.
+            Ok(()) if t < measured => o.pushes_ok += 1,
+            Ok(()) => {
+                o.pushes_ok += 1;
+                o.push_lat.push(secs);
+                o.push_late.push(late);
+            }
+            Err(e) => {
+                o.push_errors += 1;
+                o.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+}
+
 /// One scrape in every mode before the steady run: a server that is
 /// scraped all the time has built every format once already, which a
 /// first scrape after the load has to do from nothing (that one scrape
 /// was the p99 of a 60-scrape run). Its latency is reported apart.
-async fn warm_up(http: SocketAddr) -> Vec<Option<f64>> {
-    let mut conns: Vec<HttpConn> = MODES.iter().map(|_| HttpConn::new(http)).collect();
+async fn warm_up(http: SocketAddr, modes: &[&Mode]) -> Vec<Option<f64>> {
+    let mut conns: Vec<HttpConn> = modes.iter().map(|_| HttpConn::new(http)).collect();
     let mut buf = Vec::new();
-    scrape_round(&mut conns, &mut buf)
+    scrape_round(modes, &mut conns, &mut buf)
         .await
         .into_iter()
         .map(|r| r.map(|(secs, _)| secs))
@@ -371,9 +433,13 @@ async fn warm_up(http: SocketAddr) -> Vec<Option<f64>> {
 /// Scrapes every mode once, one after the other, each on its own
 /// connection: per mode the latency and body length, or `None` if the
 /// scrape failed (not 200, or not gzip-encoded as asked).
-async fn scrape_round(conns: &mut [HttpConn], buf: &mut Vec<u8>) -> Vec<Option<(f64, usize)>> {
-    let mut out = Vec::with_capacity(MODES.len());
-    for (mode, conn) in MODES.iter().zip(conns.iter_mut()) {
+async fn scrape_round(
+    modes: &[&Mode],
+    conns: &mut [HttpConn],
+    buf: &mut Vec<u8>,
+) -> Vec<Option<(f64, usize)>> {
+    let mut out = Vec::with_capacity(modes.len());
+    for (mode, conn) in modes.iter().zip(conns.iter_mut()) {
         let req = HttpConn::get_as("/metrics", mode.gzip, mode.accept);
         let t = Instant::now();
         let r = conn.send(&req, buf).await;
@@ -387,30 +453,29 @@ async fn scrape_round(conns: &mut [HttpConn], buf: &mut Vec<u8>) -> Vec<Option<(
 }
 
 /// Scrapes every mode once per period, each on its own connection, from
-/// `started` until `deadline`; the scrapes from `settled` on are also
-/// counted apart.
+/// `started` until `deadline`; the scrapes before `measured` are counted
+/// apart (settling).
 async fn scrape_loop(
     http: SocketAddr,
-    (started, settled): (Instant, Instant),
+    modes: Vec<&'static Mode>,
+    (started, measured): (Instant, Instant),
     deadline: Instant,
     every: Duration,
     out: Arc<Mutex<Outcome>>,
 ) {
-    let mut conns: Vec<HttpConn> = MODES.iter().map(|_| HttpConn::new(http)).collect();
+    let mut conns: Vec<HttpConn> = modes.iter().map(|_| HttpConn::new(http)).collect();
     let mut buf = Vec::new();
     let mut tick = started;
     while tick < deadline {
         tokio::time::sleep_until(tick.into()).await;
-        let round = scrape_round(&mut conns, &mut buf).await;
+        let round = scrape_round(&modes, &mut conns, &mut buf).await;
         let mut o = out.lock().expect("not poisoned");
         for (m, r) in round.into_iter().enumerate() {
             match r {
+                Some((secs, _)) if tick < measured => o.settling[m].push(secs),
                 Some((secs, len)) => {
                     o.scrapes[m].0.push(secs);
                     o.scrapes[m].1 = len;
-                    if tick >= settled {
-                        o.settled[m].push(secs);
-                    }
                 }
                 None => o.scrapes[m].2 += 1,
             }
@@ -432,12 +497,14 @@ impl Outcome {
 /// The scenario in one line (the progress heading and the table's title).
 fn scenario(s: &SteadyArgs, scale: Scale) -> String {
     format!(
-        "{} apps × {} series, a push per app every {} s, scrapes every {} s, {} s, phases {}",
+        "{} apps × {} series, a push per app every {} s, scrapes every {} s ({}), {} s measured after {} s settling, phases {}",
         scale.apps,
         scale.series,
         s.steady_push_period,
         s.steady_scrape_period,
+        s.steady_modes.iter().map(|m| m.key).collect::<Vec<_>>().join(", "),
         s.steady_secs,
+        s.steady_settle_secs.unwrap_or(s.steady_push_period),
         phases(s)
     )
 }
@@ -495,7 +562,7 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
         ms(&p.push_late, 0.99),
         ms(&g.push_late, 0.99)
     );
-    for (m, mode) in MODES.iter().enumerate() {
+    for (m, mode) in s.steady_modes.iter().enumerate() {
         let (pl, gl) = (&p.scrapes[m].0, &g.scrapes[m].0);
         for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
             println!(
@@ -506,9 +573,9 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
                 ratio(quantile(pl, q), quantile(gl, q))
             );
         }
-        let (ps, gs) = (&p.settled[m], &g.settled[m]);
+        let (ps, gs) = (&p.settling[m], &g.settling[m]);
         println!(
-            "| scrape {}, p50 / p99 after the first push period ({} scrapes) | {} / {} | {} / {} | {} at p99 |",
+            "| scrape {}, p50 / p99 while settling ({} scrapes, not in the figures) | {} / {} | {} / {} | {} at p99 |",
             mode.label,
             ps.len(),
             ms(ps, 0.5),
@@ -558,7 +625,10 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
             println!("{name}: first push error: {e}");
         }
     }
-    let prom = |o: &Outcome| quantile(&o.scrapes[0].0, 0.99);
+    // The p99 target is on the scrape as Prometheus sends it ("–", not
+    // held, when that mode was not run).
+    let prom_mode = s.steady_modes.iter().position(|m| m.key == "prometheus");
+    let prom = |o: &Outcome| prom_mode.and_then(|m| quantile(&o.scrapes[m].0, 0.99));
     let rows = [
         (
             "server CPU ≤ 1/50 of the Pushgateway's",

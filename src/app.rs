@@ -700,6 +700,7 @@ pub async fn run_with_store(
         lifecycle: config.gates.lifecycle,
         admin_api: config.gates.admin_api,
         ui: ui.clone(),
+        prebuild: Default::default(),
     });
     let router = match &bound.web.basic_auth {
         Some(auth) => crate::http::auth::layer(router, auth.clone()),

@@ -29,6 +29,7 @@
 pub mod auth;
 pub mod gates;
 pub mod negotiate;
+pub mod prebuild;
 pub mod pushgw;
 pub mod serve;
 pub mod ui;
@@ -83,6 +84,8 @@ pub struct HttpState {
     pub admin_api: bool,
     /// Start time, effective config and page cache of the web UI.
     pub ui: Arc<ui::UiState>,
+    /// Builds `/metrics` ahead of regular scrapers.
+    pub prebuild: Arc<prebuild::Prebuild>,
 }
 
 /// Builds the router.
@@ -309,6 +312,7 @@ struct MetricsQuery {
 async fn metrics(
     State(s): State<HttpState>,
     Query(q): Query<MetricsQuery>,
+    peer: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
 ) -> Response {
     let gzip = accepts_gzip(&headers);
@@ -325,27 +329,35 @@ async fn metrics(
             }
         },
     };
-    let rendered = match s.store.cached() {
-        Some(r) if r.is_built(format, gzip) => r,
-        _ => {
-            let store = s.store.clone();
-            // Rendering and compressing are CPU-bound: keep them off the
-            // I/O workers.
-            match tokio::task::spawn_blocking(move || {
-                let r = store.render();
-                if gzip {
-                    r.gzip_chunks_of(format);
-                } else {
-                    r.len_of(format);
-                }
-                r
-            })
-            .await
-            {
-                Ok(r) => r,
-                Err(_) => {
-                    return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
-                        .into_response();
+    s.prebuild.arrived(
+        &s.store,
+        prebuild::Scraper {
+            peer: peer.map(|p| p.0 .0),
+            format,
+            gzip,
+        },
+    );
+    let built = |s: &HttpState| s.store.cached().filter(|r| r.is_built(format, gzip));
+    let rendered = match built(&s) {
+        Some(r) => r,
+        None => {
+            // One build at a time: a build ahead of this scrape may be
+            // under way, and what it built is then only topped up.
+            let _building = s.prebuild.building.lock().await;
+            match built(&s) {
+                Some(r) => r,
+                None => {
+                    let store = s.store.clone();
+                    // Rendering and compressing are CPU-bound: keep them
+                    // off the I/O workers.
+                    let build = move || prebuild::build(&store, &[(format, gzip)]);
+                    match tokio::task::spawn_blocking(build).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
+                                .into_response();
+                        }
+                    }
                 }
             }
         }

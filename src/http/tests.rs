@@ -41,6 +41,7 @@ fn state(ready: bool) -> HttpState {
         lifecycle: true,
         admin_api: true,
         ui: ui::UiState::new(None),
+        prebuild: Default::default(),
     }
 }
 
@@ -244,6 +245,48 @@ async fn metrics_follow_the_store() {
     assert!(text.contains("\nup 2\n"), "{text}");
     assert!(!text.contains("\nup 1\n"), "{text}");
     assert_ne!(gunzip(&first.body), gunzip(&second.body));
+}
+
+#[tokio::test]
+async fn a_regular_scraper_finds_its_body_built_ahead_and_never_a_stale_one() {
+    let s = state(true);
+    let interval = std::time::Duration::from_millis(200);
+    let gzip = [("accept-encoding", "gzip")];
+    let mut built_ahead = 0;
+    let start = tokio::time::Instant::now();
+    for round in 0..12u32 {
+        // A push right after each scrape: every scrape comes after a change.
+        s.store
+            .push("a", &format!("m {round}\n"), AppKind::Push, "test")
+            .unwrap();
+        tokio::time::sleep_until(start + interval * (round + 1) - interval / 60).await;
+        // Just before the scrape is due (the build ahead starts at least
+        // 10 ms before it), once the scraper's interval is known.
+        if s.store
+            .cached()
+            .is_some_and(|r| r.is_built(crate::store::Format::Text, true))
+        {
+            built_ahead += 1;
+        }
+        tokio::time::sleep_until(start + interval * (round + 1)).await;
+        let r = get(&s, "/metrics", &gzip).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let text = String::from_utf8(gunzip(&r.body)).unwrap();
+        // Always the page as of the scrape, with the last push in it.
+        let last = format!("m {round}");
+        assert!(text.lines().any(|l| l == last), "{round}: {text}");
+    }
+    // Three arrivals make a schedule: from the fourth scrape on (9 of the
+    // 12), the body is built before the scraper comes (most rounds; the
+    // machine may be slow to wake the task now and then).
+    assert!(built_ahead >= 5, "built ahead {built_ahead} times of 9");
+    // Nothing is built ahead for a scraper that stops.
+    let gen_before = s.store.generation();
+    tokio::time::sleep(interval * 2).await;
+    s.store.push("a", "m 99\n", AppKind::Push, "test").unwrap();
+    tokio::time::sleep(interval * 2).await;
+    assert_ne!(s.store.generation(), gen_before);
+    assert!(s.store.cached().is_none(), "rendered for nobody");
 }
 
 // ---- health, index, errors ----

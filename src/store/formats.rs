@@ -31,7 +31,7 @@ use crate::exposition::{self, protobuf, MetricType, ParseLimits};
 use crate::telemetry::RejectReason;
 
 /// A representation of `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Text format 0.0.4.
     Text,

@@ -36,6 +36,7 @@ fn state(admin_api: bool) -> HttpState {
             .config
             .ui_facts(),
         )),
+        prebuild: Default::default(),
     }
 }
 

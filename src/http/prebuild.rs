@@ -234,10 +234,13 @@ async fn run(me: Weak<Prebuild>, store: Arc<Store>) {
         let _building = p.building.lock().await;
         let started = Instant::now();
         let s = store.clone();
-        if tokio::task::spawn_blocking(move || drop(build(&s, &due)))
-            .await
-            .is_err()
-        {
+        let ahead = move || {
+            // The changes so far are one batch, cut apart from those that
+            // come before the scrape (see `Store::end_batch`).
+            s.end_batch();
+            drop(build(&s, &due));
+        };
+        if tokio::task::spawn_blocking(ahead).await.is_err() {
             tracing::warn!("building /metrics ahead of a scrape failed");
         }
         p.lock().built(started.elapsed());

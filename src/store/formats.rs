@@ -61,6 +61,8 @@ pub(super) struct RenderFamily {
     pub(super) help: Option<String>,
     /// The owners' blocks, in the render's order (as in the text body).
     pub(super) blocks: Vec<Arc<FamilyBlock>>,
+    /// Per block, where a gzip run may end after it (in every format).
+    pub(super) marks: Vec<u64>,
 }
 
 /// A body as a list of shared chunks, with its gzip computed once.
@@ -247,12 +249,7 @@ impl Alternatives {
                 true,
                 xxhash_rust::xxh3::xxh3_64(f.name.as_bytes()),
             ));
-            chunks.extend(
-                parts
-                    .into_iter()
-                    .zip(&f.blocks)
-                    .map(|(p, b)| (p, false, gzip::block_mark(b))),
-            );
+            chunks.extend(parts.into_iter().zip(&f.marks).map(|(p, &m)| (p, false, m)));
         }
         let mut own = Vec::with_capacity(self.own.len());
         for (fam, metrics) in text_families(&self.own) {
@@ -286,7 +283,8 @@ impl Alternatives {
             chunks.extend(
                 f.blocks
                     .iter()
-                    .map(|b| (block_om(b, kind), false, gzip::block_mark(b))),
+                    .zip(&f.marks)
+                    .map(|(b, &m)| (block_om(b, kind), false, m)),
             );
         }
         let mut own = Vec::with_capacity(self.own.len() + 1024);

@@ -570,3 +570,62 @@ fn a_push_makes_only_its_own_runs_of_the_protobuf_gzip_body_new() {
         pb.fresh_bytes
     );
 }
+
+#[test]
+fn a_batch_ended_ahead_of_a_scrape_keeps_the_runs_built_at_the_end_of_the_family() {
+    // The steady load in small: 300 apps push in a fixed order, 30 per
+    // scrape interval; ahead of each scrape a build (after `end_batch`, as
+    // http::prebuild does), then 3 more pushes before the scrape's own
+    // build. What the scrape compresses, summed over the last 10 intervals
+    // (after one whole push period, once the page is in push order).
+    let top_up = |end_batches: bool| {
+        let s = store();
+        for a in 0..300 {
+            s.push(
+                &format!("app{a:03}"),
+                &gauge_app(a, 0),
+                AppKind::Push,
+                "test",
+            )
+            .unwrap();
+        }
+        s.render().gzip_of(Format::Text);
+        // Push order: a fixed shuffle of the names.
+        let mut next = (0..).map(|i: usize| (i * 181) % 300);
+        let mut push = |n: usize, round: usize| {
+            for a in next.by_ref().take(n) {
+                s.push(
+                    &format!("app{a:03}"),
+                    &gauge_app(a, round),
+                    AppKind::Push,
+                    "test",
+                )
+                .unwrap();
+            }
+        };
+        let mut fresh = 0;
+        for interval in 0..20 {
+            push(27, interval + 1);
+            if end_batches {
+                s.end_batch();
+            }
+            s.render().gzip_of(Format::Text);
+            push(3, interval + 1);
+            let r = s.render();
+            let gz = r.gzip_of(Format::Text);
+            assert_eq!(gunzip(&gz), r.to_bytes().to_vec());
+            if interval >= 10 {
+                fresh += r.gzip.get().unwrap().fresh_bytes;
+            }
+        }
+        fresh
+    };
+    let (with, without) = (top_up(true), top_up(false));
+    // 3 blocks of about 1.2 KB each new at the end, and the run(s) at the
+    // front that the 3 apps left: with the batch cut, the run at the end
+    // built ahead is found again.
+    assert!(
+        with * 3 < without * 2,
+        "with batches {with} bytes compressed at 10 scrapes, without {without}"
+    );
+}

@@ -27,102 +27,7 @@ impl Store {
         }
         let started = Instant::now();
         let gen = self.generation();
-        let (families, texts, apps) = {
-            let state = self.lock();
-            // One pass over the apps hands each block to its family's list:
-            // looking every owner up by name per family (8,000 map lookups at
-            // 1,000 apps) was a fifth of the proxy's CPU under a steady push
-            // load.
-            //
-            // The apps go in the order their blocks last changed (`seq`), so
-            // in every family the apps that pushed since the last scrape are
-            // together at the end, and those that push next (periodic
-            // pushers, the oldest) together at the start: the gzip runs that
-            // change are those two edges, not one run per pusher all over
-            // the page (with apps in name order, 100 pushes a second among
-            // 1,000 apps made 80% of the runs new at every scrape).
-            let mut families: Vec<formats::RenderFamily> = state
-                .families
-                .iter()
-                .map(|(name, idx)| formats::RenderFamily {
-                    name: name.clone(),
-                    typ: idx.typ,
-                    help: None,
-                    blocks: Vec::with_capacity(idx.owners.len()),
-                })
-                .collect();
-            let position: HashMap<&str, usize, xxhash_rust::xxh3::Xxh3DefaultBuilder> = state
-                .families
-                .keys()
-                .enumerate()
-                .map(|(i, name)| (name.as_str(), i))
-                .collect();
-            // The per-app self-metric families ride along as families of
-            // their own (after the pushed ones, as the self-metrics always
-            // were), each app's lines a block kept from the last render while
-            // its row is the same: only the apps that changed cost a line,
-            // an OpenMetrics and protobuf form, and a gzip run again.
-            let mut own_families: Vec<formats::RenderFamily> = AppFamily::ALL
-                .iter()
-                .map(|f| formats::RenderFamily {
-                    name: f.name(),
-                    typ: f.typ(),
-                    help: Some(f.help().to_owned()),
-                    blocks: Vec::with_capacity(state.apps.len()),
-                })
-                .collect();
-            let mut rows = HashMap::with_capacity_and_hasher(state.apps.len(), Default::default());
-            let mut order: Vec<&super::AppEntry> = state.apps.values().collect();
-            order.sort_unstable_by_key(|e| e.seq);
-            // A family's HELP is still that of the first app in name order
-            // that has one (whatever the order of the blocks).
-            let mut help_from: Vec<Option<&str>> = vec![None; families.len()];
-            // Each family's chunks (the blocks' text and cut marks), taken
-            // while the block is at hand: reading every block again when the
-            // chunks are laid out missed the cache once more per block (a
-            // third of the render's time at 1,000 apps × 100 series).
-            let mut texts: Vec<Vec<(Bytes, u64)>> = families
-                .iter()
-                .map(|f| Vec::with_capacity(f.blocks.capacity()))
-                .collect();
-            let mut own_texts: Vec<Vec<(Bytes, u64)>> = AppFamily::ALL
-                .iter()
-                .map(|_| Vec::with_capacity(state.apps.len()))
-                .collect();
-            for entry in order {
-                for block in &entry.families {
-                    let at = position[block.name.as_str()];
-                    let f = &mut families[at];
-                    if block.help.is_some()
-                        && help_from[at].is_none_or(|app| entry.info.name.as_str() < app)
-                    {
-                        f.help.clone_from(&block.help);
-                        help_from[at] = Some(&entry.info.name);
-                    }
-                    f.blocks.push(block.clone());
-                    if !block.body.is_empty() {
-                        texts[at].push((block.body.clone(), gzip::block_mark(block)));
-                    }
-                }
-                let info = &entry.info;
-                let key = (info.kind, info.series, info.last_update);
-                let (name, lines) = match memo.rows.remove_entry(info.name.as_str()) {
-                    Some((name, (k, lines))) if k == key => (name, lines),
-                    _ => (info.name.clone(), own_lines(info)),
-                };
-                for ((f, t), line) in own_families.iter_mut().zip(&mut own_texts).zip(&lines) {
-                    if let Some(b) = line {
-                        t.push((b.body.clone(), gzip::block_mark(b)));
-                        f.blocks.push(b.clone());
-                    }
-                }
-                rows.insert(name, (key, lines));
-            }
-            memo.rows = rows;
-            families.extend(own_families);
-            texts.extend(own_texts);
-            (families, texts, state.apps.len())
-        };
+        let (families, texts, apps) = walk(&self.lock(), &mut memo);
         let Layout {
             mut chunks,
             mut by_content,
@@ -156,6 +61,137 @@ impl Store {
     }
 }
 
+/// The page's families with their blocks, and each family's chunks (text,
+/// cut mark, batch), from one pass over the apps in the order their blocks
+/// last changed; with the number of apps.
+#[allow(clippy::type_complexity)]
+fn walk(
+    state: &super::State,
+    memo: &mut RenderMemo,
+) -> (
+    Vec<formats::RenderFamily>,
+    Vec<Vec<(Bytes, u64, u32)>>,
+    usize,
+) {
+    // One pass over the apps hands each block to its family's list:
+    // looking every owner up by name per family (8,000 map lookups at
+    // 1,000 apps) was a fifth of the proxy's CPU under a steady push
+    // load.
+    //
+    // The apps go in the order their blocks last changed (`seq`), so
+    // in every family the apps that pushed since the last scrape are
+    // together at the end, and those that push next (periodic
+    // pushers, the oldest) together at the start: the gzip runs that
+    // change are those two edges, not one run per pusher all over
+    // the page (with apps in name order, 100 pushes a second among
+    // 1,000 apps made 80% of the runs new at every scrape).
+    let mut families: Vec<formats::RenderFamily> = state
+        .families
+        .iter()
+        .map(|(name, idx)| formats::RenderFamily {
+            name: name.clone(),
+            typ: idx.typ,
+            help: None,
+            blocks: Vec::with_capacity(idx.owners.len()),
+            marks: Vec::with_capacity(idx.owners.len()),
+        })
+        .collect();
+    let position: HashMap<&str, usize, xxhash_rust::xxh3::Xxh3DefaultBuilder> = state
+        .families
+        .keys()
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), i))
+        .collect();
+    // The per-app self-metric families ride along as families of
+    // their own (after the pushed ones, as the self-metrics always
+    // were), each app's lines a block kept from the last render while
+    // its row is the same: only the apps that changed cost a line,
+    // an OpenMetrics and protobuf form, and a gzip run again.
+    let mut own_families: Vec<formats::RenderFamily> = AppFamily::ALL
+        .iter()
+        .map(|f| formats::RenderFamily {
+            name: f.name(),
+            typ: f.typ(),
+            help: Some(f.help().to_owned()),
+            blocks: Vec::with_capacity(state.apps.len()),
+            marks: Vec::with_capacity(state.apps.len()),
+        })
+        .collect();
+    let mut rows = HashMap::with_capacity_and_hasher(state.apps.len(), Default::default());
+    let mut order: Vec<&super::AppEntry> = state.apps.values().collect();
+    order.sort_unstable_by_key(|e| e.seq);
+    // A family's HELP is still that of the first app in name order
+    // that has one (whatever the order of the blocks).
+    let mut help_from: Vec<Option<&str>> = vec![None; families.len()];
+    // Each family's chunks (the blocks' text and cut marks), taken
+    // while the block is at hand: reading every block again when the
+    // chunks are laid out missed the cache once more per block (a
+    // third of the render's time at 1,000 apps × 100 series).
+    let mut texts: Vec<Vec<(Bytes, u64, u32)>> = families
+        .iter()
+        .map(|f| Vec::with_capacity(f.blocks.capacity()))
+        .collect();
+    let mut own_texts: Vec<Vec<(Bytes, u64, u32)>> = AppFamily::ALL
+        .iter()
+        .map(|_| Vec::with_capacity(state.apps.len()))
+        .collect();
+    // Each block's batch, for the cuts between batches.
+    let mut batches: Vec<Vec<u32>> = families
+        .iter()
+        .map(|f| Vec::with_capacity(f.blocks.capacity()))
+        .collect();
+    let mut own_batches: Vec<Vec<u32>> = AppFamily::ALL.iter().map(|_| Vec::new()).collect();
+    for entry in order {
+        let batch = memo.batch_of(entry.seq);
+        for block in &entry.families {
+            let at = position[block.name.as_str()];
+            let f = &mut families[at];
+            if block.help.is_some()
+                && help_from[at].is_none_or(|app| entry.info.name.as_str() < app)
+            {
+                f.help.clone_from(&block.help);
+                help_from[at] = Some(&entry.info.name);
+            }
+            let mark = gzip::block_mark(block);
+            f.blocks.push(block.clone());
+            f.marks.push(mark);
+            batches[at].push(batch);
+            if !block.body.is_empty() {
+                texts[at].push((block.body.clone(), mark, batch));
+            }
+        }
+        let info = &entry.info;
+        let key = (info.kind, info.series, info.last_update);
+        let (name, lines) = match memo.rows.remove_entry(info.name.as_str()) {
+            Some((name, (k, lines))) if k == key => (name, lines),
+            _ => (info.name.clone(), own_lines(info)),
+        };
+        let own = own_families
+            .iter_mut()
+            .zip(&mut own_texts)
+            .zip(&mut own_batches);
+        for (((f, t), batches), line) in own.zip(&lines) {
+            if let Some(b) = line {
+                let mark = gzip::block_mark(b);
+                t.push((b.body.clone(), mark, batch));
+                f.blocks.push(b.clone());
+                f.marks.push(mark);
+                batches.push(batch);
+            }
+        }
+        rows.insert(name, (key, lines));
+    }
+    memo.rows = rows;
+    families.extend(own_families);
+    texts.extend(own_texts);
+    batches.extend(own_batches);
+    for ((f, t), b) in families.iter_mut().zip(&mut texts).zip(&batches) {
+        end_runs_between_batches(f.marks.iter_mut().zip(b));
+        end_runs_between_batches(t.iter_mut().map(|(_, mark, batch)| (mark, &*batch)));
+    }
+    (families, texts, state.apps.len())
+}
+
 /// The chunks of a page, with per chunk whether it is a new buffer at
 /// every render (the headers, which the gzip runs find again by their
 /// bytes) and where a gzip run may end after it.
@@ -168,7 +204,7 @@ struct Layout {
 /// Each family's header, then its blocks' text (`texts`, with their cut
 /// marks, in the family's order). All headers go into one buffer, sliced
 /// into chunks that sit between the (shared) blocks of the apps.
-fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Bytes, u64)>>) -> Layout {
+fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Bytes, u64, u32)>>) -> Layout {
     let mut headers = Vec::with_capacity(families.len() * 128);
     let mut header_ends = Vec::with_capacity(families.len());
     for f in families {
@@ -191,7 +227,7 @@ fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Bytes, u64)>>) ->
             out.by_content.push(true);
         }
         start = end;
-        for (text, mark) in family {
+        for (text, mark, _) in family {
             out.chunks.push(text);
             out.by_content.push(false);
             out.marks.push(mark);
@@ -201,10 +237,64 @@ fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Bytes, u64)>>) ->
 }
 
 /// What a render keeps for the next one: each app's self-metric lines
-/// (one block per [`AppFamily`]), with the row they were written from.
+/// (one block per [`AppFamily`]), with the row they were written from,
+/// and the batches' bounds.
 #[derive(Default)]
 pub(super) struct RenderMemo {
     rows: HashMap<String, (RowKey, OwnLines), xxhash_rust::xxh3::Xxh3DefaultBuilder>,
+    /// The last `seq` of each batch but the newest, oldest first (see
+    /// [`Store::end_batch`]).
+    batch_ends: std::collections::VecDeque<u64>,
+}
+
+/// Batches remembered: the oldest two merge past this (a cut fewer).
+/// Under a steady push load each batch holds a scrape interval's pushes,
+/// so this covers apps pushing up to 64 scrape intervals apart.
+const MAX_BATCHES: usize = 64;
+
+impl RenderMemo {
+    /// The batch of an app whose blocks last changed at `seq`.
+    fn batch_of(&self, seq: u64) -> u32 {
+        self.batch_ends.partition_point(|&end| end < seq) as u32
+    }
+}
+
+/// Makes a gzip run end after every block followed by one of another
+/// batch (mark 0 ends a run; see `gzip::cut`). Takes each block's mark
+/// and batch, in the family's order.
+fn end_runs_between_batches<'a>(blocks: impl Iterator<Item = (&'a mut u64, &'a u32)>) {
+    let mut last: Option<(&mut u64, u32)> = None;
+    for (mark, &batch) in blocks {
+        if let Some((prev, prev_batch)) = last.take() {
+            if prev_batch != batch {
+                *prev = 0;
+            }
+        }
+        last = Some((mark, batch));
+    }
+}
+
+impl Store {
+    /// Ends the current batch of changes: the blocks changed since the
+    /// last batch ended are cut from the later ones into gzip runs of
+    /// their own. Called by a build ahead of a scrape (http::prebuild):
+    /// the apps that push next are the ones that pushed a scrape interval
+    /// ago, so they leave the front of each family a batch at a time, and
+    /// those that push between the build ahead and the scrape join the
+    /// end of the family after the built runs, which then all stay as
+    /// they are (without the cut, the run at each family's end was
+    /// compressed again at every scrape).
+    pub fn end_batch(&self) {
+        let mut memo = self.render_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let seq = self.lock().seq;
+        if memo.batch_ends.back().is_some_and(|&end| end >= seq) {
+            return;
+        }
+        memo.batch_ends.push_back(seq);
+        if memo.batch_ends.len() > MAX_BATCHES {
+            memo.batch_ends.pop_front();
+        }
+    }
 }
 
 /// What an app's self-metric lines are made of.

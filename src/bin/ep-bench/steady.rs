@@ -142,6 +142,51 @@ const MODES: [Mode; 5] = [
     },
 ];
 
+/// The length of `text` compressed by the `gzip` program at `-6` (the
+/// reference of issue 19's wire-size target).
+pub fn gzip6_len(text: &[u8]) -> usize {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("gzip")
+        .args(["-6", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the gzip program is installed");
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = text.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("gzip runs");
+    writer
+        .join()
+        .expect("the writer does not panic")
+        .expect("gzip reads its input");
+    assert!(out.status.success(), "gzip -6 failed");
+    out.stdout.len()
+}
+
+/// The first gzip mode's body against `gzip -6` of the same page, once
+/// the pushes are over (the page fetched plain, then gzip, until both are
+/// of one generation): (gzip body, `gzip -6`) in bytes.
+async fn wire_sizes(http: SocketAddr, modes: &[&Mode]) -> Option<(usize, usize)> {
+    let mode = modes.iter().find(|m| m.gzip)?;
+    let mut conn = HttpConn::new(http);
+    let (mut plain, mut gz) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let req = HttpConn::get_as("/metrics", false, mode.accept);
+        conn.send(&req, &mut plain).await.ok()?;
+        let req = HttpConn::get_as("/metrics", true, mode.accept);
+        conn.send(&req, &mut gz).await.ok()?;
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut decoded)
+            .ok()?;
+        if decoded == plain {
+            return Some((gz.len(), gzip6_len(&plain)));
+        }
+    }
+    None
+}
+
 /// The outcome of one target's steady run.
 #[derive(Default)]
 struct Outcome {
@@ -163,6 +208,8 @@ struct Outcome {
     /// Per mode: the latency of the warm-up scrape right after the load
     /// (`None` if it failed), not part of the steady figures.
     cold: Vec<Option<f64>>,
+    /// The gzip body and `gzip -6` of the same page at the end.
+    wire: Option<(usize, usize)>,
     /// (seconds since start, VmRSS KiB), every second.
     rss: Vec<(f64, u64)>,
     hwm_kib: u64,
@@ -359,7 +406,9 @@ async fn run_target(
     let cpu_secs = procfs::cpu_ticks(pids).saturating_sub(cpu_from) as f64 / ticks;
     let (last, hwm) = procfs::memory_kib(pids);
     rss.push((started.elapsed().as_secs_f64(), last));
+    let wire = wire_sizes(http, &s.steady_modes).await;
     let mut o = std::mem::take(&mut *out.lock().expect("not poisoned"));
+    o.wire = wire;
     o.secs = secs;
     o.cpu_secs = cpu_secs;
     o.pushes_due = due.load(Ordering::Relaxed);
@@ -609,6 +658,26 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
         g.pushes_due,
         g.pushes_ok,
         g.lost()
+    );
+    let wire = |o: &Outcome| {
+        o.wire.map_or_else(
+            || "–".into(),
+            |(gz, six)| {
+                format!(
+                    "{gz} / {six} ({:+.1}%)",
+                    (gz as f64 / six as f64 - 1.0) * 100.0
+                )
+            },
+        )
+    };
+    println!(
+        "| gzip body / gzip -6 of the same page, after the run ({}) | {} | {} | |",
+        s.steady_modes
+            .iter()
+            .find(|m| m.gzip)
+            .map_or("no gzip mode", |m| m.label),
+        wire(p),
+        wire(g)
     );
     println!("| RSS over time | {} | {} | |", rss_line(p), rss_line(g));
     let text_mib = p.pushed_bytes as f64 / 1_048_576.0;

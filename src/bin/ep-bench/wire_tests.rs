@@ -4,29 +4,13 @@
 //! (before: 877 KB against 662 KB, +32%, at 100 × 1,000), also right after
 //! one app pushed new values.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::io::Read;
 
 use exporter_proxy::store::{AppKind, Store, StoreOptions};
 use exporter_proxy::telemetry::SelfMetrics;
 
+use crate::steady::gzip6_len;
 use crate::workload;
-
-fn gzip6_len(text: &[u8]) -> usize {
-    let mut child = Command::new("gzip")
-        .args(["-6", "-c"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the gzip program is installed");
-    let mut stdin = child.stdin.take().unwrap();
-    let input = text.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success());
-    out.stdout.len()
-}
 
 #[track_caller]
 fn check(store: &Store, when: &str) {

@@ -86,9 +86,24 @@ struct Clock {
     scrapers: HashMap<Scraper, Arrivals>,
     /// How long the builds ahead took lately (a moving average).
     build: Duration,
+    /// When the task wakes next, as it last planned.
+    planned: Option<Instant>,
 }
 
 impl Clock {
+    /// Notes that `who` arrived at `now`; true if that brings a build
+    /// ahead of the time the task planned to wake (only then is the task
+    /// woken: a cached body served thousands of times a second does not
+    /// wake it each time).
+    fn arrive_and_check(&mut self, who: Scraper, now: Instant) -> bool {
+        self.arrive(who, now);
+        match (self.next(now), self.planned) {
+            (Some(next), Some(planned)) => next < planned,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
     /// Notes that `who` arrived at `now`.
     fn arrive(&mut self, who: Scraper, now: Instant) {
         let a = self.scrapers.entry(who).or_default();
@@ -182,11 +197,12 @@ impl Prebuild {
     /// Notes a scrape (before its body is built), starting the task that
     /// builds ahead on the first one.
     pub(crate) fn arrived(self: &Arc<Self>, store: &Arc<Store>, who: Scraper) {
-        self.lock().arrive(who, Instant::now());
+        let sooner = self.lock().arrive_and_check(who, Instant::now());
         if !self.started.swap(true, Ordering::AcqRel) {
             tokio::spawn(run(Arc::downgrade(self), store.clone()));
+        } else if sooner {
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Clock> {
@@ -216,7 +232,12 @@ async fn run(me: Weak<Prebuild>, store: Arc<Store>) {
             return;
         };
         let now = Instant::now();
-        let wake_at = p.lock().next(now).unwrap_or(now + IDLE_WAKE);
+        let wake_at = {
+            let mut clock = p.lock();
+            let at = clock.next(now).unwrap_or(now + IDLE_WAKE);
+            clock.planned = Some(at);
+            at
+        };
         tokio::select! {
             _ = tokio::time::sleep_until(wake_at) => {}
             _ = p.wake.notified() => continue,
@@ -347,6 +368,25 @@ mod tests {
         assert_eq!(due, [(Format::Text, false), (Format::OpenMetrics, true)]);
         assert_eq!(c.next(at), Some(at + SEC / 2 - MIN_LEAD));
         assert_eq!(c.take_due(at + SEC / 2), [(Format::OpenMetrics, true)]);
+    }
+
+    #[test]
+    fn the_task_is_woken_only_for_a_sooner_build() {
+        let t0 = Instant::now();
+        let mut c = Clock::default();
+        assert!(!c.arrive_and_check(who(1), t0), "no schedule yet");
+        assert!(!c.arrive_and_check(who(1), t0 + SEC));
+        assert!(c.arrive_and_check(who(1), t0 + 2 * SEC), "a first schedule");
+        c.planned = c.next(t0 + 2 * SEC);
+        // A fast scraper (served from the cache) has no schedule.
+        for ms in 0..50 {
+            assert!(!c.arrive_and_check(who(2), t0 + 2 * SEC + Duration::from_millis(ms)));
+        }
+        // One due sooner than planned wakes the task.
+        for ms in [0, 300, 600] {
+            c.arrive(who(3), t0 + Duration::from_millis(1400 + ms));
+        }
+        assert!(c.arrive_and_check(who(3), t0 + Duration::from_millis(2300)));
     }
 
     #[test]

@@ -69,7 +69,10 @@ const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
 struct Run {
     /// The chunks the run was compressed from (held so that their buffers
     /// cannot be freed and reused for other text while the run is cached).
-    chunks: Vec<Bytes>,
+    /// Shared by the bodies that reuse the run: one reference count per
+    /// run, not one per chunk (a build touched every block's count once
+    /// more, and dropping the body once more).
+    chunks: std::sync::Arc<[Bytes]>,
     /// Raw deflate, ending with a sync flush.
     deflated: Bytes,
     /// CRC-32 of the chunks' text, and its length.
@@ -334,7 +337,7 @@ fn compress(chunks: &[Bytes]) -> Run {
     }
     let len = crc.total_len();
     Run {
-        chunks: chunks.to_vec(),
+        chunks: chunks.into(),
         // Replaced by a slice of the body it is copied into (`build`).
         deflated: Bytes::from(deflate(chunks)),
         crc: crc.finalize(),
@@ -569,7 +572,7 @@ mod tests {
             a.chunks.len() == b.chunks.len()
                 && a.chunks
                     .iter()
-                    .zip(&b.chunks)
+                    .zip(b.chunks.iter())
                     .all(|(x, y)| x.as_ptr() == y.as_ptr())
         };
         second

@@ -24,8 +24,9 @@
 //! below its length, so runs hold [`MEAN_RUN`] bytes on average whatever
 //! the chunks' sizes. The render gives the marks ([`block_mark`]: an app's
 //! block by the digest of its series, in every format; [`text_mark`]: a
-//! header by its first line). A block pushed again with new values keeps
-//! its mark, so the cuts stay where they were. No cut depends on the one
+//! header by its first line; mark 0, which always cuts, after the last
+//! block of a batch, see `Store::end_batch`). A block pushed again with
+//! new values keeps its mark, so the cuts stay where they were. No cut depends on the one
 //! before it (no minimum length counted from the last cut), so taking
 //! blocks out or putting them in moves no cut elsewhere: after the blocks
 //! of the apps that pushed move to the end of each family (see `render`),

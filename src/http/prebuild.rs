@@ -17,7 +17,11 @@
 //! arrival (a body built before a later push is built again with it), so
 //! this only moves work ahead of the scrape, never changes an answer. A
 //! scraper without a steady interval (or one that stops) gets nothing built
-//! for it, and the work then happens at the scrape, as before.
+//! for it, and the work then happens at the scrape, as before. Scrapers
+//! are told apart by their connection, so that two of them on one host
+//! (or one asking for two formats) keep their own schedules; one that opens
+//! a new connection for every scrape (Prometheus keeps its connections
+//! alive) is never seen three times and gets nothing built either.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -337,30 +337,8 @@ async fn metrics(
             gzip,
         },
     );
-    let built = |s: &HttpState| s.store.cached().filter(|r| r.is_built(format, gzip));
-    let rendered = match built(&s) {
-        Some(r) => r,
-        None => {
-            // One build at a time: a build ahead of this scrape may be
-            // under way, and what it built is then only topped up.
-            let _building = s.prebuild.building.lock().await;
-            match built(&s) {
-                Some(r) => r,
-                None => {
-                    let store = s.store.clone();
-                    // Rendering and compressing are CPU-bound: keep them
-                    // off the I/O workers.
-                    let build = move || prebuild::build(&store, &[(format, gzip)]);
-                    match tokio::task::spawn_blocking(build).await {
-                        Ok(r) => r,
-                        Err(_) => {
-                            return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n")
-                                .into_response();
-                        }
-                    }
-                }
-            }
-        }
+    let Some(rendered) = rendered_for(&s, format, gzip).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response();
     };
     let mut resp = axum::body::Body::new(ChunksBody::new(&rendered, format, gzip)).into_response();
     if gzip {
@@ -374,6 +352,30 @@ async fn metrics(
     resp.headers_mut()
         .insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     resp
+}
+
+/// The page with its body in `format` built: the cached one, else built on
+/// the blocking pool (rendering and compressing are CPU-bound: off the I/O
+/// workers). One build at a time: a build ahead of this scrape may be
+/// under way, and what it built is then only topped up. `None` if the build
+/// panicked.
+async fn rendered_for(
+    s: &HttpState,
+    format: Format,
+    gzip: bool,
+) -> Option<Arc<crate::store::Rendered>> {
+    let built = || s.store.cached().filter(|r| r.is_built(format, gzip));
+    if let Some(r) = built() {
+        return Some(r);
+    }
+    let _building = s.prebuild.building.lock().await;
+    if let Some(r) = built() {
+        return Some(r);
+    }
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || prebuild::build(&store, &[(format, gzip)]))
+        .await
+        .ok()
 }
 
 /// The `/metrics` body, written straight from the rendered chunks (shared

@@ -387,19 +387,18 @@ fn text_is_openmetrics(b: &FamilyBlock) -> bool {
     let mut seen = std::collections::HashSet::new();
     let mut current: Option<Vec<(&[u8], &[u8])>> = None;
     let (mut in_buckets, mut last, mut inf) = (true, f64::NEG_INFINITY, false);
-    for line in b.body.split(|&c| c == b'\n').filter(|l| !l.is_empty()) {
-        let Some(sample) = EncodedLine::read(line) else {
+    // Buffers reused from line to line (two allocations a line were most
+    // of this scan's time).
+    let (mut labels, mut key) = (Vec::new(), Vec::new());
+    for line in lines(&b.body) {
+        let Some(sample) = EncodedLine::read(line, std::mem::take(&mut labels)) else {
             return false;
         };
         if sample.timestamp {
             return false;
         }
-        let mut key: Vec<(&[u8], &[u8])> = sample
-            .labels
-            .iter()
-            .copied()
-            .filter(|(k, _)| *k != skip)
-            .collect();
+        key.clear();
+        key.extend(sample.labels.iter().copied().filter(|(k, _)| *k != skip));
         key.sort_unstable();
         if current.as_ref() != Some(&key) {
             if histogram && current.is_some() && !inf {
@@ -408,7 +407,7 @@ fn text_is_openmetrics(b: &FamilyBlock) -> bool {
             if !seen.insert(key.clone()) {
                 return false;
             }
-            current = Some(key);
+            current = Some(key.clone());
             (in_buckets, last, inf) = (true, f64::NEG_INFINITY, false);
         }
         if !histogram {
@@ -433,8 +432,22 @@ fn text_is_openmetrics(b: &FamilyBlock) -> bool {
             Some(b"_sum" | b"_count") if inf => in_buckets = false,
             _ => return false,
         }
+        labels = sample.labels;
     }
     !histogram || current.is_none() || inf
+}
+
+/// The non-empty lines of `body` (found with `memchr`: splitting on a
+/// byte compared one at a time was most of [`lines_have_timestamps`]).
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', body)
+        .chain(std::iter::once(body.len()))
+        .filter_map(move |end| {
+            let line = body.get(start..end)?;
+            start = end + 1;
+            (!line.is_empty()).then_some(line)
+        })
 }
 
 /// A sample line as [`exposition::encode_sample`] writes it: the name,
@@ -447,10 +460,12 @@ struct EncodedLine<'a> {
 }
 
 impl<'a> EncodedLine<'a> {
-    fn read(line: &'a [u8]) -> Option<EncodedLine<'a>> {
+    /// Reads `line`, its labels into `labels` (emptied first: a buffer
+    /// handed back from the line before).
+    fn read(line: &'a [u8], mut labels: Vec<(&'a [u8], &'a [u8])>) -> Option<EncodedLine<'a>> {
         let name_end = line.iter().position(|&c| c == b'{' || c == b' ')?;
         let name = &line[..name_end];
-        let mut labels = Vec::new();
+        labels.clear();
         let mut at = name_end;
         if line[at] == b'{' {
             at += 1;
@@ -569,7 +584,7 @@ fn text_is_openmetrics_by_parse(b: &FamilyBlock) -> bool {
 /// series ends at the last `}` of the line when it has labels (neither a
 /// value nor a timestamp holds one), else at its first blank.
 fn lines_have_timestamps(body: &[u8]) -> bool {
-    body.split(|&c| c == b'\n').any(|line| {
+    lines(body).any(|line| {
         let after_series = match memchr::memrchr(b'}', line) {
             Some(end) => &line[end + 1..],
             None => memchr::memchr(b' ', line).map_or(&[][..], |at| &line[at..]),

@@ -138,6 +138,9 @@ timeout 120 target/debug/ep-bench --scales 3x20 --clients 2 --max-pushes 40 --pu
 echo "== steady-state smoke run (ep-bench --steady, 5 apps x 20 series, 3 s per target, no thresholds)"
 timeout 120 target/debug/ep-bench --steady --steady-apps 5 --steady-series 20 --steady-push-period 1 \
     --steady-scrape-period 0.5 --steady-secs 3 --steady-push-conns 2 --load-secs 20
+echo "== steady-state smoke run, pushes only (ep-bench --steady --steady-pushes-only)"
+timeout 120 target/debug/ep-bench --steady --steady-pushes-only --steady-apps 5 --steady-series 20 \
+    --steady-push-period 1 --steady-secs 2 --steady-settle-secs 1 --steady-push-conns 2 --load-secs 20
 
 # One closing line for the whole suite: the sum of every test binary's
 # "test result" line (the last one printed is the empty doc-test run).

@@ -68,6 +68,21 @@ pub struct SteadyArgs {
     /// to measure every format under the same pushes.
     #[arg(long, value_delimiter = ',', default_value = "prometheus,text,text-gzip,openmetrics-gzip,protobuf-gzip", value_parser = mode_key)]
     pub steady_modes: Vec<&'static Mode>,
+    /// No scraper at all (replaces `--steady-modes`): what the pushes alone
+    /// cost each server, the floor under the CPU of every scrape mode.
+    #[arg(long, conflicts_with = "steady_modes")]
+    pub steady_pushes_only: bool,
+}
+
+impl SteadyArgs {
+    /// The ways of scraping this run uses (none with `--steady-pushes-only`).
+    fn modes(&self) -> &[&'static Mode] {
+        if self.steady_pushes_only {
+            &[]
+        } else {
+            &self.steady_modes
+        }
+    }
 }
 
 /// The mode named `key` on the command line.
@@ -300,11 +315,11 @@ async fn run_target(
     )
     .await?;
     loaded.context("the initial load did not finish in --load-secs")?;
-    let cold = warm_up(http, &s.steady_modes).await;
+    let cold = warm_up(http, s.modes()).await;
     let out = Arc::new(Mutex::new(Outcome {
         pushed_bytes,
-        scrapes: s.steady_modes.iter().map(|_| (Vec::new(), 0, 0)).collect(),
-        settling: s.steady_modes.iter().map(|_| Vec::new()).collect(),
+        scrapes: s.modes().iter().map(|_| (Vec::new(), 0, 0)).collect(),
+        settling: s.modes().iter().map(|_| Vec::new()).collect(),
         cold,
         ..Outcome::default()
     }));
@@ -369,7 +384,7 @@ async fn run_target(
     let every = Duration::from_secs_f64(s.steady_scrape_period);
     let scraper = tokio::spawn(scrape_loop(
         http,
-        s.steady_modes.clone(),
+        s.modes().to_vec(),
         (started, measured),
         deadline,
         every,
@@ -406,7 +421,7 @@ async fn run_target(
     let cpu_secs = procfs::cpu_ticks(pids).saturating_sub(cpu_from) as f64 / ticks;
     let (last, hwm) = procfs::memory_kib(pids);
     rss.push((started.elapsed().as_secs_f64(), last));
-    let wire = wire_sizes(http, &s.steady_modes).await;
+    let wire = wire_sizes(http, s.modes()).await;
     let mut o = std::mem::take(&mut *out.lock().expect("not poisoned"));
     o.wire = wire;
     o.secs = secs;
@@ -545,13 +560,24 @@ impl Outcome {
 
 /// The scenario in one line (the progress heading and the table's title).
 fn scenario(s: &SteadyArgs, scale: Scale) -> String {
+    let scrapes = if s.steady_pushes_only {
+        "no scrapes (pushes only)".to_owned()
+    } else {
+        format!(
+            "scrapes every {} s ({})",
+            s.steady_scrape_period,
+            s.modes()
+                .iter()
+                .map(|m| m.key)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
     format!(
-        "{} apps × {} series, a push per app every {} s, scrapes every {} s ({}), {} s measured after {} s settling, phases {}",
+        "{} apps × {} series, a push per app every {} s, {scrapes}, {} s measured after {} s settling, phases {}",
         scale.apps,
         scale.series,
         s.steady_push_period,
-        s.steady_scrape_period,
-        s.steady_modes.iter().map(|m| m.key).collect::<Vec<_>>().join(", "),
         s.steady_secs,
         s.steady_settle_secs.unwrap_or(s.steady_push_period),
         phases(s)
@@ -611,7 +637,7 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
         ms(&p.push_late, 0.99),
         ms(&g.push_late, 0.99)
     );
-    for (m, mode) in s.steady_modes.iter().enumerate() {
+    for (m, mode) in s.modes().iter().enumerate() {
         let (pl, gl) = (&p.scrapes[m].0, &g.scrapes[m].0);
         for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
             println!(
@@ -645,11 +671,13 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
             .collect::<Vec<String>>()
             .join(" / ")
     };
-    println!(
-        "| first scrape after the load, per mode in the order above (warm-up, not in the figures) | {} ms | {} ms | |",
-        cold(p),
-        cold(g)
-    );
+    if !s.modes().is_empty() {
+        println!(
+            "| first scrape after the load, per mode in the order above (warm-up, not in the figures) | {} ms | {} ms | |",
+            cold(p),
+            cold(g)
+        );
+    }
     println!(
         "| pushes due / done / refused or lost | {} / {} / {} | {} / {} / {} | |",
         p.pushes_due,
@@ -672,7 +700,7 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
     };
     println!(
         "| gzip body / gzip -6 of the same page, after the run ({}) | {} | {} | |",
-        s.steady_modes
+        s.modes()
             .iter()
             .find(|m| m.gzip)
             .map_or("no gzip mode", |m| m.label),
@@ -696,7 +724,7 @@ fn print(s: &SteadyArgs, scale: Scale, p: &Outcome, g: &Outcome) {
     }
     // The p99 target is on the scrape as Prometheus sends it ("–", not
     // held, when that mode was not run).
-    let prom_mode = s.steady_modes.iter().position(|m| m.key == "prometheus");
+    let prom_mode = s.modes().iter().position(|m| m.key == "prometheus");
     let prom = |o: &Outcome| prom_mode.and_then(|m| quantile(&o.scrapes[m].0, 0.99));
     let rows = [
         (

@@ -407,7 +407,11 @@ fn text_is_openmetrics(b: &FamilyBlock) -> bool {
             if !seen.insert(key.clone()) {
                 return false;
             }
-            current = Some(key.clone());
+            // The new key becomes current; the old one's buffer is reused.
+            if let Some(mut old) = current.replace(std::mem::take(&mut key)) {
+                old.clear();
+                key = old;
+            }
             (in_buckets, last, inf) = (true, f64::NEG_INFINITY, false);
         }
         if !histogram {

@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+mod chunk;
 mod encode;
 mod openmetrics;
 pub mod openmetrics_out;
@@ -43,6 +44,7 @@ pub use encode::{
     encode, encode_header, encode_sample, escape_help, escape_label_value, format_go_float,
     format_value, series_key,
 };
+pub use chunk::Chunk;
 pub use openmetrics::{looks_like_openmetrics, openmetrics_to_text};
 pub use parse::{parse, parse_encoded};
 
@@ -208,8 +210,9 @@ pub struct EncodedFamily {
     pub help: Option<String>,
     /// The declared type.
     pub typ: MetricType,
-    /// The family's sample lines as [`encode_sample`] writes them, in input order.
-    pub body: bytes::Bytes,
+    /// The family's sample lines as [`encode_sample`] writes them, in input
+    /// order; packed when the store keeps its text packed.
+    pub body: Chunk,
     /// The [`series_key`] of each line of `body`, in order. The store empties
     /// it once the block is indexed (the keys can be computed again from
     /// `body`; at a million series they were 8 MB).
@@ -241,10 +244,11 @@ pub fn key_digest(keys: &[u64]) -> u64 {
 #[derive(Debug, Clone, Default)]
 pub struct AltEncodings {
     /// The family's metrics as `MetricFamily.metric` fields.
-    pub protobuf: std::sync::OnceLock<bytes::Bytes>,
+    /// Packed when the block's text is.
+    pub protobuf: std::sync::OnceLock<Chunk>,
     /// The family's OpenMetrics sample lines, and the kind they were
-    /// written as.
-    pub openmetrics: std::sync::OnceLock<(openmetrics_out::OmKind, bytes::Bytes)>,
+    /// written as. Packed when the block's text is.
+    pub openmetrics: std::sync::OnceLock<(openmetrics_out::OmKind, Chunk)>,
 }
 
 impl PartialEq for AltEncodings {

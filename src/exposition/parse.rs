@@ -917,7 +917,7 @@ impl BlockSink<'_> {
                     name: family.name,
                     help: family.help,
                     typ: family.typ,
-                    body,
+                    body: body.into(),
                     digest: super::key_digest(&keys),
                     keys,
                     rich: None,

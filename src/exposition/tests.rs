@@ -38,7 +38,7 @@ fn check_encoded(input: &str, limits: &ParseLimits) {
                     encode_sample(&mut body, s, &[]);
                 }
                 assert_eq!(
-                    String::from_utf8_lossy(&g.body),
+                    String::from_utf8_lossy(&g.body.text()),
                     String::from_utf8_lossy(&body),
                     "input:\n{input}"
                 );

@@ -381,7 +381,9 @@ async fn rendered_for(
 /// The `/metrics` body, written straight from the rendered chunks (shared
 /// with the store; for gzip, the compressed runs) with an exact length, so
 /// hyper sends a `Content-Length` and never concatenates or copies the
-/// whole page.
+/// whole page. Packed chunks (a large store's) are unpacked as they are
+/// written, a frame of [`UNPACKED_FRAME`] bytes at a time: the page is
+/// never whole in memory.
 struct ChunksBody {
     rendered: Arc<crate::store::Rendered>,
     format: Format,
@@ -406,14 +408,34 @@ impl ChunksBody {
         }
     }
 
-    fn chunks(&self) -> &[bytes::Bytes] {
+    /// The next frame: a chunk as it is shared, or packed chunks unpacked
+    /// into one buffer.
+    fn next_frame(&mut self) -> Option<bytes::Bytes> {
         if self.gzip {
-            self.rendered.gzip_chunks_of(self.format).0
-        } else {
-            self.rendered.chunks_of(self.format)
+            let chunk = self.rendered.gzip_chunks_of(self.format).0.get(self.next);
+            self.next += 1;
+            return chunk.cloned();
         }
+        let chunks = self.rendered.chunks_of(self.format).get(self.next..)?;
+        let first = chunks.first()?;
+        if !first.is_packed() {
+            self.next += 1;
+            return Some(first.bytes());
+        }
+        let mut out = Vec::with_capacity(UNPACKED_FRAME + first.len());
+        for c in chunks.iter().take_while(|c| c.is_packed()) {
+            if !out.is_empty() && out.len() + c.len() > UNPACKED_FRAME {
+                break;
+            }
+            c.write_to(&mut out);
+            self.next += 1;
+        }
+        Some(bytes::Bytes::from(out))
     }
 }
+
+/// Bytes of text unpacked into one frame of a plain body.
+const UNPACKED_FRAME: usize = 64 * 1024;
 
 impl http_body::Body for ChunksBody {
     type Data = bytes::Bytes;
@@ -424,8 +446,7 @@ impl http_body::Body for ChunksBody {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.get_mut();
-        let chunk = this.chunks().get(this.next).cloned();
-        this.next += 1;
+        let chunk = this.next_frame();
         std::task::Poll::Ready(chunk.map(|c| {
             this.remaining -= c.len() as u64;
             Ok(http_body::Frame::data(c))

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use super::{gzip, FamilyBlock, PrepareOptions, Prepared, PushError, Rendered, Store};
 use crate::exposition::openmetrics_out::{self, OmKind};
 use crate::exposition::proto::{self, LabelPair, Metric, MetricFamily};
-use crate::exposition::{self, protobuf, MetricType, ParseLimits};
+use crate::exposition::{self, protobuf, Chunk, MetricType, ParseLimits};
 use crate::telemetry::RejectReason;
 
 /// A representation of `/metrics`.
@@ -68,7 +68,7 @@ pub(super) struct RenderFamily {
 /// A body as a list of shared chunks, with its gzip computed once.
 #[derive(Debug)]
 pub struct Body {
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk>,
     /// Per chunk: whether it is a new buffer at every render (a header;
     /// see [`gzip::build`]).
     by_content: Vec<bool>,
@@ -83,7 +83,7 @@ pub struct Body {
 impl Body {
     /// A body of `chunks`, each with whether it is a new buffer at every
     /// render (`true` for headers) and its cut mark.
-    fn new(marked: Vec<(Bytes, bool, u64)>, seed: Option<gzip::Seed>) -> Body {
+    fn new(marked: Vec<(Chunk, bool, u64)>, seed: Option<gzip::Seed>) -> Body {
         let mut chunks = Vec::with_capacity(marked.len());
         let mut by_content = Vec::with_capacity(marked.len());
         let mut marks = Vec::with_capacity(marked.len());
@@ -92,7 +92,7 @@ impl Body {
             by_content.push(content);
             marks.push(mark);
         }
-        let len = chunks.iter().map(Bytes::len).sum();
+        let len = chunks.iter().map(Chunk::len).sum();
         Body {
             chunks,
             by_content,
@@ -109,7 +109,7 @@ impl Body {
     }
 
     /// The chunks, in order; none is empty.
-    pub fn chunks(&self) -> &[Bytes] {
+    pub fn chunks(&self) -> &[Chunk] {
         &self.chunks
     }
 
@@ -163,7 +163,7 @@ impl Body {
     pub fn to_bytes(&self) -> Bytes {
         let mut out = Vec::with_capacity(self.len);
         for c in &self.chunks {
-            out.extend_from_slice(c);
+            c.write_to(&mut out);
         }
         Bytes::from(out)
     }
@@ -238,14 +238,14 @@ impl Alternatives {
     fn render_protobuf(&self) -> Body {
         let mut chunks = Vec::with_capacity(self.families.len() * 2 + 1);
         for f in &self.families {
-            let parts: Vec<Bytes> = f.blocks.iter().map(|b| block_protobuf(b)).collect();
+            let parts: Vec<Chunk> = f.blocks.iter().map(|b| block_protobuf(b)).collect();
             let header = protobuf::encode_family_header(&f.name, f.help.as_deref(), f.typ);
-            let total = header.len() + parts.iter().map(Bytes::len).sum::<usize>();
+            let total = header.len() + parts.iter().map(Chunk::len).sum::<usize>();
             let mut head = Vec::with_capacity(header.len() + 10);
             proto::encode_varint(&mut head, total as u64);
             head.extend_from_slice(&header);
             chunks.push((
-                Bytes::from(head),
+                Chunk::from(head),
                 true,
                 xxhash_rust::xxh3::xxh3_64(f.name.as_bytes()),
             ));
@@ -258,7 +258,7 @@ impl Alternatives {
             proto::encode_varint(&mut own, body.len() as u64);
             own.extend_from_slice(&body);
         }
-        chunks.push((Bytes::from(own), false, 0));
+        chunks.push((Chunk::from(own), false, 0));
         Body::new(chunks, lock(&self.seeds).protobuf.take())
     }
 
@@ -279,7 +279,7 @@ impl Alternatives {
             let mut head = Vec::with_capacity(128);
             openmetrics_out::encode_header(&mut head, &f.name, f.help.as_deref(), kind);
             let mark = gzip::text_mark(&head);
-            chunks.push((Bytes::from(head), true, mark));
+            chunks.push((Chunk::from(head), true, mark));
             chunks.extend(
                 f.blocks
                     .iter()
@@ -295,7 +295,7 @@ impl Alternatives {
             openmetrics_out::encode_metrics(&mut own, &fam.name, kind, &metrics);
         }
         own.extend_from_slice(openmetrics_out::EOF);
-        chunks.push((Bytes::from(own), false, 0));
+        chunks.push((Chunk::from(own), false, 0));
         Body::new(chunks, lock(&self.seeds).openmetrics.take())
     }
 }
@@ -325,7 +325,7 @@ fn block_metrics(b: &FamilyBlock) -> Vec<Metric> {
     }
     let mut text = Vec::with_capacity(b.body.len() + 64);
     exposition::encode_header(&mut text, &b.name, None, b.typ);
-    text.extend_from_slice(&b.body);
+    b.body.write_to(&mut text);
     text_families(&text)
         .into_iter()
         .find(|(f, _)| f.name == b.name)
@@ -333,7 +333,7 @@ fn block_metrics(b: &FamilyBlock) -> Vec<Metric> {
         .unwrap_or_default()
 }
 
-fn block_protobuf(b: &FamilyBlock) -> Bytes {
+fn block_protobuf(b: &FamilyBlock) -> Chunk {
     b.alt
         .protobuf
         .get_or_init(|| {
@@ -343,12 +343,12 @@ fn block_protobuf(b: &FamilyBlock) -> Bytes {
             // a third of the text, so the guess above left two thirds unused:
             // 55 MB at a million series).
             out.shrink_to_fit();
-            Bytes::from(out)
+            kept_like(b, out)
         })
         .clone()
 }
 
-fn block_om(b: &FamilyBlock, kind: OmKind) -> Bytes {
+fn block_om(b: &FamilyBlock, kind: OmKind) -> Chunk {
     let encode = || {
         if b.rich.is_none() && text_is_openmetrics(b) {
             // The text lines are already valid OpenMetrics: share them.
@@ -357,7 +357,7 @@ fn block_om(b: &FamilyBlock, kind: OmKind) -> Bytes {
         let mut out = Vec::with_capacity(b.body.len() + 64);
         openmetrics_out::encode_metrics(&mut out, &b.name, kind, &block_metrics(b));
         out.shrink_to_fit();
-        Bytes::from(out)
+        kept_like(b, out)
     };
     let (cached_kind, lines) = b.alt.openmetrics.get_or_init(|| (kind, encode()));
     if *cached_kind == kind {
@@ -366,6 +366,17 @@ fn block_om(b: &FamilyBlock, kind: OmKind) -> Bytes {
         // Another family took this counter's stem since the block was
         // first encoded (rare): encode it for this render only.
         encode()
+    }
+}
+
+/// Another encoding of block `b`, kept as long as the block: packed when
+/// its text is.
+fn kept_like(b: &FamilyBlock, encoded: Vec<u8>) -> Chunk {
+    let encoded = Bytes::from(encoded);
+    if b.body.is_packed() {
+        Chunk::pack(&encoded)
+    } else {
+        Chunk::plain(encoded)
     }
 }
 
@@ -381,7 +392,7 @@ fn text_is_openmetrics(b: &FamilyBlock) -> bool {
     let histogram = match b.typ {
         MetricType::Histogram => true,
         MetricType::Summary => false,
-        _ => return !lines_have_timestamps(&b.body),
+        _ => return !lines_have_timestamps(&b.body.text()),
     };
     let skip: &[u8] = if histogram { b"le" } else { b"quantile" };
     let mut seen = std::collections::HashSet::new();
@@ -390,7 +401,8 @@ fn text_is_openmetrics(b: &FamilyBlock) -> bool {
     // Buffers reused from line to line (two allocations a line were most
     // of this scan's time).
     let (mut labels, mut key) = (Vec::new(), Vec::new());
-    for line in lines(&b.body) {
+    let text = b.body.text();
+    for line in lines(&text) {
         let Some(sample) = EncodedLine::read(line, std::mem::take(&mut labels)) else {
             return false;
         };
@@ -518,7 +530,7 @@ impl<'a> EncodedLine<'a> {
 fn text_is_openmetrics_by_parse(b: &FamilyBlock) -> bool {
     let mut text = Vec::with_capacity(b.body.len() + 64);
     exposition::encode_header(&mut text, &b.name, None, b.typ);
-    text.extend_from_slice(&b.body);
+    b.body.write_to(&mut text);
     let Some(exp) = std::str::from_utf8(&text)
         .ok()
         .and_then(|t| exposition::parse(t, &ParseLimits::default()).ok())
@@ -600,7 +612,7 @@ fn lines_have_timestamps(body: &[u8]) -> bool {
 
 impl Rendered {
     /// The chunks of the body in format `f` (built on first use).
-    pub fn chunks_of(&self, f: Format) -> &[Bytes] {
+    pub fn chunks_of(&self, f: Format) -> &[Chunk] {
         match self.alt.body(f) {
             Some(b) => b.chunks(),
             None => self.chunks(),

@@ -208,10 +208,10 @@ fn alternative_bodies_follow_generations_and_reuse_unchanged_blocks() {
     assert!(om2.starts_with(b"# TYPE x_total unknown\nx_total 1\n# TYPE y gauge\ny 2\n"));
     assert_ne!(om1, om2);
     // App a's block was not re-encoded: its chunk is the same buffer.
-    let chunk = |r: &Rendered| r.chunks_of(Format::OpenMetrics)[1].as_ptr();
+    let chunk = |r: &Rendered| r.chunks_of(Format::OpenMetrics)[1].buffer_id();
     assert_eq!(chunk(&first), chunk(&second));
     // And its OpenMetrics lines are its text lines, shared.
-    assert_eq!(chunk(&second), second.chunks()[1].as_ptr());
+    assert_eq!(chunk(&second), second.chunks()[1].buffer_id());
 }
 
 /// The invariants of the `formats` fuzz target: the protobuf body has the
@@ -390,8 +390,8 @@ fn gauge_lines_with_blanks_in_label_values_are_shared_as_openmetrics() {
     );
     // The line without a timestamp is the text block itself, shared.
     assert_eq!(
-        r.chunks_of(Format::OpenMetrics)[1].as_ptr(),
-        r.chunks()[1].as_ptr()
+        r.chunks_of(Format::OpenMetrics)[1].buffer_id(),
+        r.chunks()[1].buffer_id()
     );
 }
 
@@ -400,7 +400,7 @@ fn block_of(name: &str, typ: MetricType, body: &str) -> FamilyBlock {
         name: name.to_owned(),
         help: None,
         typ,
-        body: Bytes::from(body.to_owned()),
+        body: Bytes::from(body.to_owned()).into(),
         keys: Vec::new(),
         digest: 0,
         rich: None,

@@ -41,6 +41,8 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::exposition::Chunk;
+
 /// Mean length of a run: half a deflate window (16 KiB). A change
 /// compresses the runs that hold it again, so shorter runs make it cheaper;
 /// on metrics pages runs this long still come out within a few percent of
@@ -73,7 +75,7 @@ struct Run {
     /// Shared by the bodies that reuse the run: one reference count per
     /// run, not one per chunk (a build touched every block's count once
     /// more, and dropping the body once more).
-    chunks: std::sync::Arc<[Bytes]>,
+    chunks: std::sync::Arc<[Chunk]>,
     /// Raw deflate, ending with a sync flush.
     deflated: Bytes,
     /// CRC-32 of the chunks' text, and its length.
@@ -121,7 +123,7 @@ impl fmt::Debug for Index {
 impl Index {
     /// The cached run made of exactly `chunks` (`by_content`: which of
     /// them are identified by their bytes).
-    fn find(&self, key: u64, chunks: &[Bytes], by_content: &[bool]) -> Option<&Run> {
+    fn find(&self, key: u64, chunks: &[Chunk], by_content: &[bool]) -> Option<&Run> {
         self.runs.get(&key)?.iter().find(|r| {
             r.chunks.len() == chunks.len()
                 && r.chunks
@@ -218,21 +220,21 @@ impl Gzipped {
 /// (`content`: `b` is identified by its bytes). The same buffer is the
 /// same text: cached runs hold their chunks, so a buffer cannot be freed
 /// and reused for other text while a run made of it is cached.
-fn same(a: &Bytes, b: &Bytes, content: bool) -> bool {
+fn same(a: &Chunk, b: &Chunk, content: bool) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    a.as_ptr() == b.as_ptr() || (content && a.len() <= SMALL_CHUNK && a == b)
+    a.same_buffer(b) || (content && a.len() <= SMALL_CHUNK && a == b)
 }
 
 /// A hash of a chunk's identity (see [`same`]); stable between renders for
 /// an unchanged chunk.
-fn identity(c: &Bytes, content: bool) -> u64 {
+fn identity(c: &Chunk, content: bool) -> u64 {
     let len = c.len() as u64;
     if content && c.len() <= SMALL_CHUNK {
-        xxh3_64_with_seed(c, len)
+        xxh3_64_with_seed(&c.text(), len)
     } else {
-        xxh3_64_with_seed(&(c.as_ptr() as usize).to_le_bytes(), len)
+        xxh3_64_with_seed(&c.buffer_id().to_le_bytes(), len)
     }
 }
 
@@ -263,7 +265,7 @@ pub(super) fn block_mark(b: &super::FamilyBlock) -> u64 {
     if b.digest != 0 {
         xxh3_64(&b.digest.to_le_bytes())
     } else {
-        text_mark(&b.body)
+        text_mark(&b.body.text())
     }
 }
 
@@ -271,7 +273,7 @@ pub(super) fn block_mark(b: &super::FamilyBlock) -> u64 {
 /// one `chunks.len()`), and the key of each run, given each chunk's cut
 /// mark. The last chunk always stands alone: it is the self-metrics, new
 /// at every render.
-fn cut(chunks: &[Bytes], by_content: &[bool], marks: &[u64]) -> Vec<(usize, u64)> {
+fn cut(chunks: &[Chunk], by_content: &[bool], marks: &[u64]) -> Vec<(usize, u64)> {
     let mut out = Vec::new();
     let mut run_len = 0;
     let mut key = 0u64;
@@ -322,17 +324,20 @@ fn give_back(c: Compress) {
     }
 }
 
-/// `chunks` as raw deflate at [`LEVEL`], ended by a sync flush.
-fn deflate(chunks: &[Bytes]) -> Vec<u8> {
+/// `chunks` as raw deflate at [`LEVEL`], ended by a sync flush, with the
+/// CRC-32 of their text.
+fn deflate(chunks: &[Chunk]) -> (Vec<u8>, crc32fast::Hasher) {
     let mut c = take_compressor();
     let out = deflate_with(&mut c, chunks);
     give_back(c);
     out
 }
 
-/// `chunks` as raw deflate by `c` (new or reset), ended by a sync flush.
-fn deflate_with(c: &mut Compress, chunks: &[Bytes]) -> Vec<u8> {
-    let total: usize = chunks.iter().map(Bytes::len).sum();
+/// `chunks` as raw deflate by `c` (new or reset), ended by a sync flush,
+/// with the CRC-32 of their text (a packed chunk is unpacked once, here).
+fn deflate_with(c: &mut Compress, chunks: &[Chunk]) -> (Vec<u8>, crc32fast::Hasher) {
+    let mut crc = crc32fast::Hasher::new();
+    let total: usize = chunks.iter().map(Chunk::len).sum();
     let mut out = Vec::with_capacity(total / 4 + 256);
     let ensure_room = |out: &mut Vec<u8>| {
         if out.capacity() - out.len() < 4096 {
@@ -340,7 +345,9 @@ fn deflate_with(c: &mut Compress, chunks: &[Bytes]) -> Vec<u8> {
         }
     };
     for chunk in chunks {
-        let mut input = &chunk[..];
+        let text = chunk.text();
+        crc.update(&text);
+        let mut input = &text[..];
         while !input.is_empty() {
             ensure_room(&mut out);
             let before = c.total_in();
@@ -363,20 +370,17 @@ fn deflate_with(c: &mut Compress, chunks: &[Bytes]) -> Vec<u8> {
     // first page has all its runs in memory at once before they are copied
     // into the body, so do not let them hold four times what they need.
     out.shrink_to_fit();
-    out
+    (out, crc)
 }
 
 /// A freshly compressed run of `chunks`.
-fn compress(chunks: &[Bytes]) -> Run {
-    let mut crc = crc32fast::Hasher::new();
-    for c in chunks {
-        crc.update(c);
-    }
+fn compress(chunks: &[Chunk]) -> Run {
+    let (deflated, crc) = deflate(chunks);
     let len = crc.total_len();
     Run {
         chunks: chunks.into(),
         // Replaced by a slice of the body it is copied into (`build`).
-        deflated: Bytes::from(deflate(chunks)),
+        deflated: Bytes::from(deflated),
         crc: crc.finalize(),
         len,
     }
@@ -402,12 +406,12 @@ const PARALLEL_BYTES: usize = 256 << 10;
 
 /// Compresses the runs that were not found, on several threads when there
 /// is a lot to do.
-fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
+fn compress_missing(parts: &[(u64, &[Chunk])], runs: &mut [Option<Run>]) {
     let todo: usize = parts
         .iter()
         .zip(runs.iter())
         .filter(|(_, r)| r.is_none())
-        .map(|((_, p), _)| p.iter().map(Bytes::len).sum::<usize>())
+        .map(|((_, p), _)| p.iter().map(Chunk::len).sum::<usize>())
         .sum();
     let missing = runs.iter().filter(|r| r.is_none()).count();
     let threads = std::thread::available_parallelism()
@@ -423,7 +427,7 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
     }
     // Interleaved shares: runs are of similar size, so each thread gets
     // about the same work.
-    let mut shares: Vec<Vec<(&[Bytes], &mut Option<Run>)>> =
+    let mut shares: Vec<Vec<(&[Chunk], &mut Option<Run>)>> =
         (0..threads).map(|_| Vec::new()).collect();
     let pending = parts
         .iter()
@@ -450,7 +454,7 @@ fn compress_missing(parts: &[(u64, &[Bytes])], runs: &mut [Option<Run>]) {
 /// marks the chunks that are new buffers at every render (headers), found
 /// again by their bytes; the others are found by their buffer.
 pub(super) fn build(
-    chunks: &[Bytes],
+    chunks: &[Chunk],
     by_content: &[bool],
     marks: &[u64],
     seed: Option<&Seed>,
@@ -474,7 +478,7 @@ pub(super) fn build(
                 .map(Run::shared)
         })
         .collect();
-    let parts: Vec<(u64, &[Bytes])> = parts.iter().map(|(k, p, _)| (*k, *p)).collect();
+    let parts: Vec<(u64, &[Chunk])> = parts.iter().map(|(k, p, _)| (*k, *p)).collect();
     #[cfg(test)]
     let found: Vec<bool> = runs.iter().map(Option::is_some).collect();
     compress_missing(&parts, &mut runs);
@@ -599,7 +603,8 @@ mod tests {
 
     fn build_marked(chunks: &[Bytes], seed: Option<&Seed>) -> Gzipped {
         let cuts: Vec<u64> = chunks.iter().map(|c| text_mark(c)).collect();
-        build(chunks, &marks(chunks), &cuts, seed, None)
+        let shared: Vec<Chunk> = chunks.iter().cloned().map(Chunk::from).collect();
+        build(&shared, &marks(chunks), &cuts, seed, None)
     }
 
     /// Runs of `second` compressed anew: a reused run keeps the chunks
@@ -610,7 +615,7 @@ mod tests {
                 && a.chunks
                     .iter()
                     .zip(b.chunks.iter())
-                    .all(|(x, y)| x.as_ptr() == y.as_ptr())
+                    .all(|(x, y)| x.same_buffer(y))
         };
         second
             .index
@@ -781,15 +786,16 @@ mod tests {
         // Deflate's output depends on its state: a compressor reset after
         // other text must write exactly what a new one writes.
         let (a, b) = ([block(1, 0, 400)], [block(2, 1, 90)]);
+        let (ca, cb) = ([Chunk::from(a[0].clone())], [Chunk::from(b[0].clone())]);
         let new = || Compress::new(Compression::new(LEVEL), false);
         let mut kept = new();
-        let other = deflate_with(&mut kept, &b);
+        let other = deflate_with(&mut kept, &cb).0;
         kept.reset();
-        let again = deflate_with(&mut kept, &a);
-        assert_eq!(again, deflate_with(&mut new(), &a));
+        let again = deflate_with(&mut kept, &ca).0;
+        assert_eq!(again, deflate_with(&mut new(), &ca).0);
         assert_ne!(again, other);
         // Through the pool: ended by a final block, it decodes to the text.
-        let mut pooled = [deflate(&b), deflate(&a)];
+        let mut pooled = [deflate(&cb).0, deflate(&ca).0];
         pooled[1].extend_from_slice(&FINAL_BLOCK);
         let mut raw = Vec::new();
         flate2::read::DeflateDecoder::new(&pooled[1][..])

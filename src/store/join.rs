@@ -83,7 +83,8 @@ fn joined(
     let mut help = None;
     for part in &parts {
         let need = part_of(typ, base, &part.name).flatten();
-        let text = std::str::from_utf8(&part.body).ok()?;
+        let body = part.body.text();
+        let text = std::str::from_utf8(&body).ok()?;
         let exp = exposition::parse(text, &ParseLimits::default()).ok()?;
         for s in exp.families.into_iter().flat_map(|f| f.samples) {
             if let Some(label) = need {

@@ -316,7 +316,7 @@ pub struct Rendered {
     /// Store generation this body reflects.
     pub generation: u64,
     /// The exposition text, in order; no chunk is empty.
-    chunks: Vec<Bytes>,
+    chunks: Vec<exposition::Chunk>,
     /// Per chunk: whether it is a new buffer at every render (see
     /// [`gzip::build`]).
     by_content: Vec<bool>,
@@ -334,7 +334,7 @@ pub struct Rendered {
 
 impl Rendered {
     /// The chunks of the exposition text, in order.
-    pub fn chunks(&self) -> &[Bytes] {
+    pub fn chunks(&self) -> &[exposition::Chunk] {
         &self.chunks
     }
 
@@ -353,7 +353,7 @@ impl Rendered {
     pub fn to_bytes(&self) -> Bytes {
         let mut out = Vec::with_capacity(self.len);
         for c in &self.chunks {
-            out.extend_from_slice(c);
+            c.write_to(&mut out);
         }
         Bytes::from(out)
     }
@@ -759,7 +759,7 @@ impl Store {
                 let mut text = Vec::new();
                 for f in &families {
                     exposition::encode_header(&mut text, &f.name, f.help.as_deref(), f.typ);
-                    text.extend_from_slice(&f.body);
+                    f.body.write_to(&mut text);
                 }
                 SavedApp {
                     name: info.name,
@@ -796,7 +796,8 @@ impl Store {
                 let mut samples = Vec::new();
                 for f in families {
                     // Our own encoder wrote these lines: they always parse.
-                    let parsed = std::str::from_utf8(&f.body)
+                    let text = f.body.text();
+                    let parsed = std::str::from_utf8(&text)
                         .ok()
                         .and_then(|t| exposition::parse(t, &ParseLimits::default()).ok());
                     if let Some(exp) = parsed {
@@ -1015,7 +1016,7 @@ impl State {
                 if let Some(owner) = self.series.get(*key) {
                     let owner = self.series.owner_name(owner);
                     if owner != app {
-                        let series = nth_series(&fam.body, i);
+                        let series = nth_series(&fam.body.text(), i);
                         return Err(PushError::new(
                             RejectReason::Conflict,
                             app,

@@ -189,7 +189,7 @@ pub(super) fn check_unique(
             if !seen.insert(*k) {
                 let labels = if extra.is_empty() { default } else { extra };
                 let names: Vec<&str> = labels.iter().map(|(k, _)| *k).collect();
-                let series = nth_series(&b.body, i);
+                let series = nth_series(&b.body.text(), i);
                 let bounds = "le and quantile values are written as Go floats \
                               (le=\"1.0\" is le=\"1\")";
                 let message = match (normalised, names.is_empty()) {
@@ -321,7 +321,7 @@ pub(super) fn encode_block(
         name,
         typ,
         help,
-        body: Bytes::from(body),
+        body: Bytes::from(body).into(),
         digest: exposition::key_digest(&keys),
         keys,
         rich: None,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{formats, gzip, AppInfo, AppKind, FamilyBlock, Rendered, Store};
-use crate::exposition;
+use crate::exposition::{self, Chunk};
 use crate::telemetry::AppFamily;
 
 impl Store {
@@ -37,11 +37,11 @@ impl Store {
         self.metrics.encode_rest(&mut own, apps);
         let own = Bytes::from(own);
         if !own.is_empty() {
-            chunks.push(own.clone());
+            chunks.push(own.clone().into());
             by_content.push(false);
             marks.push(0);
         }
-        let len = chunks.iter().map(Bytes::len).sum();
+        let len = chunks.iter().map(Chunk::len).sum();
         self.metrics.observe_render(started.elapsed());
         let old = self.cache.load_full();
         let gzip_seed = old.as_ref().and_then(|old| old.gzip_runs());
@@ -70,7 +70,7 @@ fn walk(
     memo: &mut RenderMemo,
 ) -> (
     Vec<formats::RenderFamily>,
-    Vec<Vec<(Bytes, u64, u32)>>,
+    Vec<Vec<(Chunk, u64, u32)>>,
     usize,
 ) {
     // One pass over the apps hands each block to its family's list:
@@ -127,11 +127,11 @@ fn walk(
     // while the block is at hand: reading every block again when the
     // chunks are laid out missed the cache once more per block (a
     // third of the render's time at 1,000 apps × 100 series).
-    let mut texts: Vec<Vec<(Bytes, u64, u32)>> = families
+    let mut texts: Vec<Vec<(Chunk, u64, u32)>> = families
         .iter()
         .map(|f| Vec::with_capacity(f.blocks.capacity()))
         .collect();
-    let mut own_texts: Vec<Vec<(Bytes, u64, u32)>> = AppFamily::ALL
+    let mut own_texts: Vec<Vec<(Chunk, u64, u32)>> = AppFamily::ALL
         .iter()
         .map(|_| Vec::with_capacity(state.apps.len()))
         .collect();
@@ -196,7 +196,7 @@ fn walk(
 /// every render (the headers, which the gzip runs find again by their
 /// bytes) and where a gzip run may end after it.
 struct Layout {
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk>,
     by_content: Vec<bool>,
     marks: Vec<u64>,
 }
@@ -204,7 +204,7 @@ struct Layout {
 /// Each family's header, then its blocks' text (`texts`, with their cut
 /// marks, in the family's order). All headers go into one buffer, sliced
 /// into chunks that sit between the (shared) blocks of the apps.
-fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Bytes, u64, u32)>>) -> Layout {
+fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Chunk, u64, u32)>>) -> Layout {
     let mut headers = Vec::with_capacity(families.len() * 128);
     let mut header_ends = Vec::with_capacity(families.len());
     for f in families {
@@ -223,7 +223,7 @@ fn lay_out(families: &[formats::RenderFamily], texts: Vec<Vec<(Bytes, u64, u32)>
         if end > start {
             let header = headers.slice(start..end);
             out.marks.push(gzip::text_mark(&header));
-            out.chunks.push(header);
+            out.chunks.push(header.into());
             out.by_content.push(true);
         }
         start = end;
@@ -318,7 +318,7 @@ fn own_lines(info: &AppInfo) -> OwnLines {
                 name: f.name(),
                 help: None,
                 typ: f.typ(),
-                body: Bytes::from(line),
+                body: Bytes::from(line).into(),
                 keys: Vec::new(),
                 digest: 0,
                 rich: None,

@@ -232,7 +232,7 @@ impl SeriesIndex {
 /// Number of series in a block: its lines (one series each).
 pub(super) fn count(b: &Arc<FamilyBlock>) -> usize {
     if b.keys.is_empty() {
-        memchr::memchr_iter(b'\n', &b.body).count()
+        memchr::memchr_iter(b'\n', &b.body.text()).count()
     } else {
         b.keys.len()
     }
@@ -281,7 +281,7 @@ pub(super) fn drop_keys(families: &mut [Arc<FamilyBlock>]) {
 fn recompute(b: &FamilyBlock) -> Vec<u64> {
     let mut text = Vec::with_capacity(b.body.len() + b.name.len() + 32);
     exposition::encode_header(&mut text, &b.name, None, b.typ);
-    text.extend_from_slice(&b.body);
+    b.body.write_to(&mut text);
     let parsed = std::str::from_utf8(&text)
         .map_err(|e| e.to_string())
         .and_then(|t| exposition::parse(t, &ParseLimits::default()).map_err(|e| e.to_string()));

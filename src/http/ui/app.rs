@@ -184,7 +184,8 @@ fn families(ctx: &Context<'_>) -> String {
             s.push_str(&format!("<p class=\"help\">{}</p>\n", esc(h)));
         }
         s.push_str("<div class=\"scroll\"><table class=\"series\"><thead><tr><th>Series</th><th class=\"num\">Value</th></tr></thead><tbody>\n");
-        let text = String::from_utf8_lossy(&f.body);
+        let text = f.body.text();
+        let text = String::from_utf8_lossy(&text);
         for line in text.lines().filter(|l| !l.is_empty()) {
             if shown >= MAX_SERIES_SHOWN {
                 hidden += 1;

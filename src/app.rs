@@ -322,6 +322,10 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
         "limits.max_apps",
     );
     check(
+        old.limits.pack_above_series == new.limits.pack_above_series,
+        "limits.pack_above_series",
+    );
+    check(
         old.limits.max_push_bytes == new.limits.max_push_bytes,
         "limits.max_push_bytes",
     );

@@ -131,6 +131,7 @@ impl Config {
             max_apps: self.limits.max_apps,
             app_label: self.app_label.clone(),
             default_ttl: self.default_ttl,
+            pack_above_series: self.limits.pack_above_series,
         }
     }
 
@@ -326,6 +327,9 @@ fn build_limits(top: &mut Section<'_>, cx: &mut Diagnostics) -> Limits {
         listen_backlog: lim
             .int("listen_backlog", cx, 1, 65535)
             .map_or(defaults.listen_backlog, |n| n as u32),
+        pack_above_series: lim
+            .int("pack_above_series", cx, 0, u32::MAX as u64)
+            .map_or(defaults.pack_above_series, |n| n as usize),
     };
     lim.finish(cx);
     if limits.max_inflight_push_bytes < limits.max_push_bytes {

@@ -321,6 +321,8 @@ fn empty_document_gives_the_defaults() {
     assert_eq!(d.limits.max_push_bytes, 16 * 1024 * 1024);
     assert_eq!(d.limits.max_series_per_app, 100_000);
     assert_eq!(d.limits.max_apps, 10_000);
+    assert_eq!(d.limits.pack_above_series, 300_000);
+    assert_eq!(d.store_options().pack_above_series, 300_000);
     assert_eq!(d.limits.read_timeout, secs(30));
     assert_eq!(d.limits.idle_timeout, secs(10));
     assert_eq!(d.shutdown_grace, secs(10));
@@ -452,6 +454,7 @@ fn other_settings() {
         [limits]
         max_series_per_app = 10
         max_apps = 3
+        pack_above_series = 0
         "#,
         |c| {
             c.worker_threads = 4;
@@ -463,6 +466,7 @@ fn other_settings() {
             });
             c.limits.max_series_per_app = 10;
             c.limits.max_apps = 3;
+            c.limits.pack_above_series = 0;
         },
     );
     // The bounds of `concurrent_requests` themselves are accepted.

@@ -161,6 +161,7 @@ fn config_view(c: &Config) -> Value {
             "max_push_bytes": c.limits.max_push_bytes,
             "max_series_per_app": c.limits.max_series_per_app,
             "max_apps": c.limits.max_apps,
+            "pack_above_series": c.limits.pack_above_series,
             "read_timeout": dur(c.limits.read_timeout),
             "idle_timeout": dur(c.limits.idle_timeout),
         },

@@ -162,7 +162,12 @@ impl Eq for Chunk {}
 impl fmt::Debug for Chunk {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.packed {
-            write!(f, "Chunk(packed {} → {} bytes)", self.len, self.stored.len())
+            write!(
+                f,
+                "Chunk(packed {} → {} bytes)",
+                self.len,
+                self.stored.len()
+            )
         } else {
             write!(f, "Chunk({:?})", self.stored)
         }

@@ -40,11 +40,11 @@ mod tests;
 
 use std::fmt;
 
+pub use chunk::Chunk;
 pub use encode::{
     encode, encode_header, encode_sample, escape_help, escape_label_value, format_go_float,
     format_value, series_key,
 };
-pub use chunk::Chunk;
 pub use openmetrics::{looks_like_openmetrics, openmetrics_to_text};
 pub use parse::{parse, parse_encoded};
 

@@ -422,20 +422,62 @@ impl ChunksBody {
             self.next += 1;
             return Some(first.bytes());
         }
-        let mut out = Vec::with_capacity(UNPACKED_FRAME + first.len());
+        let mut out = Frame::take(UNPACKED_FRAME + first.len());
         for c in chunks.iter().take_while(|c| c.is_packed()) {
-            if !out.is_empty() && out.len() + c.len() > UNPACKED_FRAME {
+            if !out.0.is_empty() && out.0.len() + c.len() > UNPACKED_FRAME {
                 break;
             }
-            c.write_to(&mut out);
+            c.write_to(&mut out.0);
             self.next += 1;
         }
-        Some(bytes::Bytes::from(out))
+        Some(bytes::Bytes::from_owner(out))
     }
 }
 
 /// Bytes of text unpacked into one frame of a plain body.
 const UNPACKED_FRAME: usize = 64 * 1024;
+
+/// The buffer of an unpacked frame, kept for a later frame once hyper has
+/// written and dropped it. A plain scrape of a packed page at a million
+/// series unpacks 1,300 frames: a new buffer for each was freed and given
+/// back to the system at once (the allocator purges without delay, see
+/// `main.rs`), so every frame's pages were faulted in again.
+struct Frame(Vec<u8>);
+
+/// Frame buffers kept (each holds about [`UNPACKED_FRAME`] bytes): enough
+/// for what a few connections have in flight.
+const KEPT_FRAMES: usize = 32;
+static FRAMES: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+impl Frame {
+    /// An empty frame of at least `capacity` bytes, kept or new.
+    fn take(capacity: usize) -> Frame {
+        let kept = FRAMES.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut buf = kept.unwrap_or_default();
+        buf.reserve(capacity);
+        Frame(buf)
+    }
+}
+
+impl AsRef<[u8]> for Frame {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() > 4 * UNPACKED_FRAME {
+            return;
+        }
+        buf.clear();
+        let mut kept = FRAMES.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() < KEPT_FRAMES {
+            kept.push(buf);
+        }
+    }
+}
 
 impl http_body::Body for ChunksBody {
     type Data = bytes::Bytes;

@@ -190,6 +190,81 @@ async fn metrics_formats_by_accept() {
     assert_eq!(r.body, s.store.render().to_bytes().to_vec());
 }
 
+/// A store that keeps its text packed serves the same bytes: plain
+/// bodies unpacked frame by frame with an exact `Content-Length`, gzip
+/// and the other formats as before.
+#[tokio::test]
+async fn a_packed_store_is_served_whole_in_every_format_and_encoding() {
+    let packed = state(true);
+    let packed = HttpState {
+        store: Arc::new(Store::new(
+            StoreOptions {
+                pack_above_series: 0,
+                ..StoreOptions::default()
+            },
+            SelfMetrics::new(),
+        )),
+        ..packed
+    };
+    // Several families of a few thousand lines: more than one frame.
+    let mut text = String::new();
+    for fam in 0..3 {
+        text.push_str(&format!("# TYPE fam{fam}_total counter\n"));
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "fam{fam}_total{{route=\"/api/v1/items/{i}\"}} {i}\n"
+            ));
+        }
+    }
+    packed
+        .store
+        .push("a", &text, AppKind::Push, "test")
+        .unwrap();
+    // And many small packed blocks, unpacked together into one frame.
+    for app in 0..40 {
+        let lines: String = (0..12)
+            .map(|i| format!("fam1_total{{route=\"/b/{app}/{i}\"}} {i}\n"))
+            .collect();
+        packed
+            .store
+            .push(&format!("b{app}"), &lines, AppKind::Push, "test")
+            .unwrap();
+    }
+    let page = packed.store.render();
+    let packed_chunks = page.chunks().iter().filter(|c| c.is_packed()).count();
+    assert!(packed_chunks > 40, "{packed_chunks}");
+    let whole = page.to_bytes();
+    assert!(whole.len() > 3 * 64 * 1024, "{}", whole.len());
+    let r = get(&packed, "/metrics", &[]).await;
+    assert_eq!(r.body, whole.to_vec());
+    assert_eq!(
+        r.header("content-length"),
+        Some(whole.len().to_string().as_str())
+    );
+    let gz = get(&packed, "/metrics", &[("accept-encoding", "gzip")]).await;
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    assert_eq!(gunzip(&gz.body), whole.to_vec());
+    for format in ["openmetrics", "protobuf"] {
+        let uri = format!("/metrics?format={format}");
+        let plain = get(&packed, &uri, &[]).await;
+        let gz = get(&packed, &uri, &[("accept-encoding", "gzip")]).await;
+        assert!(plain.body.len() > 100_000, "{format}");
+        assert_eq!(gunzip(&gz.body), plain.body, "{format}");
+        assert_eq!(
+            plain.header("content-length"),
+            Some(plain.body.len().to_string().as_str())
+        );
+    }
+    let om = get(&packed, "/metrics?format=openmetrics", &[])
+        .await
+        .text();
+    assert!(
+        om.contains("\nfam2_total{route=\"/api/v1/items/1999\"} 1999\n"),
+        "{om:.200}"
+    );
+    assert!(om.ends_with("# EOF\n"));
+}
+
 #[tokio::test]
 async fn metrics_gzip_negotiation() {
     let s = state(true);

@@ -124,6 +124,8 @@ pub struct Limits {
     /// Listen backlog of every socket bound (receivers, RPC, HTTP): the
     /// connections the kernel queues before they are accepted.
     pub listen_backlog: u32,
+    /// Series in the store above which its text is kept packed (0: always).
+    pub pack_above_series: usize,
 }
 
 impl Default for Limits {
@@ -138,6 +140,7 @@ impl Default for Limits {
             max_inflight_push_bytes: DEFAULT_MAX_INFLIGHT_PUSH_BYTES as usize,
             max_queued_connections: DEFAULT_MAX_QUEUED_CONNECTIONS as usize,
             listen_backlog: DEFAULT_LISTEN_BACKLOG as u32,
+            pack_above_series: crate::store::DEFAULT_PACK_ABOVE_SERIES,
         }
     }
 }

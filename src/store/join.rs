@@ -108,7 +108,11 @@ fn joined(
     };
     normalise_bounds(&mut exp);
     let family = exp.families.pop()?;
-    let block = encode_block(family.name, typ, family.help, &family.samples, &[]);
+    let mut block = encode_block(family.name, typ, family.help, &family.samples, &[]);
+    if parts.iter().any(|p| p.body.is_packed()) {
+        // Kept in the form the store keeps its text in.
+        block.body = block.body.packed();
+    }
     // Bounds written alike (`le="1.0"` and `le="1"`) may now be one series.
     let unique: BTreeSet<u64> = block.keys.iter().copied().collect();
     if unique.len() != block.keys.len() {

@@ -88,7 +88,7 @@ impl Store {
                     families
                         .iter()
                         .try_for_each(|f| check_prefix(app, &f.name))
-                        .map(|()| finish_prepare(app, families)),
+                        .map(|()| finish_prepare(app, families, self.packs())),
                 ),
                 Ok(None) => None,
                 Err(e) => Some(Err(parse_error(e))),
@@ -144,7 +144,7 @@ impl Store {
             // labels can make two equal (`le="1"` and `le="1.0"`).
             check_unique(app, &families, series, normalised, extra, opts.default)?;
         }
-        Ok(finish_prepare(app, families))
+        Ok(finish_prepare(app, families, self.packs()))
     }
 
     /// The labels set on every series of a push: the app label, then the
@@ -259,10 +259,18 @@ pub(super) fn check_prefix(app: &str, family: &str) -> Result<(), PushError> {
     Ok(())
 }
 
-/// The prepared push of `families` (checked, in order of first appearance).
-pub(super) fn finish_prepare(app: &str, mut families: Vec<FamilyBlock>) -> Prepared {
+/// The prepared push of `families` (checked, in order of first appearance),
+/// their text packed if `pack` (see [`Store::packs`]).
+pub(super) fn finish_prepare(app: &str, mut families: Vec<FamilyBlock>, pack: bool) -> Prepared {
     let series = families.iter().map(|f| f.keys.len()).sum();
     families.sort_by(|a, b| a.name.cmp(&b.name));
+    if pack {
+        // Each block packed on its own (a render shares blocks, not
+        // pushes); the push's one plain buffer goes with the last slice.
+        for f in &mut families {
+            f.body = f.body.packed();
+        }
+    }
     Prepared {
         app: app.to_owned(),
         families: families.into_iter().map(Arc::new).collect(),

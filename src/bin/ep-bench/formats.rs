@@ -147,6 +147,11 @@ pub fn print_scale(connections: usize, r: &ScaleResult) {
         opt(mib(r.proxy.rss_kib)),
         opt(mib(r.proxy.rss_formats_kib))
     );
+    println!(
+        "| VmRSS / VmHWM at the end of the run, after the busy UI too (MiB) | all | {} / {} | – | – |",
+        opt(mib(r.proxy.end_kib.0)),
+        opt(mib(r.proxy.end_kib.1))
+    );
     for (f, p) in ALT_FORMATS.iter().zip(&r.proxy.formats) {
         let row = |what: String, v: String, rg: Option<f64>, rn: Option<f64>| {
             println!(

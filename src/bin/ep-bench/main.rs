@@ -209,6 +209,8 @@ struct TargetResult {
     formats: Vec<formats::FormatResult>,
     /// The proxy only: VmRSS after the scrapes in the other formats too.
     rss_formats_kib: u64,
+    /// The proxy only: VmRSS and VmHWM at the end, after the busy UI too.
+    end_kib: (u64, u64),
     /// The proxy only: `/metrics` idle and with a busy UI (issue 18).
     ui: ui_load::UiResult,
 }
@@ -584,6 +586,7 @@ async fn run_scale(
     }
     proxy_r.rss_formats_kib = mem(&proxy.server.pids()).0;
     proxy_r.ui = ui_load::measure(proxy.http, scale, args).await?;
+    proxy_r.end_kib = mem(&proxy.server.pids());
     proxy.server.check_alive()?;
     proxy.server.stop()?;
     if let Some((gw, _)) = gateway {
@@ -919,7 +922,7 @@ fn print_scale(args: &Args, r: &ScaleResult) {
     println!("|---|---:|---:|---:|---:|---:|");
     print_push_rows(args, r);
     print_scrape_rows(args, r);
-    print_memory_rows(r);
+    procfs::print_memory_rows(r);
     formats::print_scale(args.connections, r);
     ui_load::print_scale(r);
 }
@@ -1033,43 +1036,6 @@ fn print_scrape_rows(args: &Args, r: &ScaleResult) {
     }
 }
 
-/// Memory of each server after each phase, and its peak.
-fn print_memory_rows(r: &ScaleResult) {
-    let (p, g, n) = (&r.proxy, &r.pushgateway, &r.nginx);
-    row(
-        "VmRSS after the initial load (MiB)",
-        opt(mib(p.rss_loaded_kib)),
-        opt(mib(g.rss_loaded_kib)),
-        "–".into(),
-        better_cost(mib(p.rss_loaded_kib), mib(g.rss_loaded_kib)),
-        None,
-    );
-    row(
-        "VmRSS after the push phases (MiB)",
-        opt(mib(p.rss_pushed_kib)),
-        opt(mib(g.rss_pushed_kib)),
-        "–".into(),
-        better_cost(mib(p.rss_pushed_kib), mib(g.rss_pushed_kib)),
-        None,
-    );
-    row(
-        "VmRSS at the end, after the scrapes (MiB)",
-        opt(mib(p.rss_kib)),
-        opt(mib(g.rss_kib)),
-        opt(mib(n.rss_kib)),
-        better_cost(mib(p.rss_kib), mib(g.rss_kib)),
-        None,
-    );
-    row(
-        "VmHWM, peak (MiB)",
-        opt(mib(p.hwm_kib)),
-        opt(mib(g.hwm_kib)),
-        opt(mib(n.hwm_kib)),
-        better_cost(mib(p.hwm_kib), mib(g.hwm_kib)),
-        None,
-    );
-}
-
 /// The checks of issue 8, for the scales that were run.
 fn print_targets(results: &[ScaleResult]) {
     let find = |a, s| {
@@ -1174,6 +1140,7 @@ fn print_targets(results: &[ScaleResult]) {
             format!("{}×", num(rss)),
             Some(rss < 3.0),
         ));
+        rows.push(procfs::peak_target(big));
     }
     rows.extend(formats::targets(results));
     rows.extend(ui_load::targets(results));
@@ -1181,7 +1148,7 @@ fn print_targets(results: &[ScaleResult]) {
         return;
     }
     println!();
-    println!("### Targets (issues 8, 14 and 18)");
+    println!("### Targets (issues 8, 14, 18 and 19)");
     println!();
     println!("| target | measured | holds |");
     println!("|---|---:|---|");

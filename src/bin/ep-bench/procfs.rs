@@ -85,3 +85,67 @@ pub fn memory_kib(pids: &[u32]) -> (u64, u64) {
     }
     (rss, hwm)
 }
+
+/// Issue 19's memory target at 1,000 × 1,000: VmRSS at every phase, so the
+/// largest reading of the run (the peak over the whole run, VmHWM at its
+/// end, with the other formats and the busy UI) against the pushed text.
+pub fn peak_target(big: &crate::ScaleResult) -> (String, String, Option<bool>) {
+    let p = &big.proxy;
+    let text_kib = big.pushed_bytes as f64 / 1024.0;
+    let worst = [
+        p.rss_loaded_kib,
+        p.rss_pushed_kib,
+        p.rss_kib,
+        p.rss_formats_kib,
+        p.end_kib.0,
+        p.end_kib.1,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0) as f64
+        / text_kib;
+    (
+        "1000×1000: RSS ≤ 1.3× the pushed text at every phase, the peak of the whole run (VmHWM) included"
+            .into(),
+        format!("{worst:.2}×"),
+        Some(worst <= 1.3),
+    )
+}
+
+/// Memory of each server after each phase, and its peak.
+pub fn print_memory_rows(r: &crate::ScaleResult) {
+    use crate::{better_cost, mib, opt, row};
+    let (p, g, n) = (&r.proxy, &r.pushgateway, &r.nginx);
+    row(
+        "VmRSS after the initial load (MiB)",
+        opt(mib(p.rss_loaded_kib)),
+        opt(mib(g.rss_loaded_kib)),
+        "–".into(),
+        better_cost(mib(p.rss_loaded_kib), mib(g.rss_loaded_kib)),
+        None,
+    );
+    row(
+        "VmRSS after the push phases (MiB)",
+        opt(mib(p.rss_pushed_kib)),
+        opt(mib(g.rss_pushed_kib)),
+        "–".into(),
+        better_cost(mib(p.rss_pushed_kib), mib(g.rss_pushed_kib)),
+        None,
+    );
+    row(
+        "VmRSS at the end, after the scrapes (MiB)",
+        opt(mib(p.rss_kib)),
+        opt(mib(g.rss_kib)),
+        opt(mib(n.rss_kib)),
+        better_cost(mib(p.rss_kib), mib(g.rss_kib)),
+        None,
+    );
+    row(
+        "VmHWM, peak (MiB)",
+        opt(mib(p.hwm_kib)),
+        opt(mib(g.hwm_kib)),
+        opt(mib(n.hwm_kib)),
+        better_cost(mib(p.hwm_kib), mib(g.hwm_kib)),
+        None,
+    );
+}

@@ -45,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
         };
         let result = prepared.and_then(|p| store.commit(vec![p], AppKind::Gateway, "fuzz"));
         if let Err(e) = result {
-            assert_eq!(store.series_snapshot(), before, "refused push {e} changed the store");
+            assert_eq!(
+                store.series_snapshot(),
+                before,
+                "refused push {e} changed the store"
+            );
         }
         let rendered = store.render();
         let text = rendered.to_bytes();
@@ -54,9 +58,15 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("/metrics is not a valid exposition: {e}\n{text}"));
         let families = proto::decode_delimited(&rendered.bytes_of(Format::Protobuf))
             .expect("the protobuf body decodes");
-        let names: Vec<&str> = families.iter().map(|f| f.name.as_deref().unwrap_or("")).collect();
+        let names: Vec<&str> = families
+            .iter()
+            .map(|f| f.name.as_deref().unwrap_or(""))
+            .collect();
         let text_names: Vec<&str> = exp.families.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, text_names, "protobuf and text have the same families");
+        assert_eq!(
+            names, text_names,
+            "protobuf and text have the same families"
+        );
         let om = rendered.bytes_of(Format::OpenMetrics);
         let om = std::str::from_utf8(&om).expect("OpenMetrics is UTF-8");
         assert!(om.ends_with("# EOF\n"), "{om}");

@@ -27,6 +27,11 @@ impl Store {
         if self.packs() {
             if series < limit / 2 {
                 self.packing.store(false, Ordering::Relaxed);
+                tracing::info!(
+                    series,
+                    series_above = limit,
+                    "the store keeps new pushes plain from now on (the packed ones stay packed until pushed again)"
+                );
             }
             return None;
         }

@@ -31,9 +31,11 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// `MIMALLOC_PURGE_DELAY` says otherwise. A large store churns through
 /// transient buffers (a push's text, a scrape's frames, a new gzip body
 /// per change) that the delay kept resident: at a million series the peak
-/// VmRSS of a benchmark run went from 112 to 92 MiB (1.37× to 1.12× the
-/// pushed text) with the same push and scrape figures (docs/benchmarks.md,
-/// "Memory at a million series").
+/// VmRSS of a benchmark run went from 112-114 to 92-101 MiB (1.37× to
+/// 1.13-1.23× the pushed text; 100 ms read 1.29-1.31×). It costs CPU under
+/// churn: 0.4-0.75 points of a core in the steady scenario
+/// (docs/benchmarks.md, "Memory at a million series");
+/// `MIMALLOC_PURGE_DELAY=1000` restores mimalloc's default.
 fn return_freed_memory_promptly() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;

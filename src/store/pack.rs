@@ -50,8 +50,8 @@ impl Store {
 
     /// Packs the blocks of `apps` taken as they were (by [`Store::note_size`]),
     /// one app at a time outside the lock, and puts each app's packed blocks
-    /// in place of those unless it pushed since. Once per turn to packing:
-    /// about 0.1 s of one thread for a million series.
+    /// in place of those unless it pushed since. Once per turn to packing,
+    /// in proportion to what is stored (its time is logged).
     pub(super) fn repack(&self, apps: Vec<(String, Vec<Arc<FamilyBlock>>)>) {
         let started = std::time::Instant::now();
         let mut packed_apps = 0;

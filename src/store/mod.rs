@@ -802,12 +802,7 @@ impl Store {
     /// Every current series, per application, for the sinks. The blocks are
     /// taken under the lock (reference counts only) and parsed outside it.
     pub fn series_snapshot(&self) -> Vec<(String, Vec<exposition::Sample>)> {
-        let blocks: Vec<(String, Vec<Arc<FamilyBlock>>)> = self
-            .lock()
-            .apps
-            .iter()
-            .map(|(name, e)| (name.clone(), e.families.clone()))
-            .collect();
+        let blocks: Vec<(String, Vec<Arc<FamilyBlock>>)> = self.lock().app_blocks().collect();
         blocks
             .into_iter()
             .map(|(app, families)| {
@@ -965,6 +960,14 @@ impl Prepared {
 }
 
 impl State {
+    /// Each app's name and blocks (reference counts only), for work done
+    /// on them outside the lock.
+    fn app_blocks(&self) -> impl Iterator<Item = (String, Vec<Arc<FamilyBlock>>)> + '_ {
+        self.apps
+            .iter()
+            .map(|(name, e)| (name.clone(), e.families.clone()))
+    }
+
     /// Checks a prepared push against every other application.
     fn check(&self, p: &Prepared, kind: AppKind, opts: &StoreOptions) -> Result<(), PushError> {
         let app = p.app.as_str();

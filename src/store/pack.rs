@@ -40,10 +40,8 @@ impl Store {
         }
         self.packing.store(true, Ordering::Relaxed);
         let plain = state
-            .apps
-            .iter()
-            .filter(|(_, e)| e.families.iter().any(|f| !f.body.is_packed()))
-            .map(|(name, e)| (name.clone(), e.families.clone()))
+            .app_blocks()
+            .filter(|(_, blocks)| blocks.iter().any(|f| !f.body.is_packed()))
             .collect();
         Some(plain)
     }

@@ -3,8 +3,7 @@
 //! and encoding, and refuses, removes and saves the same; packing turns on
 //! above the limit, packs what was stored, and turns off under half of it.
 
-use std::io::Read;
-
+use super::tests::gunzip;
 use super::*;
 
 /// Where the self-metrics start in the text and OpenMetrics bodies (they
@@ -76,14 +75,6 @@ fn packed_and_plain(s: &Store) -> (usize, usize) {
     let blocks = state.apps.values().flat_map(|e| e.families.iter());
     let packed = blocks.clone().filter(|b| b.body.is_packed()).count();
     (packed, blocks.count() - packed)
-}
-
-fn gunzip(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .expect("valid gzip");
-    out
 }
 
 /// The pushed part of a text or OpenMetrics body.
@@ -226,12 +217,7 @@ fn a_push_that_races_the_packing_of_its_app_is_kept() {
     // still holds the blocks it packed.
     let s = store(usize::MAX);
     push(&s, "a", &app_text(0, 12, 0));
-    let taken: Vec<(String, Vec<Arc<FamilyBlock>>)> = s
-        .lock()
-        .apps
-        .iter()
-        .map(|(n, e)| (n.clone(), e.families.clone()))
-        .collect();
+    let taken: Vec<(String, Vec<Arc<FamilyBlock>>)> = s.lock().app_blocks().collect();
     push(&s, "a", &app_text(0, 12, 1));
     s.repack(taken);
     assert_eq!(packed_and_plain(&s), (0, 4), "the newer push stays");

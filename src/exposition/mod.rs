@@ -46,7 +46,7 @@ pub use encode::{
     format_value, series_key,
 };
 pub use openmetrics::{looks_like_openmetrics, openmetrics_to_text};
-pub use parse::{parse, parse_encoded};
+pub use parse::{label_value, parse, parse_encoded, sample_value};
 
 /// The type of a metric family, as declared by its `# TYPE` line.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

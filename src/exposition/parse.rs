@@ -52,6 +52,18 @@ const RECENT_NAMES: usize = 4;
 /// A series is named in a duplicate-series error up to this many characters.
 const MAX_SERIES_CHARS: usize = 120;
 
+/// A sample's value as [`parse`] reads it (Go's `strconv.ParseFloat` on
+/// decimals, `Inf` and `NaN`), or None when `tok` is not one.
+pub fn sample_value(tok: &str) -> Option<f64> {
+    parse_float(tok, true).ok().map(|(v, _)| v)
+}
+
+/// A label's value from its text between the quotes of a line [`parse`]
+/// accepted (escape sequences undone).
+pub fn label_value(raw: &str) -> std::borrow::Cow<'_, str> {
+    lex::unescape_label_value(raw)
+}
+
 /// Parses and validates a text exposition (format 0.0.4).
 ///
 /// Families come out in order of first appearance (a HELP, TYPE or sample line), each

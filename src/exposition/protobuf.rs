@@ -333,27 +333,110 @@ pub fn text_metrics(name: &str, typ: MetricType, samples: &[Sample]) -> Vec<Metr
     match typ {
         MetricType::Counter | MetricType::Gauge | MetricType::Untyped => samples
             .iter()
-            .map(|s| {
-                let mut m = Metric {
-                    label: pairs(&s.labels, ""),
-                    timestamp_ms: s.timestamp,
-                    ..Metric::default()
-                };
-                let v = Some(s.value);
-                match typ {
-                    MetricType::Counter => {
-                        m.counter = Some(proto::Counter {
-                            value: v,
-                            exemplar: None,
-                        });
-                    }
-                    MetricType::Gauge => m.gauge = Some(proto::Gauge { value: v }),
-                    _ => m.untyped = Some(proto::Untyped { value: v }),
-                }
-                m
-            })
+            .map(|s| scalar_metric(typ, pairs(&s.labels, ""), s.value, s.timestamp))
             .collect(),
         MetricType::Summary | MetricType::Histogram => grouped(name, typ, samples, pairs),
+    }
+}
+
+/// The `Metric` of one counter, gauge or untyped sample.
+pub fn scalar_metric(
+    typ: MetricType,
+    label: Vec<LabelPair>,
+    value: f64,
+    timestamp_ms: Option<i64>,
+) -> Metric {
+    let mut m = Metric {
+        label,
+        timestamp_ms,
+        ..Metric::default()
+    };
+    let v = Some(value);
+    match typ {
+        MetricType::Counter => {
+            m.counter = Some(proto::Counter {
+                value: v,
+                exemplar: None,
+            });
+        }
+        MetricType::Gauge => m.gauge = Some(proto::Gauge { value: v }),
+        _ => m.untyped = Some(proto::Untyped { value: v }),
+    }
+    m
+}
+
+/// The label that tells a histogram's or summary's lines of one series
+/// apart (`le`, `quantile`).
+pub fn group_bound_label(typ: MetricType) -> &'static str {
+    if typ == MetricType::Histogram {
+        "le"
+    } else {
+        "quantile"
+    }
+}
+
+/// The empty `Metric` of a histogram's or summary's series, which
+/// [`add_grouped`] fills line by line.
+pub fn grouped_metric(typ: MetricType, label: Vec<LabelPair>, timestamp_ms: Option<i64>) -> Metric {
+    let histogram = typ == MetricType::Histogram;
+    Metric {
+        label,
+        timestamp_ms,
+        summary: (!histogram).then(proto::Summary::default),
+        histogram: histogram.then(proto::Histogram::default),
+        ..Metric::default()
+    }
+}
+
+/// Adds one line of a histogram's or summary's series to its `Metric`:
+/// `suffix` is what follows the family name in the sample's name, `bound`
+/// gives its `le` or `quantile` as a number, `inf` keeps the `+Inf`
+/// bucket's count for [`finish_grouped`].
+pub fn add_grouped(
+    m: &mut Metric,
+    inf: &mut Option<f64>,
+    suffix: &str,
+    bound: impl FnOnce() -> Option<f64>,
+    value: f64,
+) {
+    match (suffix, m.histogram.as_mut(), m.summary.as_mut()) {
+        ("_sum", Some(h), _) => h.sample_sum = Some(value),
+        ("_sum", _, Some(q)) => q.sample_sum = Some(value),
+        ("_count", Some(h), _) => set_count(&mut h.sample_count, &mut h.sample_count_float, value),
+        ("_count", _, Some(q)) => q.sample_count = Some(value.max(0.0) as u64),
+        ("_bucket", Some(h), _) => match bound() {
+            Some(b) if b == f64::INFINITY => *inf = Some(value),
+            Some(b) => {
+                let mut bucket = proto::Bucket {
+                    upper_bound: Some(b),
+                    ..proto::Bucket::default()
+                };
+                set_count(
+                    &mut bucket.cumulative_count,
+                    &mut bucket.cumulative_count_float,
+                    value,
+                );
+                h.bucket.push(bucket);
+            }
+            None => {}
+        },
+        ("", _, Some(q)) => q.quantile.push(proto::Quantile {
+            quantile: bound(),
+            value: Some(value),
+        }),
+        _ => {}
+    }
+}
+
+/// Gives each histogram without a `_count` line the count of its `+Inf`
+/// bucket (`counts`, one per metric, from [`add_grouped`]).
+pub fn finish_grouped(metrics: &mut [Metric], counts: Vec<Option<f64>>) {
+    for (m, inf) in metrics.iter_mut().zip(counts) {
+        if let (Some(h), Some(inf)) = (m.histogram.as_mut(), inf) {
+            if h.sample_count.is_none() && h.sample_count_float.is_none() {
+                set_count(&mut h.sample_count, &mut h.sample_count_float, inf);
+            }
+        }
     }
 }
 
@@ -363,8 +446,7 @@ fn grouped(
     samples: &[Sample],
     pairs: impl Fn(&[(String, String)], &str) -> Vec<LabelPair>,
 ) -> Vec<Metric> {
-    let histogram = typ == MetricType::Histogram;
-    let skip = if histogram { "le" } else { "quantile" };
+    let skip = group_bound_label(typ);
     let mut metrics: Vec<Metric> = Vec::new();
     let mut counts: Vec<Option<f64>> = Vec::new();
     let mut index: HashMap<Vec<(String, String)>, usize> = HashMap::new();
@@ -377,13 +459,7 @@ fn grouped(
             .collect();
         key.sort();
         let i = *index.entry(key).or_insert_with(|| {
-            metrics.push(Metric {
-                label: pairs(&s.labels, skip),
-                timestamp_ms: s.timestamp,
-                summary: (!histogram).then(proto::Summary::default),
-                histogram: histogram.then(proto::Histogram::default),
-                ..Metric::default()
-            });
+            metrics.push(grouped_metric(typ, pairs(&s.labels, skip), s.timestamp));
             counts.push(None);
             metrics.len() - 1
         });
@@ -394,44 +470,9 @@ fn grouped(
                 .and_then(|(_, v)| v.parse::<f64>().ok())
         };
         let suffix = s.name.strip_prefix(name).unwrap_or_default();
-        let m = &mut metrics[i];
-        match (suffix, m.histogram.as_mut(), m.summary.as_mut()) {
-            ("_sum", Some(h), _) => h.sample_sum = Some(s.value),
-            ("_sum", _, Some(q)) => q.sample_sum = Some(s.value),
-            ("_count", Some(h), _) => {
-                set_count(&mut h.sample_count, &mut h.sample_count_float, s.value)
-            }
-            ("_count", _, Some(q)) => q.sample_count = Some(s.value.max(0.0) as u64),
-            ("_bucket", Some(h), _) => match bound() {
-                Some(b) if b == f64::INFINITY => counts[i] = Some(s.value),
-                Some(b) => {
-                    let mut bucket = proto::Bucket {
-                        upper_bound: Some(b),
-                        ..proto::Bucket::default()
-                    };
-                    set_count(
-                        &mut bucket.cumulative_count,
-                        &mut bucket.cumulative_count_float,
-                        s.value,
-                    );
-                    h.bucket.push(bucket);
-                }
-                None => {}
-            },
-            ("", _, Some(q)) => q.quantile.push(proto::Quantile {
-                quantile: bound(),
-                value: Some(s.value),
-            }),
-            _ => {}
-        }
+        add_grouped(&mut metrics[i], &mut counts[i], suffix, bound, s.value);
     }
-    for (m, inf) in metrics.iter_mut().zip(counts) {
-        if let (Some(h), Some(inf)) = (m.histogram.as_mut(), inf) {
-            if h.sample_count.is_none() && h.sample_count_float.is_none() {
-                set_count(&mut h.sample_count, &mut h.sample_count_float, inf);
-            }
-        }
-    }
+    finish_grouped(&mut metrics, counts);
     metrics
 }
 

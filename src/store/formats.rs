@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
+use super::lines::{metrics_from_lines, text_is_openmetrics};
 use super::{gzip, FamilyBlock, PrepareOptions, Prepared, PushError, Rendered, Store};
 use crate::exposition::openmetrics_out::{self, OmKind};
 use crate::exposition::proto::{self, LabelPair, Metric, MetricFamily};
@@ -187,6 +188,8 @@ pub(super) struct Alternatives {
     families: Vec<RenderFamily>,
     /// The self-metrics, in text.
     own: Bytes,
+    /// The self-metrics read back as families, once for both bodies.
+    own_families: OnceLock<Vec<(exposition::Family, Vec<Metric>)>>,
     openmetrics: OnceLock<Body>,
     protobuf: OnceLock<Body>,
     /// Handed to the bodies when they are built.
@@ -198,6 +201,7 @@ impl Alternatives {
         Alternatives {
             families,
             own,
+            own_families: OnceLock::new(),
             openmetrics: OnceLock::new(),
             protobuf: OnceLock::new(),
             seeds: Mutex::new(seeds),
@@ -225,6 +229,10 @@ impl Alternatives {
             Format::OpenMetrics => Some(self.openmetrics.get_or_init(|| self.render_om())),
             Format::Protobuf => Some(self.protobuf.get_or_init(|| self.render_protobuf())),
         }
+    }
+
+    fn own_families(&self) -> &[(exposition::Family, Vec<Metric>)] {
+        self.own_families.get_or_init(|| text_families(&self.own))
     }
 
     fn built(&self, f: Format) -> Option<&Body> {
@@ -261,9 +269,9 @@ impl Alternatives {
             chunks.extend(parts.into_iter().zip(&f.marks).map(|(p, &m)| (p, false, m)));
         }
         let mut own = Vec::with_capacity(self.own.len());
-        for (fam, metrics) in text_families(&self.own) {
+        for (fam, metrics) in self.own_families() {
             let mut body = protobuf::encode_family_header(&fam.name, fam.help.as_deref(), fam.typ);
-            protobuf::encode_metric_fields(&mut body, &metrics);
+            protobuf::encode_metric_fields(&mut body, metrics);
             proto::encode_varint(&mut own, body.len() as u64);
             own.extend_from_slice(&body);
         }
@@ -297,11 +305,11 @@ impl Alternatives {
             );
         }
         let mut own = Vec::with_capacity(self.own.len() + 1024);
-        for (fam, metrics) in text_families(&self.own) {
+        for (fam, metrics) in self.own_families() {
             // Our own families never clash: counters are `_total`-named.
             let kind = OmKind::of(&fam.name, fam.typ, |_| true);
             openmetrics_out::encode_header(&mut own, &fam.name, fam.help.as_deref(), kind);
-            openmetrics_out::encode_metrics(&mut own, &fam.name, kind, &metrics);
+            openmetrics_out::encode_metrics(&mut own, &fam.name, kind, metrics);
         }
         own.extend_from_slice(openmetrics_out::EOF);
         chunks.push((Chunk::from(own), false, 0));
@@ -332,6 +340,12 @@ fn block_metrics(b: &FamilyBlock) -> Vec<Metric> {
     if let Some(rich) = &b.rich {
         return rich.metric.clone();
     }
+    metrics_from_lines(b).unwrap_or_else(|| block_metrics_by_parse(b))
+}
+
+/// A block's metrics from a parse of its text (the reference
+/// [`metrics_from_lines`] is tested against, and its fallback).
+fn block_metrics_by_parse(b: &FamilyBlock) -> Vec<Metric> {
     let mut text = Vec::with_capacity(b.body.len() + 64);
     exposition::encode_header(&mut text, &b.name, None, b.typ);
     b.body.write_to(&mut text);
@@ -386,148 +400,6 @@ fn kept_like(b: &FamilyBlock, encoded: Vec<u8>) -> Chunk {
         Chunk::pack(&encoded)
     } else {
         Chunk::plain(encoded)
-    }
-}
-
-/// Whether a text block's lines are valid OpenMetrics lines as they are
-/// (the usual case, which then costs no memory): no timestamps (seconds in
-/// OpenMetrics), and each histogram's or summary's series contiguous, a
-/// histogram's buckets first, in increasing order, up to `+Inf`. Read from
-/// the lines as [`exposition::encode_sample`] wrote them, without parsing
-/// the block again (the parse was a fifth of the proxy's CPU under a
-/// steady push load); a stored block never holds a series twice (the
-/// store refuses duplicates).
-fn text_is_openmetrics(b: &FamilyBlock) -> bool {
-    let histogram = match b.typ {
-        MetricType::Histogram => true,
-        MetricType::Summary => false,
-        _ => return !lines_have_timestamps(&b.body.text()),
-    };
-    let skip: &[u8] = if histogram { b"le" } else { b"quantile" };
-    let mut seen = std::collections::HashSet::new();
-    let mut current: Option<Vec<(&[u8], &[u8])>> = None;
-    let (mut in_buckets, mut last, mut inf) = (true, f64::NEG_INFINITY, false);
-    // Buffers reused from line to line (two allocations a line were most
-    // of this scan's time).
-    let (mut labels, mut key) = (Vec::new(), Vec::new());
-    let text = b.body.text();
-    for line in lines(&text) {
-        let Some(sample) = EncodedLine::read(line, std::mem::take(&mut labels)) else {
-            return false;
-        };
-        if sample.timestamp {
-            return false;
-        }
-        key.clear();
-        key.extend(sample.labels.iter().copied().filter(|(k, _)| *k != skip));
-        key.sort_unstable();
-        if current.as_ref() != Some(&key) {
-            if histogram && current.is_some() && !inf {
-                return false;
-            }
-            if !seen.insert(key.clone()) {
-                return false;
-            }
-            // The new key becomes current; the old one's buffer is reused.
-            if let Some(mut old) = current.replace(std::mem::take(&mut key)) {
-                old.clear();
-                key = old;
-            }
-            (in_buckets, last, inf) = (true, f64::NEG_INFINITY, false);
-        }
-        if !histogram {
-            continue;
-        }
-        match sample.name.strip_prefix(b.name.as_bytes()) {
-            Some(b"_bucket") => {
-                let le = sample
-                    .labels
-                    .iter()
-                    .find(|(k, _)| *k == skip)
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
-                    .and_then(|v| v.parse::<f64>().ok());
-                match le {
-                    Some(le) if in_buckets && le > last => {
-                        last = le;
-                        inf |= le == f64::INFINITY;
-                    }
-                    _ => return false,
-                }
-            }
-            Some(b"_sum" | b"_count") if inf => in_buckets = false,
-            _ => return false,
-        }
-        labels = sample.labels;
-    }
-    !histogram || current.is_none() || inf
-}
-
-/// The non-empty lines of `body` (found with `memchr`: splitting on a
-/// byte compared one at a time was most of [`lines_have_timestamps`]).
-fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', body)
-        .chain(std::iter::once(body.len()))
-        .filter_map(move |end| {
-            let line = body.get(start..end)?;
-            start = end + 1;
-            (!line.is_empty()).then_some(line)
-        })
-}
-
-/// A sample line as [`exposition::encode_sample`] writes it: the name,
-/// the labels (values still escaped), and whether a timestamp follows the
-/// value.
-struct EncodedLine<'a> {
-    name: &'a [u8],
-    labels: Vec<(&'a [u8], &'a [u8])>,
-    timestamp: bool,
-}
-
-impl<'a> EncodedLine<'a> {
-    /// Reads `line`, its labels into `labels` (emptied first: a buffer
-    /// handed back from the line before).
-    fn read(line: &'a [u8], mut labels: Vec<(&'a [u8], &'a [u8])>) -> Option<EncodedLine<'a>> {
-        let name_end = line.iter().position(|&c| c == b'{' || c == b' ')?;
-        let name = &line[..name_end];
-        labels.clear();
-        let mut at = name_end;
-        if line[at] == b'{' {
-            at += 1;
-            loop {
-                let eq = at + line[at..].iter().position(|&c| c == b'=')?;
-                let label = &line[at..eq];
-                if line.get(eq + 1) != Some(&b'"') {
-                    return None;
-                }
-                let start = eq + 2;
-                let mut end = start;
-                loop {
-                    match line.get(end)? {
-                        b'\\' => end += 2,
-                        b'"' => break,
-                        _ => end += 1,
-                    }
-                }
-                labels.push((label, line.get(start..end)?));
-                match line.get(end + 1)? {
-                    b',' => at = end + 2,
-                    b'}' => {
-                        at = end + 2;
-                        break;
-                    }
-                    _ => return None,
-                }
-            }
-        }
-        // ` value` or ` value timestamp` after the series.
-        let rest = line.get(at..)?;
-        let timestamp = rest.iter().filter(|&&c| c == b' ').count() > 1;
-        Some(EncodedLine {
-            name,
-            labels,
-            timestamp,
-        })
     }
 }
 
@@ -602,21 +474,6 @@ fn text_is_openmetrics_by_parse(b: &FamilyBlock) -> bool {
         }
     }
     !histogram || current.is_none() || inf
-}
-
-/// Whether any of the sample lines, as [`exposition::encode_sample`]
-/// writes them, ends with a timestamp: `series value timestamp`. The
-/// series ends at the last `}` of the line when it has labels (neither a
-/// value nor a timestamp holds one), else at its first blank.
-fn lines_have_timestamps(body: &[u8]) -> bool {
-    lines(body).any(|line| {
-        let after_series = match memchr::memrchr(b'}', line) {
-            Some(end) => &line[end + 1..],
-            None => memchr::memchr(b' ', line).map_or(&[][..], |at| &line[at..]),
-        };
-        // ` value` or ` value timestamp`.
-        after_series.iter().filter(|&&c| c == b' ').count() > 1
-    })
 }
 
 impl Rendered {

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::exposition::proto::{Bucket, BucketSpan, Counter, Exemplar, Histogram, Timestamp};
+use crate::store::lines::lines_have_timestamps;
 use crate::store::{AppKind, StoreOptions};
 use crate::telemetry::SelfMetrics;
 
@@ -628,4 +629,109 @@ fn a_batch_ended_ahead_of_a_scrape_keeps_the_runs_built_at_the_end_of_the_family
         with * 3 < without * 2,
         "with batches {with} bytes compressed at 10 scrapes, without {without}"
     );
+}
+
+fn encoded(metrics: &[Metric]) -> Vec<u8> {
+    let mut out = Vec::new();
+    protobuf::encode_metric_fields(&mut out, metrics);
+    out
+}
+
+/// Whether the block's text parses (as every stored block does).
+fn parses(b: &FamilyBlock) -> bool {
+    let mut text = Vec::new();
+    exposition::encode_header(&mut text, &b.name, None, b.typ);
+    b.body.write_to(&mut text);
+    exposition::parse(std::str::from_utf8(&text).unwrap(), &ParseLimits::default()).is_ok()
+}
+
+#[test]
+fn metrics_read_from_the_lines_are_those_of_a_full_parse() {
+    use MetricType::{Counter, Gauge, Histogram, Summary, Untyped};
+    let mut cases: Vec<(&str, MetricType, String)> = vec![
+        ("c_total", Counter, "c_total 1\n".into()),
+        ("c_total", Counter, "c_total{b=\"2\",a=\"1\"} 1e3 1700000000000\nc_total{a=\"x\\\\y\\\"z\\n\"} -0\n".into()),
+        ("g", Gauge, "g NaN\ng{x=\"+Inf\"} +Inf\ng{x=\"-Inf\"} -Inf -5\ng{x=\"y z} 1 2\"} .5\n".into()),
+        ("g", Gauge, "g{path=\"/a b} 1 2\",q=\"} }\"} 3\n".into()),
+        ("u", Untyped, "u 17\nu{a=\"\"} 0.000001\n".into()),
+        ("h", Histogram, "h_bucket{le=\"+Inf\"} 1\nh_sum 2\nh_count 1\n".into()),
+        ("h", Histogram, "h_bucket{x=\"a\",le=\"1\"} 1\nh_bucket{le=\"+Inf\",x=\"a\"} 2\nh_sum{x=\"a\"} 3\n".into()),
+        ("h", Histogram, "h_bucket{x=\"a\",le=\"0.5\"} 1.5\nh_bucket{x=\"a\",le=\"+Inf\"} 2\nh_count{x=\"a\"} -1\n".into()),
+        ("h", Histogram, "h_bucket{x=\"a\\\",b=\\\"}\",le=\"1e3\"} 1\nh_bucket{x=\"a\\\",b=\\\"}\",le=\"+Inf\"} 1\nh_count{x=\"a\\\",b=\\\"}\"} 1\nh_sum{x=\"a\\\",b=\\\"}\"} 1\n".into()),
+        ("h", Histogram, "h_bucket{x=\"a\",le=\"+Inf\"} 1 17\nh_sum{x=\"a\"} 1 18\n".into()),
+        ("s", Summary, "s{quantile=\"0.5\"} 1\ns_sum 2\ns_count 3\n".into()),
+        ("s", Summary, "s{x=\"a\",quantile=\"0.5\"} 1\ns{x=\"b\",quantile=\"0.99\"} 1\ns_sum{x=\"a\"} 2\ns_count{x=\"b\"} 2.5\n".into()),
+    ];
+    // Every order of a histogram's lines (a fixed LCG shuffle), series
+    // interleaved or not.
+    let lines: Vec<&str> = vec![
+        "h_bucket{x=\"a\",le=\"0.1\"} 1",
+        "h_bucket{x=\"a\",le=\"1\"} 2",
+        "h_bucket{x=\"a\",le=\"+Inf\"} 3",
+        "h_sum{x=\"a\"} 4",
+        "h_count{x=\"a\"} 3",
+        "h_bucket{le=\"1\",x=\"b\"} 1",
+        "h_bucket{le=\"+Inf\",x=\"b\"} 1",
+        "h_sum{x=\"b\"} 0.5",
+    ];
+    let mut seed = 0x9e37_79b9_u64;
+    for _ in 0..200 {
+        let mut order = lines.clone();
+        for i in (1..order.len()).rev() {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            order.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        cases.push(("h", Histogram, order.join("\n") + "\n"));
+    }
+    let mut compared = 0;
+    for (name, typ, body) in &cases {
+        let b = block_of(name, *typ, body);
+        if !parses(&b) {
+            continue;
+        }
+        let fast = metrics_from_lines(&b).unwrap_or_else(|| panic!("not read: {body:?}"));
+        // Compared as encoded (NaN is not equal to itself).
+        assert_eq!(
+            encoded(&fast),
+            encoded(&block_metrics_by_parse(&b)),
+            "{body:?}"
+        );
+        assert!(!fast.is_empty(), "{body:?}");
+        compared += 1;
+    }
+    assert!(compared > 200, "only {compared} blocks parse");
+}
+
+#[test]
+fn lines_not_in_the_encoders_form_are_left_to_the_parse() {
+    for body in ["g  1\n", "g 1  17\n", "g{a=\"1\"}1\n", "g 1 x\n", "g one\n"] {
+        let b = block_of("g", MetricType::Gauge, body);
+        assert_eq!(metrics_from_lines(&b), None, "{body:?}");
+    }
+}
+
+#[test]
+fn a_pushed_blocks_protobuf_form_is_read_from_its_lines() {
+    let s = store();
+    let text = "# TYPE req_total counter\nreq_total{code=\"200\",path=\"/a\"} 5\n\
+                # TYPE lat histogram\nlat_bucket{le=\"0.1\"} 1\nlat_bucket{le=\"+Inf\"} 2\n\
+                lat_sum 0.3\nlat_count 2\n";
+    s.push("a", text, AppKind::Push, "test").unwrap();
+    let r = s.render();
+    let mut read = 0;
+    for f in &r.alt.families {
+        for b in &f.blocks {
+            let fast = metrics_from_lines(b).expect("a stored block is in the encoder's form");
+            assert_eq!(
+                encoded(&fast),
+                encoded(&block_metrics_by_parse(b)),
+                "{}",
+                f.name
+            );
+            read += 1;
+        }
+    }
+    assert!(read >= 2, "{read}");
 }

@@ -29,6 +29,7 @@ use crate::telemetry::{RejectReason, SelfMetrics};
 
 mod formats;
 mod gzip;
+mod lines;
 mod pack;
 mod prepare;
 mod render;

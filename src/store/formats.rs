@@ -17,8 +17,10 @@
 //!
 //! A block's metrics come from its "rich" family (a protobuf push with
 //! native histograms or exemplars, labels applied) or else from its text
-//! lines, regrouped ([`exposition::protobuf::text_metrics`]). The
-//! self-metrics are written by the text writer and converted the same way.
+//! lines, read and regrouped as [`exposition::protobuf::text_metrics`] does
+//! (`super::lines::metrics_from_lines`; a parse of the block when a line is
+//! not in the encoder's form). The self-metrics are written by the text
+//! writer, parsed back once per render and converted the same way.
 
 use std::sync::{Arc, Mutex, OnceLock};
 

@@ -717,7 +717,10 @@ fn a_pushed_blocks_protobuf_form_is_read_from_its_lines() {
     let s = store();
     let text = "# TYPE req_total counter\nreq_total{code=\"200\",path=\"/a\"} 5\n\
                 # TYPE lat histogram\nlat_bucket{le=\"0.1\"} 1\nlat_bucket{le=\"+Inf\"} 2\n\
-                lat_sum 0.3\nlat_count 2\n";
+                lat_sum 0.3\nlat_count 2\nlat_created 1700000000\n\
+                # TYPE c counter\nc_total 1 1700000000000\nc_created 1700000000\n\
+                # TYPE q summary\nq{quantile=\"0.5\",x=\"a\\\\b\"} 1\nq_sum{x=\"a\\\\b\"} 2\n\
+                q_count{x=\"a\\\\b\"} 3\n# TYPE g gauge\ng{a=\"x y\"} NaN\nu_thing -Inf\n";
     s.push("a", text, AppKind::Push, "test").unwrap();
     let r = s.render();
     let mut read = 0;
@@ -733,5 +736,5 @@ fn a_pushed_blocks_protobuf_form_is_read_from_its_lines() {
             read += 1;
         }
     }
-    assert!(read >= 2, "{read}");
+    assert!(read >= 9, "{read}");
 }

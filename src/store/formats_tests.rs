@@ -396,6 +396,16 @@ fn gauge_lines_with_blanks_in_label_values_are_shared_as_openmetrics() {
     );
 }
 
+/// Shuffles `order` (Fisher-Yates, driven by a fixed LCG from `seed`).
+fn shuffle(order: &mut [&str], seed: &mut u64) {
+    for i in (1..order.len()).rev() {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(i, (*seed >> 33) as usize % (i + 1));
+    }
+}
+
 fn block_of(name: &str, typ: MetricType, body: &str) -> FamilyBlock {
     FamilyBlock {
         name: name.to_owned(),
@@ -457,12 +467,7 @@ fn the_line_scan_agrees_with_a_full_parse_on_histograms_and_summaries() {
     for round in 0..400 {
         let mut order = lines.clone();
         if round > 0 {
-            for i in (1..order.len()).rev() {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                order.swap(i, (seed >> 33) as usize % (i + 1));
-            }
+            shuffle(&mut order, &mut seed);
         }
         let body = order.join("\n") + "\n";
         let b = block_of("h", h, &body);
@@ -677,12 +682,7 @@ fn metrics_read_from_the_lines_are_those_of_a_full_parse() {
     let mut seed = 0x9e37_79b9_u64;
     for _ in 0..200 {
         let mut order = lines.clone();
-        for i in (1..order.len()).rev() {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            order.swap(i, (seed >> 33) as usize % (i + 1));
-        }
+        shuffle(&mut order, &mut seed);
         cases.push(("h", Histogram, order.join("\n") + "\n"));
     }
     let mut compared = 0;

@@ -22,7 +22,7 @@ pub(super) fn text_is_openmetrics(b: &FamilyBlock) -> bool {
         MetricType::Summary => false,
         _ => return !lines_have_timestamps(&b.body.text()),
     };
-    let skip: &[u8] = if histogram { b"le" } else { b"quantile" };
+    let skip = protobuf::group_bound_label(b.typ).as_bytes();
     let mut seen = std::collections::HashSet::new();
     let mut current: Option<Vec<(&[u8], &[u8])>> = None;
     let (mut in_buckets, mut last, mut inf) = (true, f64::NEG_INFINITY, false);

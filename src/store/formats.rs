@@ -33,6 +33,11 @@ use crate::exposition::proto::{self, LabelPair, Metric, MetricFamily};
 use crate::exposition::{self, protobuf, Chunk, MetricType, ParseLimits};
 use crate::telemetry::RejectReason;
 
+/// Blocks whose encodings are read ahead together when a body's list is
+/// built (see `Alternatives::encoded`): about as many as the render's walk
+/// reads ahead (`render::WARM_WINDOW` apps of about ten blocks each).
+const WARM_BLOCKS: usize = 256;
+
 /// A representation of `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -254,25 +259,37 @@ impl Alternatives {
         self.families.iter().map(|f| f.blocks.len() + 1).sum()
     }
 
-    /// Reads each block's cached encoding (`len` of it) in a loop of
-    /// independent loads before a body's list is built, as the render's
-    /// walk does (`render::warm_up`): the misses on blocks spread over the
-    /// heap overlap instead of coming one per step of the build.
-    fn warm_up(&self, len: impl Fn(&FamilyBlock) -> usize) {
-        let mut sum = 0usize;
-        for family in &self.families {
-            for b in &family.blocks {
-                sum = sum.wrapping_add(len(b));
-            }
+    /// Each block's encoding (`encode`) of `blocks` in order, read a window
+    /// at a time: each window's cached encodings (`len` of each) are first
+    /// read in a loop of independent loads, as the render's walk does
+    /// (`render::warm_up`), so that the misses on blocks spread over the
+    /// heap overlap instead of coming one per step of the build. A window
+    /// rather than the whole page: read all ahead, the first blocks were
+    /// evicted again before the build reached them.
+    fn encoded<T>(
+        blocks: &[Arc<FamilyBlock>],
+        len: impl Fn(&FamilyBlock) -> usize,
+        encode: impl Fn(&Arc<FamilyBlock>) -> T,
+    ) -> Vec<T> {
+        let mut out = Vec::with_capacity(blocks.len());
+        for window in blocks.chunks(WARM_BLOCKS) {
+            let sum = window
+                .iter()
+                .fold(0usize, |sum, b| sum.wrapping_add(len(b)));
+            std::hint::black_box(sum);
+            out.extend(window.iter().map(&encode));
         }
-        std::hint::black_box(sum);
+        out
     }
 
     fn render_protobuf(&self) -> Body {
-        self.warm_up(|b| b.alt.protobuf.get().map_or(0, Chunk::len));
         let mut chunks = Vec::with_capacity(self.chunk_count() + 1);
         for f in &self.families {
-            let parts: Vec<Chunk> = f.blocks.iter().map(|b| block_protobuf(b)).collect();
+            let parts = Self::encoded(
+                &f.blocks,
+                |b| b.alt.protobuf.get().map_or(0, Chunk::len),
+                |b| block_protobuf(b),
+            );
             let header = protobuf::encode_family_header(&f.name, f.help.as_deref(), f.typ);
             let total = header.len() + parts.iter().map(Chunk::len).sum::<usize>();
             let mut head = Vec::with_capacity(header.len() + 10);
@@ -297,7 +314,6 @@ impl Alternatives {
     }
 
     fn render_om(&self) -> Body {
-        self.warm_up(|b| b.alt.openmetrics.get().map_or(0, |(_, c)| c.len()));
         // Every name a family takes (its own and its samples'): a `_total`
         // counter is an OpenMetrics counter only if its stem and the stem's
         // `_created` are free.
@@ -315,12 +331,12 @@ impl Alternatives {
             openmetrics_out::encode_header(&mut head, &f.name, f.help.as_deref(), kind);
             let mark = gzip::text_mark(&head);
             chunks.push((Chunk::from(head), true, mark));
-            chunks.extend(
-                f.blocks
-                    .iter()
-                    .zip(&f.marks)
-                    .map(|(b, &m)| (block_om(b, kind), false, m)),
+            let parts = Self::encoded(
+                &f.blocks,
+                |b| b.alt.openmetrics.get().map_or(0, |(_, c)| c.len()),
+                |b| block_om(b, kind),
             );
+            chunks.extend(parts.into_iter().zip(&f.marks).map(|(p, &m)| (p, false, m)));
         }
         let mut own = Vec::with_capacity(self.own.len() + 1024);
         for (fam, metrics) in self.own_families() {

@@ -2,7 +2,9 @@
 //! ([`exposition::encode_sample`]), without parsing the block again: whether
 //! they are OpenMetrics as they are, and their metrics for the protobuf body.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 use super::FamilyBlock;
 use crate::exposition::proto::{LabelPair, Metric};
@@ -23,7 +25,7 @@ pub(super) fn text_is_openmetrics(b: &FamilyBlock) -> bool {
         _ => return !lines_have_timestamps(&b.body.text()),
     };
     let skip = protobuf::group_bound_label(b.typ).as_bytes();
-    let mut seen = std::collections::HashSet::new();
+    let mut seen: HashSet<Vec<Label<'_>>, Xxh3DefaultBuilder> = HashSet::default();
     let mut current: Option<Vec<(&[u8], &[u8])>> = None;
     let (mut in_buckets, mut last, mut inf) = (true, f64::NEG_INFINITY, false);
     // Buffers reused from line to line (two allocations a line were most
@@ -205,7 +207,7 @@ pub(super) fn metrics_from_lines(b: &FamilyBlock) -> Option<Vec<Metric>> {
     // A histogram's or summary's series by their labels but `skip`
     // (sorted; escaped as written, which the encoder makes one text per
     // value), with where the series' metric is.
-    let mut index: HashMap<Vec<Label<'_>>, usize> = HashMap::new();
+    let mut index: HashMap<Vec<Label<'_>>, usize, Xxh3DefaultBuilder> = HashMap::default();
     let (mut labels, mut key) = (Vec::new(), Vec::new());
     for line in lines(&text) {
         let sample = EncodedLine::read(line, std::mem::take(&mut labels))?;

@@ -259,37 +259,36 @@ impl Alternatives {
         self.families.iter().map(|f| f.blocks.len() + 1).sum()
     }
 
-    /// Each block's encoding (`encode`) of `blocks` in order, read a window
+    /// Each block's encoding (`encode`) of `blocks` in order (lazily), read a window
     /// at a time: each window's cached encodings (`len` of each) are first
     /// read in a loop of independent loads, as the render's walk does
     /// (`render::warm_up`), so that the misses on blocks spread over the
     /// heap overlap instead of coming one per step of the build. A window
     /// rather than the whole page: read all ahead, the first blocks were
     /// evicted again before the build reached them.
-    fn encoded<T>(
-        blocks: &[Arc<FamilyBlock>],
-        len: impl Fn(&FamilyBlock) -> usize,
-        encode: impl Fn(&Arc<FamilyBlock>) -> T,
-    ) -> Vec<T> {
-        let mut out = Vec::with_capacity(blocks.len());
-        for window in blocks.chunks(WARM_BLOCKS) {
+    fn encoded<'b, T>(
+        blocks: &'b [Arc<FamilyBlock>],
+        len: impl Fn(&FamilyBlock) -> usize + 'b,
+        encode: impl Fn(&Arc<FamilyBlock>) -> T + Copy + 'b,
+    ) -> impl Iterator<Item = T> + 'b {
+        blocks.chunks(WARM_BLOCKS).flat_map(move |window| {
             let sum = window
                 .iter()
                 .fold(0usize, |sum, b| sum.wrapping_add(len(b)));
             std::hint::black_box(sum);
-            out.extend(window.iter().map(&encode));
-        }
-        out
+            window.iter().map(encode)
+        })
     }
 
     fn render_protobuf(&self) -> Body {
         let mut chunks = Vec::with_capacity(self.chunk_count() + 1);
         for f in &self.families {
-            let parts = Self::encoded(
+            let parts: Vec<Chunk> = Self::encoded(
                 &f.blocks,
                 |b| b.alt.protobuf.get().map_or(0, Chunk::len),
                 |b| block_protobuf(b),
-            );
+            )
+            .collect();
             let header = protobuf::encode_family_header(&f.name, f.help.as_deref(), f.typ);
             let total = header.len() + parts.iter().map(Chunk::len).sum::<usize>();
             let mut head = Vec::with_capacity(header.len() + 10);
@@ -334,9 +333,9 @@ impl Alternatives {
             let parts = Self::encoded(
                 &f.blocks,
                 |b| b.alt.openmetrics.get().map_or(0, |(_, c)| c.len()),
-                |b| block_om(b, kind),
+                move |b| block_om(b, kind),
             );
-            chunks.extend(parts.into_iter().zip(&f.marks).map(|(p, &m)| (p, false, m)));
+            chunks.extend(parts.zip(&f.marks).map(|(p, &m)| (p, false, m)));
         }
         let mut own = Vec::with_capacity(self.own.len() + 1024);
         for (fam, metrics) in self.own_families() {

@@ -215,7 +215,7 @@ fn walk(
 /// series, 10,000 blocks) left them evicted by then: the walk missed the
 /// cache a second time on the first read of each app's block, a quarter
 /// of the render's own time under the steady benchmark.
-pub(super) const WARM_WINDOW: usize = 32;
+const WARM_WINDOW: usize = 32;
 
 /// Reads what the walk reads of every block (its counts, fields and name)
 /// in a loop of independent loads, so that the cache misses on blocks
